@@ -1,0 +1,162 @@
+"""Command line: ``bnlint check``, ``bnlint rules``, ``bnlint explain``.
+
+Exit codes: 0 no findings, 1 findings, 2 usage error or a file that could not be
+analysed at all. User mistakes print one line, never a traceback.
+"""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional, Sequence, Tuple
+
+import click
+
+from bnlint import __version__
+from bnlint.config import Config, ConfigError, load_config, parse_input_shape
+from bnlint.registry import UnknownRuleError, all_rules, rule_by_code, select_rules
+
+__all__ = ["main", "cli"]
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+def _split_codes(values: Sequence[str]) -> Tuple[str, ...]:
+    out: List[str] = []
+    for v in values:
+        out.extend(p for p in v.replace(" ", ",").split(",") if p)
+    return tuple(out)
+
+
+def _fail(message: str) -> "click.exceptions.Exit":
+    click.echo(f"bnlint: error: {message}", err=True)
+    return click.exceptions.Exit(EXIT_ERROR)
+
+
+def _parse_shape_option(text: str):
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        # Also accept 2,3,32,32 and 2x3x32x32.
+        parts = text.replace("x", ",").split(",")
+        try:
+            value = [int(p) for p in parts if p.strip()]
+        except ValueError:
+            raise ConfigError(f"--input-shape {text!r}: write e.g. 2,3,32,32 or [[2,3,32,32],[2,10]]") from None
+    return parse_input_shape("--input-shape", value)
+
+
+def build_config(paths, config_file, select, ignore, extend_select, timeout, input_shape) -> Config:
+    config = load_config(paths, config_file)
+    overrides = {}
+    if select:
+        overrides["select"] = _split_codes(select)
+    if ignore:
+        overrides["ignore"] = tuple(config.ignore) + _split_codes(ignore)
+    if extend_select:
+        overrides["extend_select"] = tuple(config.extend_select) + _split_codes(extend_select)
+    if timeout is not None:
+        if timeout <= 0:
+            raise ConfigError("--timeout must be a positive number of seconds")
+        overrides["timeout"] = float(timeout)
+    if input_shape:
+        overrides["input_shape"] = _parse_shape_option(input_shape)
+    return config.with_overrides(**overrides)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bnlint")
+def cli() -> None:
+    """bnlint: find dropout misplaced around BatchNorm and single-shuffle data loading."""
+
+
+def common_options(func):
+    options = [
+        click.option("--select", multiple=True, help="Rule codes or prefixes to enable (e.g. BNL1,BNL201)."),
+        click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable."),
+        click.option("--extend-select", multiple=True, help="Rule codes or prefixes to add to the selection."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Use this pyproject.toml."),
+        click.option("--timeout", type=float, default=None, help="Seconds allowed to import, build and trace the models of one file (default 60)."),
+        click.option("--input-shape", default=None, help="Example input shape(s) for models, e.g. 2,3,32,32 or [[2,3,32,32],[2,10]]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@click.argument("paths", nargs=-1)
+@common_options
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--output-file", "-o", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the report to a file.")
+@click.option("--verbose", "-v", is_flag=True, help="Also show info notes (e.g. blocks that could not be inspected).")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when problems are found.")
+def check(paths, select, ignore, extend_select, config_file, timeout, input_shape, output_format, output_file, verbose, exit_zero):
+    """Check files and folders (default: the current folder)."""
+    from bnlint.engine import UsageError, check_paths
+    from bnlint.report import counted, render_json, render_text
+
+    paths = list(paths) or ["."]
+    try:
+        config = build_config(paths, config_file, select, ignore, extend_select, timeout, input_shape)
+        rules = select_rules(config.select, config.ignore, config.extend_select)
+        result = check_paths(paths, config, rules)
+    except (ConfigError, UnknownRuleError, UsageError) as exc:
+        raise _fail(str(exc))
+    text = render_json(result.findings) if output_format == "json" else render_text(result.findings, verbose)
+    if output_file:
+        from bnlint.atomic import write_text_atomic
+
+        try:
+            write_text_atomic(output_file, text)
+        except OSError as exc:
+            raise _fail(f"cannot write {output_file}: {exc.strerror or exc}")
+    else:
+        click.echo(text, nl=False)
+    if result.fatal:
+        sys.exit(EXIT_ERROR)
+    if counted(result.findings) and not exit_zero:
+        sys.exit(EXIT_FINDINGS)
+    sys.exit(EXIT_CLEAN)
+
+
+@cli.command("rules")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def rules_command(output_format):
+    """List every rule: code, name, default, fixable, summary."""
+    rules = all_rules()
+    if output_format == "json":
+        import json
+
+        click.echo(json.dumps([
+            {"code": r.code, "name": r.name, "kind": r.kind.value, "severity": r.severity.value,
+             "default": r.default_enabled, "fixable": r.fixable, "summary": r.summary}
+            for r in rules
+        ], indent=2))
+        return
+    rows = [("code", "name", "default", "fixable", "summary")]
+    for r in rules:
+        rows.append((r.code, r.name, "on" if r.default_enabled else "off", "yes" if r.fixable else "no", r.summary))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
+
+
+@cli.command()
+@click.argument("code")
+def explain(code):
+    """Show the documentation of one rule (by code or name)."""
+    rule = rule_by_code(code)
+    if rule is None:
+        raise _fail(f"unknown rule {code!r}; run 'bnlint rules' to list the codes")
+    click.echo(f"# {rule.code} {rule.name}\n")
+    click.echo(f"{rule.summary}\n")
+    click.echo(rule.doc.strip())
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="bnlint")
+    except KeyboardInterrupt:
+        click.echo("bnlint: interrupted", err=True)
+        sys.exit(130)

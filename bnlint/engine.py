@@ -1,0 +1,231 @@
+"""The check pipeline: discover files, run script rules on their source, hand model
+files to a worker subprocess, run graph rules on the returned graphs, apply
+suppressions, and return sorted findings.
+
+No user code runs in this process and torch is never imported here.
+"""
+from __future__ import annotations
+
+import ast
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from bnlint.config import Config
+from bnlint.findings import Finding, Severity
+from bnlint.rule import Rule, RuleKind
+from bnlint.sources import SourceError, SourceFile, read_source
+from bnlint.suppress import parse_suppressions
+from bnlint.targets import TargetSpec, TargetSpecError, may_define_models, parse_target_spec, split_path_spec
+
+__all__ = ["CheckResult", "UsageError", "collect_files", "check_paths", "analysis_failure"]
+
+SKIP_DIRS = {
+    ".git", ".hg", ".svn", ".venv", "venv", "env", ".env", "__pycache__", ".tox", ".nox",
+    "build", "dist", "node_modules", "site-packages", ".mypy_cache", ".pytest_cache",
+    ".ruff_cache", ".bnlint_cache", ".eggs", ".ipynb_checkpoints",
+}
+
+
+class UsageError(Exception):
+    """A mistake in the command line (exit code 2, one clear line)."""
+
+
+@dataclass
+class CheckResult:
+    findings: List[Finding] = field(default_factory=list)
+    files_checked: int = 0
+    # True when at least one file could not be analysed at all (exit code 2).
+    fatal: bool = False
+
+
+@dataclass
+class FileJob:
+    path: str  # as shown to the user
+    abs_path: str
+    targets: List[TargetSpec] = field(default_factory=list)  # explicit targets
+
+
+def analysis_failure(path: str, message: str, line: int = 1, column: int = 1,
+                     severity: Severity = Severity.ERROR, **details) -> Finding:
+    return Finding(
+        code="BNL001", name="analysis-failed", severity=severity, path=path,
+        line=line, column=column, message=message,
+        details=tuple(sorted(details.items())),
+    )
+
+
+def _excluded(path: Path, patterns: Sequence[str], root: Optional[str]) -> bool:
+    if not patterns:
+        return False
+    candidates = {path.as_posix(), path.name}
+    if root:
+        try:
+            candidates.add(path.resolve().relative_to(Path(root).resolve()).as_posix())
+        except ValueError:
+            pass
+    for pattern in patterns:
+        pat = pattern.rstrip("/")
+        for cand in candidates:
+            if fnmatch.fnmatch(cand, pat) or fnmatch.fnmatch(cand, pat + "/*") or cand.startswith(pat + "/"):
+                return True
+    return False
+
+
+def collect_files(paths: Sequence[str], config: Config) -> List[FileJob]:
+    """Expand files and folders; ``path.py::Name(args)`` adds an explicit target."""
+    jobs: Dict[str, FileJob] = {}
+    order: List[str] = []
+
+    def add(display: str, targets: Sequence[TargetSpec] = ()) -> None:
+        abs_path = os.path.abspath(display)
+        if abs_path not in jobs:
+            jobs[abs_path] = FileJob(path=display, abs_path=abs_path)
+            order.append(abs_path)
+        for t in targets:
+            if t not in jobs[abs_path].targets:
+                jobs[abs_path].targets.append(t)
+
+    for raw in paths:
+        path_text, spec_text = split_path_spec(raw)
+        if spec_text is not None:
+            try:
+                spec = parse_target_spec(spec_text)
+            except TargetSpecError as exc:
+                raise UsageError(str(exc)) from None
+            if not os.path.isfile(path_text):
+                raise UsageError(f"{path_text}: no such file (in model spec {raw!r})")
+            add(path_text, [spec])
+            continue
+        p = Path(path_text)
+        if not os.path.lexists(path_text):
+            raise UsageError(f"{path_text}: no such file or directory")
+        if p.is_dir():
+            seen_dirs = set()
+            for dirpath, dirnames, filenames in os.walk(path_text, followlinks=False):
+                real = os.path.realpath(dirpath)
+                if real in seen_dirs:
+                    dirnames[:] = []
+                    continue
+                seen_dirs.add(real)
+                dirnames[:] = sorted(
+                    d for d in dirnames
+                    if d not in SKIP_DIRS and not d.startswith(".")
+                    and not d.endswith(".egg-info")
+                    and not _excluded(Path(dirpath) / d, config.exclude, config.root)
+                )
+                for name in sorted(filenames):
+                    if not name.endswith(".py"):
+                        continue
+                    fp = Path(dirpath) / name
+                    if _excluded(fp, config.exclude, config.root):
+                        continue
+                    display = os.path.normpath(str(fp))
+                    add(display)
+        else:
+            # A file named explicitly is checked even if excluded, like ruff's --force-exclude off.
+            add(os.path.normpath(path_text) if not path_text.startswith("./") else path_text[2:])
+
+    # Models named in [tool.bnlint] models (path::Spec, relative to the config's folder).
+    for entry in config.models:
+        path_text, spec_text = split_path_spec(entry)
+        if spec_text is None:
+            raise UsageError(f"[tool.bnlint] models entry {entry!r} must look like path.py::Name")
+        base = config.root or "."
+        full = os.path.normpath(os.path.join(base, path_text))
+        if os.path.abspath(full) in jobs:
+            try:
+                add(jobs[os.path.abspath(full)].path, [parse_target_spec(spec_text)])
+            except TargetSpecError as exc:
+                raise UsageError(f"[tool.bnlint] models: {exc}") from None
+    return [jobs[k] for k in order]
+
+
+def _per_file_ignored(path: str, code: str, config: Config) -> bool:
+    posix = Path(path).as_posix()
+    for glob, codes in config.per_file_ignores:
+        if fnmatch.fnmatch(posix, glob) or fnmatch.fnmatch(Path(path).name, glob):
+            if any(code.startswith(c.upper()) or c.upper() == "ALL" for c in codes):
+                return True
+    return False
+
+
+def _apply_suppressions(findings: List[Finding], sources: Dict[str, SourceFile], config: Config) -> List[Finding]:
+    cache = {}
+    kept = []
+    for f in findings:
+        if _per_file_ignored(f.path, f.code, config):
+            continue
+        src = sources.get(f.path)
+        if src is not None:
+            if f.path not in cache:
+                cache[f.path] = parse_suppressions(src.text)
+            sup = cache[f.path]
+            details = dict(f.details)
+            lines = {f.line, details.get("definition_line")}
+            if any(sup.suppresses(line, f.code) for line in lines if line):
+                continue
+        kept.append(f)
+    return kept
+
+
+def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
+                progress=None) -> CheckResult:
+    from bnlint.modelcheck import ModelJob, check_model_files
+
+    jobs = collect_files(paths, config)
+    enabled_codes = {r.code for r in rules}
+    graph_rules = [r for r in rules if r.kind is RuleKind.GRAPH]
+    script_rules = [r for r in rules if r.kind is RuleKind.SCRIPT]
+    result = CheckResult(files_checked=len(jobs))
+    findings: List[Finding] = []
+    sources: Dict[str, SourceFile] = {}
+    model_jobs: List[ModelJob] = []
+
+    for job in jobs:
+        try:
+            src = read_source(job.abs_path, job.path)
+        except SourceError as exc:
+            findings.append(analysis_failure(job.path, f"cannot analyse file: {exc}"))
+            result.fatal = True
+            continue
+        sources[job.path] = src
+        try:
+            tree = ast.parse(src.text, filename=job.path)
+        except SyntaxError as exc:
+            findings.append(analysis_failure(
+                job.path,
+                f"syntax error: {exc.msg}; fix the syntax so bnlint can analyse this file",
+                line=exc.lineno or 1, column=(exc.offset or 1),
+            ))
+            result.fatal = True
+            continue
+        except (ValueError, RecursionError, MemoryError) as exc:
+            findings.append(analysis_failure(job.path, f"cannot parse file: {type(exc).__name__}: {exc}"))
+            result.fatal = True
+            continue
+        if parse_suppressions(src.text).skip_file:
+            continue
+        candidates = may_define_models(tree)
+        if graph_rules and (candidates or job.targets):
+            model_jobs.append(ModelJob(path=job.path, abs_path=job.abs_path,
+                                       explicit=list(job.targets), candidates=candidates))
+
+    if script_rules:
+        from bnlint.script import run_script_rules
+
+        findings.extend(run_script_rules([sources[j.path] for j in jobs if j.path in sources], script_rules))
+
+    if model_jobs:
+        model_result = check_model_files(model_jobs, config, graph_rules, progress=progress)
+        findings.extend(model_result.findings)
+        result.fatal = result.fatal or model_result.fatal
+
+    # Analysis failures (BNL001) are always shown: hiding them would hide unchecked code.
+    findings = [f for f in findings if f.code in enabled_codes or f.code == "BNL001"]
+    findings = _apply_suppressions(findings, sources, config)
+    unique = {f.sort_key(): f for f in findings}
+    result.findings = [unique[k] for k in sorted(unique)]
+    return result
