@@ -1,0 +1,66 @@
+"""Device choice, mixed precision and the environment recorded in reports."""
+from __future__ import annotations
+
+import contextlib
+import platform
+from typing import Optional
+
+import torch
+
+from bnlint.verify.options import DEFAULT_CPU_BUDGET, DEFAULT_GPU_BUDGET, VerifyError
+
+__all__ = ["pick_device", "autocast_for", "environment_info", "default_budget"]
+
+
+def pick_device(requested: Optional[str]) -> torch.device:
+    """``None`` -> CUDA when available, else CPU. Checks a requested device exists."""
+    if requested is None or requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise VerifyError(f"--device {requested!r} is not a device name (use cpu, cuda or cuda:N)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise VerifyError(f"--device {requested}: CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise VerifyError(f"--device {requested}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif device.type != "cpu":
+        raise VerifyError(f"--device {requested}: only cpu and cuda are supported")
+    return device
+
+
+def default_budget(device: torch.device) -> float:
+    return DEFAULT_GPU_BUDGET if device.type == "cuda" else DEFAULT_CPU_BUDGET
+
+
+def amp_dtype(device: torch.device) -> Optional[torch.dtype]:
+    """Mixed precision on CUDA (bfloat16 where supported, else float16); none on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast_for(device: torch.device):
+    dtype = amp_dtype(device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def environment_info(device: torch.device) -> dict:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine() or "cpu"
+    dtype = amp_dtype(device)
+    return {
+        "device": str(device),
+        "device_name": name,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+        "mixed_precision": str(dtype).replace("torch.", "") if dtype else None,
+        "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+    }
