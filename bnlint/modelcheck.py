@@ -1,0 +1,349 @@
+"""CLI side of model analysis: run a worker per model file (with a timeout), turn its
+answer into fact graphs, run the graph rules and place the findings on source lines.
+
+torch is never imported here; the worker does that.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import networkx as nx
+
+from bnlint.config import Config
+from bnlint.findings import Finding, Severity
+from bnlint.rule import Hit, Rule
+from bnlint.targets import TargetSpec
+
+__all__ = ["ModelJob", "ModelCheckResult", "check_model_files", "graph_from_json", "run_worker"]
+
+
+@dataclass
+class ModelJob:
+    path: str  # as shown to the user
+    abs_path: str
+    explicit: List[TargetSpec] = field(default_factory=list)
+    candidates: List[str] = field(default_factory=list)
+
+
+@dataclass
+class ModelCheckResult:
+    findings: List[Finding] = field(default_factory=list)
+    fatal: bool = False
+
+
+def _failure(path: str, message: str, line: Optional[int] = None, severity: Severity = Severity.ERROR, **details) -> Finding:
+    return Finding(code="BNL001", name="analysis-failed", severity=severity, path=path,
+                   line=line or 1, column=1, message=message, details=tuple(sorted(details.items())))
+
+
+def run_worker(request: Dict[str, Any], timeout: float) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+    """Run ``python -m bnlint.worker``; returns (result, None) or (None, why it failed)."""
+    with tempfile.TemporaryDirectory(prefix="bnlint-") as tmp:
+        req_path = os.path.join(tmp, "request.json")
+        res_path = os.path.join(tmp, "result.json")
+        progress = os.path.join(tmp, "progress.txt")
+        log_path = os.path.join(tmp, "log.txt")
+        with open(req_path, "w", encoding="utf-8") as fh:
+            json.dump(dict(request, progress=progress), fh)
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        env.setdefault("MKL_NUM_THREADS", "1")
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "bnlint.worker", req_path, res_path],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                start_new_session=True,
+            )
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+                step = _last_step(progress)
+                return None, f"timed out after {timeout:g} s while {step}; raise --timeout or [tool.bnlint] timeout, or exclude the file"
+        if os.path.exists(res_path):
+            try:
+                with open(res_path, encoding="utf-8") as fh:
+                    return json.load(fh), None
+            except ValueError:
+                pass
+        step = _last_step(progress)
+        code = proc.returncode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            why = f"the analysis process was killed by {name} while {step}"
+            if name == "SIGKILL":
+                why += " (out of memory?)"
+        else:
+            why = f"the analysis process exited with status {code} while {step}"
+            tail = _log_tail(log_path)
+            if tail:
+                why += f" ({tail})"
+        return None, why
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _last_step(progress: str) -> str:
+    try:
+        with open(progress, encoding="utf-8") as fh:
+            lines = [l.strip() for l in fh if l.strip()]
+        return lines[-1] if lines else "starting"
+    except OSError:
+        return "starting"
+
+
+def _log_tail(path: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()[-2000:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [l.strip() for l in data.splitlines() if l.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def graph_from_json(data: Dict[str, Any]) -> nx.DiGraph:
+    g = nx.DiGraph()
+    for node in data.get("nodes", []):
+        attrs = dict(node)
+        nid = attrs.pop("id")
+        g.add_node(nid, **attrs)
+    g.add_edges_from((u, v) for u, v in data.get("edges", []))
+    return g
+
+
+# ---------------------------------------------------------------- locations
+
+def _display_path(file: str, job: ModelJob) -> str:
+    if os.path.abspath(file) == job.abs_path:
+        return job.path
+    rel = os.path.relpath(file)
+    return rel if not rel.startswith("..") else file
+
+
+def _library_name(file: str) -> str:
+    for marker in ("site-packages" + os.sep, "dist-packages" + os.sep):
+        if marker in file:
+            rel = file.split(marker, 1)[1]
+            mod = os.path.splitext(rel)[0].replace(os.sep, ".")
+            return mod[: -len(".__init__")] if mod.endswith(".__init__") else mod
+    return os.path.splitext(os.path.basename(file))[0]
+
+
+def _is_library(file: str) -> bool:
+    return "site-packages" in file or "dist-packages" in file or file.startswith("<")
+
+
+_LINE_CACHE: Dict[str, List[str]] = {}
+
+
+def _line_text(file: str, line: int) -> str:
+    if file not in _LINE_CACHE:
+        try:
+            with open(file, encoding="utf-8", errors="replace") as fh:
+                _LINE_CACHE[file] = fh.read().splitlines()
+        except OSError:
+            _LINE_CACHE[file] = []
+    lines = _LINE_CACHE[file]
+    return lines[line - 1] if 0 < line <= len(lines) else ""
+
+
+def _call_column(file: str, line: int, facts: Dict[str, Any]) -> int:
+    """Column (1-based) of the call on ``line``: ``self.drop(`` or ``F.dropout(``."""
+    text = _line_text(file, line)
+    if facts.get("op") == "call_module":
+        name = str(facts.get("module_path", "")).rsplit(".", 1)[-1]
+        m = re.search(r"[\w.]*\b" + re.escape(name) + r"\s*\(", text) if name and not name.isdigit() else None
+    else:
+        m = re.search(r"[\w.]*\b" + re.escape(str(facts.get("target", ""))) + r"\s*\(", text)
+    if m:
+        return m.start() + 1
+    stripped = len(text) - len(text.lstrip())
+    return stripped + 1
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int
+    column: int
+    library: Optional[str] = None  # library module the offending code lives in
+    definition_line: Optional[int] = None
+
+
+def locate(facts: Dict[str, Any]) -> Optional[Location]:
+    """Where a user edits the node: its call in forward, or its definition when an
+    ``nn.Sequential`` applies it. Library code points at the user's line instead."""
+    call, user_call = facts.get("call"), facts.get("user_call")
+    defn, user_defn = facts.get("defn"), facts.get("user_defn")
+    use_defn = facts.get("op") == "call_module" and (facts.get("in_sequential") or not call)
+    site = defn if use_defn else call
+    if site is None:
+        site = defn or call
+    if site is None:
+        return None
+    if _is_library(site["file"]):
+        user = user_defn if (use_defn or not user_call) else user_call
+        user = user or user_defn or user_call
+        library = _library_name(site["file"])
+        if user is None:
+            return None
+        return Location(user["file"], user["line"], user.get("col", 0) + 1, library=library)
+    if site is defn:
+        return Location(site["file"], site["line"], site.get("col", 0) + 1)
+    definition_line = defn["line"] if defn and defn["file"] == site["file"] else None
+    return Location(site["file"], site["line"], _call_column(site["file"], site["line"], facts),
+                    definition_line=definition_line)
+
+
+# ---------------------------------------------------------------- results -> findings
+
+def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
+    out = []
+    name = model.get("name", "?")
+    for err in model.get("errors", []):
+        stage, msg, line = err.get("stage"), err.get("message", ""), err.get("line")
+        if stage == "build":
+            text = (f"cannot build model {name}: constructor raised {msg}; fix it, or name working "
+                    f"arguments with '{job.path}::{name}(arg=value)'")
+        elif stage == "forward":
+            text = (f"model {name}: running it on example inputs raised {msg}; define example_inputs() "
+                    f"in the file or set input-shape (findings below may be incomplete)")
+        elif stage == "inputs":
+            text = f"model {name}: {msg}"
+        elif stage == "lookup":
+            text = f"model {name}: {msg}"
+        else:
+            text = f"model {name} could not be analysed: {msg}"
+        out.append(_failure(job.path, text, line, model=name, stage=stage))
+    for opaque in model.get("opaque", []):
+        module = opaque["module"]
+        where = f"the forward of {name}" if module == "<root>" else f"submodule {module} of {name}"
+        out.append(_failure(
+            job.path,
+            f"{where} could not be traced ({opaque['reason']}); its submodules were analysed one by one "
+            f"and connections between them were not checked",
+            None, severity=Severity.INFO, model=name, module=module,
+        ))
+    for note in model.get("notes", []):
+        out.append(_failure(job.path, note, None, severity=Severity.INFO, model=name))
+    return out
+
+
+def _file_failure(job: ModelJob, err: Dict[str, Any]) -> Finding:
+    msg, line = err.get("message", ""), err.get("line")
+    if err.get("missing_module"):
+        text = (f"cannot import {job.path}: missing dependency '{err['missing_module']}'; install it in "
+                f"the environment bnlint runs in, or exclude this file")
+    elif err.get("exc_type") == "SystemExit":
+        text = (f"importing {job.path} called sys.exit(); bnlint imports model files (definitions only) "
+                f"to trace their models: move that call under `if __name__ == \"__main__\":`")
+    else:
+        text = (f"importing {job.path} raised {msg}; bnlint imports model files (definitions only) to "
+                f"trace their models: fix the error or exclude the file")
+    return _failure(job.path, text, line, stage=err.get("stage", "import"))
+
+
+def _graph_findings(job: ModelJob, model: Dict[str, Any], rules: Sequence[Rule]) -> List[Tuple[Location, Rule, Hit]]:
+    g = graph_from_json(model["graph"])
+    out = []
+    for rule in rules:
+        try:
+            hits = list(rule.check(g))
+        except Exception as exc:  # a crashing rule is a diagnostic, never a crashed run
+            hits = []
+            out.append((Location(job.abs_path, 1, 1), None, Hit(
+                message=f"rule {rule.code} crashed on model {model.get('name')}: {type(exc).__name__}: {exc}")))
+        for hit in hits:
+            loc = locate(g.nodes[hit.node]) if hit.node in g else None
+            if loc is None:
+                loc = Location(job.abs_path, 1, 1)
+            out.append((loc, rule, hit))
+    return out
+
+
+def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rule]) -> List[Finding]:
+    findings: List[Finding] = []
+    for note in result.get("notes", []):
+        findings.append(_failure(job.path, note, None, severity=Severity.INFO))
+    grouped: Dict[Tuple[str, int, int, str], List[Tuple[Location, Rule, Hit, str]]] = {}
+    for model in result.get("models", []):
+        if model.get("covered_by_parent"):
+            continue
+        findings.extend(_model_failures(job, model))
+        if "graph" not in model:
+            continue
+        for loc, rule, hit in _graph_findings(job, model, rules):
+            if rule is None:
+                findings.append(_failure(job.path, hit.message))
+                continue
+            key = (loc.file, loc.line, loc.column, rule.code)
+            grouped.setdefault(key, []).append((loc, rule, hit, model.get("name", "?")))
+    for (file, line, column, code), items in grouped.items():
+        loc, rule, hit, model_name = items[0]
+        models = sorted({m for *_, m in items})
+        count = len(items)
+        message = hit.message
+        if loc.library:
+            message += f" (in {loc.library}, built here)"
+        if count > 1:
+            message += f" [applied {count} times]"
+        details = {"model": model_name, "node": hit.node}
+        if len(models) > 1:
+            details["models"] = models
+        if loc.definition_line:
+            details["definition_line"] = loc.definition_line
+        details.update(dict(hit.data))
+        findings.append(Finding(
+            code=rule.code, name=rule.name, severity=hit.severity or rule.severity,
+            path=_display_path(file, job), line=line, column=column, message=message,
+            fix=hit.fix, details=tuple(sorted(details.items(), key=lambda kv: kv[0])),
+        ))
+    return findings
+
+
+def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[Rule], progress=None) -> ModelCheckResult:
+    result = ModelCheckResult()
+
+    def run(job: ModelJob):
+        request = {
+            "file": job.abs_path,
+            "explicit": [t.to_dict() for t in job.explicit],
+            "candidates": job.candidates,
+            "input_shape": [list(s) for s in config.input_shape] if config.input_shape else None,
+        }
+        return job, run_worker(request, config.timeout)
+
+    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        outcomes = list(pool.map(run, jobs))
+    for job, (answer, why) in outcomes:
+        if answer is None:
+            result.findings.append(_failure(job.path, f"cannot analyse the models of {job.path}: {why}", stage="worker"))
+            result.fatal = True
+            continue
+        if answer.get("error"):
+            result.findings.append(_file_failure(job, answer["error"]))
+            result.fatal = True
+            continue
+        result.findings.extend(_findings_for_job(job, answer, rules))
+    return result

@@ -1,0 +1,335 @@
+"""The worker subprocess: import one model file, build its models, trace them and
+return their fact graphs as JSON. User code runs here, never in the CLI process.
+
+Usage (internal): ``python -m bnlint.worker REQUEST.json RESULT.json``
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import traceback
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+__all__ = ["analyse_file", "main"]
+
+
+class Progress:
+    def __init__(self, path: Optional[str]):
+        self.path = path
+
+    def step(self, text: str) -> None:
+        if not self.path:
+            return
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+
+
+def _user_line(exc: BaseException, file: str) -> Optional[int]:
+    """The deepest traceback line inside ``file``."""
+    line = None
+    tb = exc.__traceback__
+    for frame, lineno in traceback.walk_tb(tb):
+        if os.path.abspath(frame.f_code.co_filename) == file:
+            line = lineno
+    if line is None and isinstance(exc, SyntaxError) and exc.filename and os.path.abspath(exc.filename) == file:
+        line = exc.lineno
+    return line
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}"[:400] if first else type(exc).__name__
+
+
+def _error(stage: str, exc: BaseException, file: str, **extra: Any) -> Dict[str, Any]:
+    out = {"stage": stage, "message": _describe(exc), "line": _user_line(exc, file), "exc_type": type(exc).__name__}
+    if isinstance(exc, ModuleNotFoundError):
+        out["missing_module"] = exc.name
+    out.update(extra)
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """User code may print; keep it out of our way (stdout goes to stderr)."""
+    saved = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stdout = saved
+
+
+def _example_inputs(module, name: str, model, gm, input_shape, device) -> Tuple[Any, ...]:
+    import inspect
+
+    import torch
+    import torch.nn as nn
+
+    provider = getattr(module, "example_inputs", None)
+    if callable(provider):
+        try:
+            n_params = len(inspect.signature(provider).parameters)
+        except (TypeError, ValueError):
+            n_params = 0
+        value = provider(name) if n_params >= 1 else provider()
+        inputs = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        return tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)
+    if input_shape:
+        return tuple(torch.randn(*shape, device=device) for shape in input_shape)
+    first = None
+    if gm is not None:
+        for node in gm.graph.nodes:
+            if node.op == "call_module":
+                sub = gm.get_submodule(node.target)
+                if isinstance(sub, (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding, nn.EmbeddingBag, nn.Bilinear)):
+                    first = sub
+                    break
+    if first is None:
+        for sub in model.modules():
+            if isinstance(sub, (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding, nn.EmbeddingBag)):
+                first = sub
+                break
+    if isinstance(first, (nn.Embedding, nn.EmbeddingBag)):
+        return (torch.randint(0, first.num_embeddings, (2, 16), device=device),)
+    if isinstance(first, nn.modules.conv._ConvNd):
+        spatial = {1: (64,), 2: (32, 32), 3: (16, 32, 32)}[len(first.kernel_size)]
+        return (torch.randn(2, first.in_channels, *spatial, device=device),)
+    if isinstance(first, (nn.Linear, nn.Bilinear)):
+        features = first.in_features if isinstance(first, nn.Linear) else first.in1_features
+        return (torch.randn(2, features, device=device),)
+    raise LookupError(
+        "cannot infer the input shape: define a module-level example_inputs() returning a tuple "
+        "of tensors, or set input-shape in [tool.bnlint] (or --input-shape)"
+    )
+
+
+def _build(factory, args, kwargs, device: str):
+    import torch
+
+    from bnlint.sites import recording_construction_sites
+
+    with recording_construction_sites():
+        if device == "meta":
+            with torch.device("meta"):
+                model = factory(*args, **kwargs)
+        else:
+            model = factory(*args, **kwargs)
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"returned {type(model).__name__}, not an nn.Module")
+    model.train()
+    return model
+
+
+def _capture_inputs(model, paths: Sequence[str]):
+    """Forward pre-hooks that record the inputs of the given submodules."""
+    captured: Dict[str, Tuple[Any, ...]] = {}
+    handles = []
+    for path in paths:
+        try:
+            sub = model.get_submodule(path)
+        except AttributeError:
+            continue
+
+        def hook(mod, args, path=path):
+            captured.setdefault(path, args)
+
+        handles.append(sub.register_forward_pre_hook(hook))
+    return captured, handles
+
+
+def _all_paths(tr) -> List[str]:
+    out = []
+    for child in list(tr.leaves.values()) + list(tr.children.values()):
+        out.append(child.path)
+        out.extend(_all_paths(child))
+    return out
+
+
+def _propagate(tr, captured: Dict[str, Tuple[Any, ...]], inputs=None) -> Optional[str]:
+    """Shape propagation on each traced graph; returns the first error, if any."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    error = None
+    args = inputs if inputs is not None else captured.get(tr.path)
+    if tr.graph_module is not None and args is not None:
+        try:
+            ShapeProp(tr.graph_module).propagate(*args)
+        except Exception as exc:  # the user's forward may raise anything
+            error = _describe(exc)
+    for child in list(tr.leaves.values()) + list(tr.children.values()):
+        child_error = _propagate(child, captured)
+        error = error or child_error
+    return error
+
+
+def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progress: Progress, file: str) -> Dict[str, Any]:
+    import torch
+
+    from bnlint.graphbuild import build_graph, graph_to_json
+    from bnlint.trace import trace_model
+
+    out: Dict[str, Any] = {"name": name, "errors": [], "notes": []}
+    progress.step(f"building {name}")
+    device = "meta"
+    try:
+        model = _build(factory, args, kwargs, "meta")
+    except Exception:
+        device = "cpu"
+        try:
+            model = _build(factory, args, kwargs, "cpu")
+        except Exception as exc:
+            out["errors"].append(_error("build", exc, file))
+            return out
+    out["model_type"] = f"{type(model).__module__}.{type(model).__qualname__}"
+    out["submodule_types"] = sorted({f"{type(m).__module__}.{type(m).__qualname__}" for m in model.modules() if m is not model})
+
+    progress.step(f"tracing {name}")
+    tr = trace_model(model)
+    if tr.graph_module is None and device == "meta":
+        # The root forward does not trace; running it eagerly to reach the children
+        # needs real tensors (data-dependent control flow).
+        device = "cpu"
+        try:
+            model = _build(factory, args, kwargs, "cpu")
+            tr = trace_model(model)
+        except Exception as exc:
+            out["errors"].append(_error("build", exc, file))
+            return out
+
+    progress.step(f"running {name} on example inputs")
+    shape_error = None
+    for attempt_device in ([device, "cpu"] if device == "meta" else [device]):
+        if attempt_device != device:
+            try:
+                model = _build(factory, args, kwargs, "cpu")
+                tr = trace_model(model)
+            except Exception as exc:
+                out["errors"].append(_error("build", exc, file))
+                return out
+            device = attempt_device
+        try:
+            inputs = _example_inputs(module, name, model, tr.graph_module, input_shape, device)
+        except LookupError as exc:
+            out["errors"].append({"stage": "inputs", "message": str(exc), "line": None})
+            inputs = None
+            break
+        except Exception as exc:
+            out["errors"].append(_error("inputs", exc, file))
+            inputs = None
+            break
+        captured, handles = _capture_inputs(model, _all_paths(tr))
+        try:
+            with torch.no_grad():
+                if tr.graph_module is None:
+                    model(*inputs)  # reach the children eagerly; their inputs are captured
+                    shape_error = _propagate(tr, captured)
+                else:
+                    shape_error = _propagate(tr, captured, inputs)
+        except Exception as exc:  # the user's forward may raise anything
+            shape_error = _describe(exc)
+        finally:
+            for h in handles:
+                h.remove()
+        if shape_error is None:
+            break
+    if shape_error is not None:
+        out["errors"].append({"stage": "forward", "message": shape_error, "line": None})
+
+    progress.step(f"building the graph of {name}")
+    graph, opaque = build_graph(model, tr)
+    out["graph"] = graph_to_json(graph)
+    out["opaque"] = opaque
+    out["device"] = device
+    return out
+
+
+def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
+    file = os.path.abspath(request["file"])
+    progress = Progress(request.get("progress"))
+    result: Dict[str, Any] = {"file": file, "models": [], "error": None, "notes": []}
+    progress.step("importing torch")
+    import torch  # noqa: F401  (import cost is counted before user code)
+
+    from bnlint.loader import find_auto_targets, load_definitions
+
+    progress.step("importing the file's definitions")
+    try:
+        module = load_definitions(file)
+    except BaseException as exc:  # SystemExit and friends from user code, too
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        result["error"] = _error("import", exc, file)
+        return result
+
+    input_shape = request.get("input_shape")
+    jobs: List[Tuple[str, Any, tuple, dict]] = []
+    if request.get("explicit"):
+        for spec in request["explicit"]:
+            obj = getattr(module, spec["name"], None)
+            if obj is None or not callable(obj):
+                result["models"].append({"name": spec["text"] or spec["name"], "errors": [{
+                    "stage": "lookup", "line": None,
+                    "message": f"{spec['name']!r} is not defined in this file (or is not a class or function)",
+                }], "notes": []})
+                continue
+            jobs.append((spec["text"] or spec["name"], obj, tuple(spec["args"]), dict(spec["kwargs"])))
+    else:
+        found = find_auto_targets(module, request.get("candidates") or [])
+        needs_args = []
+        for name, (kind, obj, required) in found.items():
+            if required:
+                needs_args.append((name, required))
+                continue
+            jobs.append((name, obj, (), {}))
+        if needs_args and not jobs:
+            name, required = needs_args[0]
+            result["notes"].append(
+                f"no model here can be built without arguments (e.g. {name} needs {', '.join(required)}); "
+                f"name one with '{os.path.basename(file)}::{name}({required[0]}=...)' to check it"
+            )
+
+    with _quiet_stdout():
+        for name, factory, args, kwargs in jobs:
+            try:
+                result["models"].append(_analyse_model(module, name, factory, args, kwargs, input_shape, progress, file))
+            except RecursionError as exc:
+                result["models"].append({"name": name, "errors": [_error("trace", exc, file)], "notes": []})
+            except Exception as exc:
+                result["models"].append({"name": name, "errors": [_error("analyse", exc, file)], "notes": []})
+
+    # A class that is only a submodule of another analysed model is covered by it.
+    inside = set()
+    for m in result["models"]:
+        inside.update(m.get("submodule_types", []))
+    for m in result["models"]:
+        if m.get("model_type") in inside and not request.get("explicit"):
+            m["covered_by_parent"] = True
+    return result
+
+
+def main(argv: Sequence[str]) -> int:
+    request_path, result_path = argv[0], argv[1]
+    with open(request_path, encoding="utf-8") as fh:
+        request = json.load(fh)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
+    try:
+        result = analyse_file(request)
+    except BaseException as exc:
+        result = {"file": request.get("file"), "models": [], "notes": [],
+                  "error": {"stage": "worker", "message": _describe(exc), "line": None}}
+    tmp = result_path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(result, fh, default=str)
+    os.replace(tmp, result_path)
+    # User code may have started threads or registered atexit handlers: leave now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
