@@ -1,0 +1,219 @@
+"""Expression evaluation for the walk: what each expression may hold, what it depends
+on, and what its calls mean (loaders, samplers, permutations, seeds, helpers).
+
+``eval`` returns ``(value, deps)``: an abstract ``Value`` or None, and the ids of the
+loops whose iteration changes the expression (``VARIES`` when it changes anyway, e.g.
+``time.time()``). A seed whose deps miss the epoch loop is constant across epochs.
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import libcst as cst
+
+from bnlint.script import known
+from bnlint.script.facts import VARIES, IndexUse, Loop, SeedCall, SetEpochCall, Value
+from bnlint.script.names import dotted, last_part
+
+__all__ = ["CallEvaluator"]
+
+_EMPTY = frozenset()
+_SELF_RETURNING = {"to", "cuda", "cpu", "float", "half", "double", "bfloat16", "train",
+                   "eval", "requires_grad_", "to_empty", "share_memory"}
+_LITERALS = (cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString,
+             cst.FormattedString, cst.Imaginary)
+_PERMUTED_KINDS = ("perm", "permuted")
+
+
+def _kw(call: cst.Call, name: str) -> Optional[cst.Arg]:
+    for arg in call.args:
+        if arg.keyword is not None and arg.keyword.value == name:
+            return arg
+    return None
+
+
+def _const_bool(expr) -> Optional[bool]:
+    if isinstance(expr, cst.Name) and expr.value in ("True", "False"):
+        return expr.value == "True"
+    return None
+
+
+def perm_of(value: Optional[Value]) -> Optional[Value]:
+    if value is None:
+        return None
+    if value.kind == "perm":
+        return value
+    if value.kind in ("permuted", "hfds") or value.kind == "dataset":
+        return value.get("perm")
+    return None
+
+
+class CallEvaluator:
+    """Mixin for ``Walker``: expression evaluation and call dispatch."""
+
+    # -- expressions -------------------------------------------------------------------
+    def eval(self, expr, fr, loops) -> Tuple[Optional[Value], frozenset]:
+        if isinstance(expr, cst.Name):
+            if expr.value in ("True", "False", "None"):
+                return Value("const", expr, fr.file, loops), _EMPTY
+            bound = fr.lookup(expr.value)
+            return bound if bound is not None else (None, _EMPTY)
+        if isinstance(expr, cst.Call):
+            return self.eval_call(expr, fr, loops)
+        if isinstance(expr, cst.Attribute):
+            return self.eval_attribute(expr, fr, loops)
+        if isinstance(expr, _LITERALS):
+            return Value("const", expr, fr.file, loops), _EMPTY
+        if isinstance(expr, cst.Subscript):
+            return self.eval_subscript(expr, fr, loops)
+        if isinstance(expr, (cst.BinaryOperation, cst.BooleanOperation)):
+            lv, ld = self.eval(expr.left, fr, loops)
+            rv, rd = self.eval(expr.right, fr, loops)
+            const = lv is not None and rv is not None and lv.kind == rv.kind == "const"
+            return (Value("const", expr, fr.file, loops) if const else None), ld | rd
+        if isinstance(expr, cst.UnaryOperation):
+            return self.eval(expr.expression, fr, loops)
+        if isinstance(expr, cst.Comparison):
+            deps = self.eval(expr.left, fr, loops)[1]
+            for comp in expr.comparisons:
+                deps |= self.eval(comp.comparator, fr, loops)[1]
+            return None, deps
+        if isinstance(expr, (cst.Tuple, cst.List)):
+            elems = [self.eval(e.value, fr, loops) for e in expr.elements]
+            deps = frozenset().union(*[d for _, d in elems]) if elems else _EMPTY
+            kind = "tuple" if isinstance(expr, cst.Tuple) else "list"
+            return Value(kind, expr, fr.file, loops, elems=[v for v, _ in elems]), deps
+        if isinstance(expr, (cst.ListComp, cst.GeneratorExp, cst.SetComp)):
+            return self.eval_comprehension(expr, fr, loops)
+        if isinstance(expr, cst.IfExp):
+            self.eval(expr.test, fr, loops)
+            other = self.eval(expr.orelse, fr, loops)
+            body = self.eval(expr.body, fr, loops)
+            return (body[0] or other[0]), body[1] | other[1]
+        if isinstance(expr, cst.Await):
+            return self.eval(expr.expression, fr, loops)
+        if isinstance(expr, cst.Yield):
+            return self.eval_yield(expr, fr, loops)
+        if isinstance(expr, cst.NamedExpr):
+            value = self.eval(expr.value, fr, loops)
+            self.bind(expr.target, value, fr, loops)
+            return value
+        return None, _EMPTY
+
+    def eval_attribute(self, expr: cst.Attribute, fr, loops):
+        base, deps = self.eval(expr.value, fr, loops)
+        attr = expr.attr.value
+        if base is None:
+            text = dotted(expr)
+            if text is not None and text in fr.env:
+                return fr.env[text]
+            return None, deps
+        if base.kind == "loader":
+            return base.get(attr), deps
+        if base.kind == "batch_sampler" and attr == "sampler":
+            return base.get("sampler"), deps
+        if base.kind == "instance":
+            return base.get("fields", {}).get(attr, (None, deps))
+        if base.kind in _PERMUTED_KINDS and attr in ("T", "data"):
+            return base, deps
+        return None, deps
+
+    def eval_subscript(self, expr: cst.Subscript, fr, loops):
+        base, deps = self.eval(expr.value, fr, loops)
+        index_perm = None
+        is_int = False
+        for el in expr.slice:
+            sl = el.slice
+            if isinstance(sl, cst.Index):
+                iv, idep = self.eval(sl.value, fr, loops)
+                deps |= idep
+                index_perm = index_perm or perm_of(iv)
+                is_int = isinstance(sl.value, cst.Integer)
+            elif isinstance(sl, cst.Slice):
+                for part in (sl.lower, sl.upper, sl.step):
+                    if part is not None:
+                        deps |= self.eval(part, fr, loops)[1]
+        if base is not None and base.kind in ("perm", "permuted", "cached"):
+            self.facts.index_uses.append(IndexUse(base, loops, expr, index_perm))
+        if base is not None and base.kind == "tuple" and is_int:
+            elems = base.get("elems", [])
+            idx = int(expr.slice[0].slice.value.value)
+            if -len(elems) <= idx < len(elems):
+                return elems[idx], deps
+        if index_perm is not None:
+            return Value("permuted", expr, fr.file, loops, perm=index_perm), deps
+        if base is not None and base.kind in _PERMUTED_KINDS:
+            return Value("permuted", expr, fr.file, loops, perm=perm_of(base)), deps
+        if base is not None and base.kind == "cached":
+            return Value("item", expr, fr.file, loops, of=base), deps
+        return None, deps
+
+    def eval_comprehension(self, expr, fr, loops):
+        deps = _EMPTY
+        source = None
+        for comp in self._comp_fors(expr.for_in):
+            iv, idep = self.eval(comp.iter, fr, loops)
+            deps |= idep
+            if iv is not None and source is None:
+                source = iv
+            item = Value("item", comp.iter, fr.file, loops, of=iv) if iv is not None else None
+            self.bind(comp.target, (item, idep), fr, loops)
+        elt, edep = self.eval(expr.elt, fr, loops)
+        if perm_of(elt) is not None:
+            return Value("permuted", expr, fr.file, loops, perm=perm_of(elt)), deps
+        if source is not None and self.is_batch_source(source):
+            kind = "genexp" if isinstance(expr, cst.GeneratorExp) else "cached"
+            return Value(kind, expr, fr.file, loops, of=source), deps
+        return None, deps | edep
+
+    @staticmethod
+    def _comp_fors(comp):
+        while comp is not None:
+            yield comp
+            comp = comp.inner_for_in
+
+    def is_batch_source(self, value: Value) -> bool:
+        if value.kind in ("loader", "iter", "wrap", "hfds", "cycle"):
+            if value.kind == "wrap":
+                return any(v is not None and self.is_batch_source(v) for v in value.get("of", ()))
+            return True
+        return False
+
+    def eval_yield(self, expr: cst.Yield, fr, loops):
+        if isinstance(expr.value, cst.From):
+            value, deps = self.eval(expr.value.item, fr, loops)
+            if value is not None and fr.yield_trains:
+                loop = Loop(expr, fr.file, True)
+                self.consume(value, loops + (loop,), loop, expr.value.item, fr)
+            return None, deps
+        if expr.value is not None:
+            self.eval(expr.value, fr, loops)
+        return None, _EMPTY
+
+    # -- binding -------------------------------------------------------------------------
+    def bind(self, target, value, fr, loops) -> None:
+        val, deps = value
+        if isinstance(target, cst.Name):
+            fr.env[target.value] = (val, deps)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            elems = val.get("elems") if val is not None and val.kind == "tuple" else None
+            for i, el in enumerate(target.elements):
+                if elems is not None and i < len(elems):
+                    sub = elems[i]
+                elif val is not None and val.kind in _PERMUTED_KINDS:
+                    sub = Value("permuted", target, fr.file, loops, perm=perm_of(val))
+                elif val is not None and val.kind == "item":
+                    sub = val
+                else:
+                    sub = None
+                self.bind(el.value, (sub, deps), fr, loops)
+        elif isinstance(target, cst.Attribute):
+            text = dotted(target)
+            if text is None:
+                return
+            fr.env[text] = (val, deps)
+            if (isinstance(target.value, cst.Name) and fr.self_val is not None
+                    and fr.env.get(target.value.value, (None,))[0] is fr.self_val):
+                fr.self_val.attrs.setdefault("fields", {})[target.attr.value] = (val, deps)
+        elif isinstance(target, cst.StarredElement):
+            self.bind(target.value, (None, deps), fr, loops)

@@ -1,0 +1,88 @@
+"""Source positions of CST nodes, computed lazily and only for reported nodes.
+
+libcst's ``PositionProvider`` records a position for every node of a module, which
+costs about twice the parse. Findings need a handful of positions per file, so this
+module generates the module's code once (only for files with findings) and notes where
+the wanted nodes start and end.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, Tuple
+
+import libcst as cst
+
+try:  # libcst's code generator state; public enough to subclass in practice
+    from libcst._nodes.internal import CodegenState
+except ImportError:  # pragma: no cover - fall back to the metadata provider
+    CodegenState = None
+
+__all__ = ["locate_nodes"]
+
+Position = Tuple[int, int]  # 1-based line, 0-based column
+
+
+class _MarkingState(CodegenState or object):
+    def __init__(self, targets: Dict[int, cst.CSTNode], **kwargs):
+        super().__init__(**kwargs)
+        self.targets = targets
+        self.starts: Dict[int, int] = {}
+        self.ends: Dict[int, int] = {}
+
+    def before_codegen(self, node) -> None:
+        key = id(node)
+        if key in self.targets and key not in self.starts:
+            self.starts[key] = len(self.tokens)
+
+    def after_codegen(self, node) -> None:
+        key = id(node)
+        if key in self.targets and key not in self.ends:
+            self.ends[key] = len(self.tokens)
+
+
+def _positions_from_tokens(tokens, marks: Dict[int, int]) -> Dict[int, Position]:
+    out: Dict[int, Position] = {}
+    wanted = sorted((index, key) for key, index in marks.items())
+    line, col, done = 1, 0, 0
+    for index, key in wanted:
+        while done < index:
+            tok = tokens[done]
+            nl = tok.count("\n")
+            if nl:
+                line += nl
+                col = len(tok) - tok.rfind("\n") - 1
+            else:
+                col += len(tok)
+            done += 1
+        out[key] = (line, col)
+    return out
+
+
+def _skip_lead(tokens, start: int, end: int) -> int:
+    """Move a start mark past whitespace-only tokens (parentheses stay)."""
+    while start < end and not tokens[start].strip():
+        start += 1
+    return start
+
+
+def locate_nodes(module: cst.Module, nodes: Iterable[cst.CSTNode]) -> Dict[int, Tuple[Position, Position]]:
+    """``id(node) -> ((line, col), (end_line, end_col))`` for each node found."""
+    targets = {id(n): n for n in nodes}
+    if not targets:
+        return {}
+    if CodegenState is None:  # pragma: no cover
+        from libcst.metadata import MetadataWrapper, PositionProvider
+
+        wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+        pos = wrapper.resolve(PositionProvider)
+        return {
+            k: ((pos[n].start.line, pos[n].start.column), (pos[n].end.line, pos[n].end.column))
+            for k, n in targets.items() if n in pos
+        }
+    state = _MarkingState(targets, default_indent=module.default_indent,
+                          default_newline=module.default_newline)
+    module._codegen(state)
+    tokens = state.tokens
+    starts = {k: _skip_lead(tokens, i, state.ends.get(k, i)) for k, i in state.starts.items()}
+    start_pos = _positions_from_tokens(tokens, starts)
+    end_pos = _positions_from_tokens(tokens, state.ends)
+    return {k: (start_pos[k], end_pos.get(k, start_pos[k])) for k in start_pos}

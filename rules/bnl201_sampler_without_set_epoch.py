@@ -1,0 +1,103 @@
+"""## What it does
+Finds a sampler whose order depends on the epoch (`DistributedSampler`, any sampler
+class whose `__iter__` reads what its `set_epoch` stores, or a Hugging Face streaming
+dataset shuffled with a seed) that feeds a training loop inside an epoch loop, when
+nothing in that epoch loop calls `set_epoch` on it, directly, through
+`loader.sampler`, or in a helper the loop calls.
+
+## Why is this bad?
+`DistributedSampler.__iter__` seeds its permutation with `seed + epoch`. Without
+`set_epoch(epoch)` the epoch stays 0 and "the same ordering will be always used":
+every epoch visits the examples in one fixed order (Single Shuffle). With BatchNorm,
+Single Shuffle can converge to a distorted optimum or diverge where a fresh order per
+epoch (Random Reshuffle) does not (Wu, Yun & Sra 2023). Loaders handed to Lightning,
+Fabric, Accelerate or the Hugging Face `Trainer` are not reported: those call
+`set_epoch` themselves.
+
+## Example
+```python
+sampler = DistributedSampler(train_set)
+loader = DataLoader(train_set, batch_size=64, sampler=sampler)
+for epoch in range(epochs):
+    for x, y in loader:
+        ...
+```
+
+## Use instead
+```python
+for epoch in range(epochs):
+    sampler.set_epoch(epoch)
+    for x, y in loader:
+        ...
+```
+
+## Fix safety
+No automatic fix yet; inserting `sampler.set_epoch(epoch)` at the top of the epoch loop
+changes the data order (that is the point), so such a fix would be unsafe.
+
+## References
+- Wu, Yun & Sra, "On the Training Instability of Shuffling SGD with Batch
+  Normalization", ICML 2023, arXiv 2302.12444, §2 (Single Shuffle vs Random Reshuffle)
+  and §5 (experiments).
+- `torch.utils.data.distributed.DistributedSampler` documentation (`set_epoch`).
+"""
+from bnlint.findings import Severity
+from bnlint.rule import Hit, Rule, RuleKind
+
+_MESSAGE = (
+    "{what} never gets `set_epoch(epoch)` in the epoch loop, so every epoch replays the "
+    "same order; call `{call}` at the start of each epoch"
+)
+
+
+def _epoch_sensitive(use):
+    """(value that needs set_epoch, what to call it) for one training iteration."""
+    value = use.value
+    if value.kind == "loader":
+        sampler = value.get("sampler")
+        batch = value.get("batch_sampler")
+        if sampler is None and batch is not None:
+            sampler = batch.get("sampler")
+        if sampler is not None and sampler.kind == "sampler" and sampler.get("needs_set_epoch"):
+            kind = "DistributedSampler" if sampler.get("kind") == "distributed" else "this sampler"
+            yield sampler, (value, batch), kind, "sampler.set_epoch(epoch)"
+        data = value.get("dataset")
+        if data is not None and data.kind == "hfds" and data.get("streaming") and data.get("shuffled"):
+            yield data, (value,), "this streaming dataset, shuffled with a seed,", "dataset.set_epoch(epoch)"
+    elif value.kind == "hfds" and value.get("streaming") and value.get("shuffled"):
+        yield value, (), "this streaming dataset, shuffled with a seed,", "dataset.set_epoch(epoch)"
+
+
+def find_sampler_without_set_epoch(ctx):
+    facts = ctx.facts
+    for use in facts.train_uses:
+        epochs = facts.epoch_loops(use)
+        if not epochs:
+            continue
+        epoch_ids = {id(loop) for loop in epochs}
+        for target, holders, what, call in _epoch_sensitive(use):
+            if facts.is_handed_off(target, *holders):
+                continue
+            told = any(
+                (call_.target is None or call_.target is target or call_.target in holders)
+                and any(id(loop) in epoch_ids for loop in call_.loops)
+                for call_ in facts.set_epochs
+            )
+            if told:
+                continue
+            yield Hit(
+                message=_MESSAGE.format(what=what, call=call),
+                span=ctx.span(target.node, target.file),
+                severity=ctx.severity(use.loops, use.file),
+            )
+
+
+RULE = Rule(
+    code="BNL201",
+    name="sampler-without-set-epoch",
+    summary="A sampler that needs set_epoch is used in an epoch loop that never calls it",
+    kind=RuleKind.SCRIPT,
+    severity=Severity.WARNING,
+    doc=__doc__,
+    check=find_sampler_without_set_epoch,
+)

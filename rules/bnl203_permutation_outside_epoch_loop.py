@@ -1,0 +1,141 @@
+"""## What it does
+Finds a permutation (`torch.randperm`, `np.random.permutation`, `random.shuffle`,
+`np.random.shuffle`, `sklearn.utils.shuffle`, a Hugging Face `Dataset.shuffle(seed=...)`)
+drawn once, outside the epoch loop, that then orders the training batches of every
+epoch: manual index batching (`perm[i:i + bs]`, `x[perm]` sliced into batches),
+`Subset(ds, perm)` or permuted arrays given to a loader that does not shuffle, or a
+fixed index list as `sampler=`. Also reports a training loader that never shuffles at
+all (no sampler, `shuffle` omitted or `False`, a `SequentialSampler`, or
+`DistributedSampler(shuffle=False)`) when it is iterated in an epoch loop.
+
+## Why is this bad?
+A permutation drawn once and replayed is exactly Single Shuffle: the same examples meet
+in the same batches every epoch. With BatchNorm each example is normalised with the
+statistics of its fixed batch, so training minimises one distorted copy of the data and
+can converge to a distorted optimum or diverge where a fresh permutation each epoch
+(Random Reshuffle) does not (Wu, Yun & Sra 2023). A loader that never shuffles is the
+same with the file order as the permutation. Evaluation loaders are never reported, nor
+are IterableDatasets (their order is theirs to define).
+
+## Example
+```python
+perm = torch.randperm(len(x))
+for epoch in range(epochs):
+    for i in range(0, len(x), batch_size):
+        idx = perm[i:i + batch_size]
+        ...
+```
+
+## Use instead
+```python
+for epoch in range(epochs):
+    perm = torch.randperm(len(x))  # a new order every epoch
+    for i in range(0, len(x), batch_size):
+        idx = perm[i:i + batch_size]
+        ...
+```
+or `DataLoader(train_set, batch_size=batch_size, shuffle=True)`.
+
+## Fix safety
+No automatic fix yet; moving the permutation into the loop or turning on `shuffle=True`
+changes the data order, so such a fix would be unsafe.
+
+## References
+- Wu, Yun & Sra, "On the Training Instability of Shuffling SGD with Batch
+  Normalization", ICML 2023, arXiv 2302.12444, §2 (SS and RR), §3-4 (distorted optima,
+  divergence) and §5.
+"""
+from bnlint.findings import Severity
+from bnlint.rule import Hit, Rule, RuleKind
+from bnlint.script.calls import perm_of
+
+_ONCE = (
+    "this permutation is drawn once, before the epoch loop, and orders the training "
+    "batches of every epoch (single shuffle); draw a new one inside the epoch loop or "
+    "use a loader with `shuffle=True`"
+)
+_NEVER = (
+    "this training loader never shuffles, so every epoch visits the data in the same "
+    "order; pass `shuffle=True` (or a shuffling sampler)"
+)
+_SEQUENTIAL = (
+    "this sampler never shuffles the training data, so every epoch visits it in the same "
+    "order; use a shuffling sampler (`RandomSampler`, `DistributedSampler(shuffle=True)`)"
+)
+
+
+def _replayed(facts, use, perm) -> bool:
+    return bool(facts.epoch_loops(use, perm))
+
+
+def _loader_hits(facts, use):
+    loader = use.value
+    data = loader.get("dataset")
+    sampler = loader.get("sampler")
+    if sampler is None and loader.get("batch_sampler") is not None:
+        sampler = loader.get("batch_sampler").get("sampler")
+    if loader.get("has_sampler"):
+        if sampler is None:
+            return
+        perm = perm_of(sampler)
+        if perm is not None and sampler.kind in ("perm", "permuted"):
+            if _replayed(facts, use, perm):
+                yield perm, _ONCE
+            return
+        if sampler.kind == "sampler" and sampler.get("kind") == "sequential":
+            inner = perm_of(sampler.get("data")) or perm_of(data)
+            if inner is not None:
+                if _replayed(facts, use, inner):
+                    yield inner, _ONCE
+            elif facts.epoch_loops(use):
+                yield sampler, _SEQUENTIAL
+        elif sampler.kind == "sampler" and sampler.get("kind") == "distributed" \
+                and sampler.get("shuffle") is False and facts.epoch_loops(use):
+            yield sampler, _SEQUENTIAL
+        return
+    if loader.get("shuffle") is not False or loader.get("batch_none"):
+        return
+    perm = perm_of(data)
+    if perm is not None:
+        if _replayed(facts, use, perm):
+            yield perm, _ONCE
+        return
+    if data is not None and (data.get("iterable") or (data.kind == "hfds" and data.get("streaming"))):
+        return
+    if facts.epoch_loops(use):
+        yield loader, _NEVER
+
+
+def find_permutation_outside_epoch_loop(ctx):
+    facts = ctx.facts
+    for use in facts.train_uses:
+        value = use.value
+        if value.kind == "loader":
+            hits = _loader_hits(facts, use)
+        elif perm_of(value) is not None and value.kind in ("perm", "permuted"):
+            perm = perm_of(value)
+            hits = [(perm, _ONCE)] if _replayed(facts, use, perm) else []
+        else:
+            continue
+        for anchor, message in hits:
+            yield Hit(message=message, span=ctx.span(anchor.node, anchor.file),
+                      severity=ctx.severity(use.loops, use.file))
+    for index in facts.index_uses:
+        perm = index.index_from_perm or perm_of(index.value)
+        if perm is None or not index.loops or not index.loops[-1].trains:
+            continue
+        inner = {id(loop) for loop in perm.loops}
+        if any(id(loop) not in inner for loop in index.loops[:-1]):
+            yield Hit(message=_ONCE, span=ctx.span(perm.node, perm.file),
+                      severity=ctx.severity(index.loops, perm.file))
+
+
+RULE = Rule(
+    code="BNL203",
+    name="permutation-outside-epoch-loop",
+    summary="A permutation drawn once orders the training batches of every epoch",
+    kind=RuleKind.SCRIPT,
+    severity=Severity.WARNING,
+    doc=__doc__,
+    check=find_permutation_outside_epoch_loop,
+)

@@ -1,0 +1,126 @@
+"""## What it does
+Finds a random number generator seeded with a constant inside the epoch loop, before
+the training data is drawn, when that generator decides the order of the training
+batches: `torch.manual_seed(c)` / `torch.random.manual_seed(c)` with a shuffling loader
+or `torch.randperm`, `g.manual_seed(c)` on the loader's (or sampler's) generator, a new
+`torch.Generator().manual_seed(c)` given to a loader built every epoch,
+`np.random.seed(c)` / `random.seed(c)` in front of a numpy / `random` permutation, and
+`seed_everything(c)`-style helpers. A seed that depends on the epoch is fine, and so is
+a seeding call reached through a helper when the helper is given the epoch.
+
+## Why is this bad?
+A shuffling `DataLoader` draws its permutation from the generator at every `iter()`.
+Re-seeding that generator with the same value each epoch makes every epoch draw the
+same permutation: Single Shuffle in disguise. With BatchNorm, Single Shuffle can
+converge to a distorted optimum or diverge where Random Reshuffle does not (Wu, Yun &
+Sra 2023).
+
+## Example
+```python
+for epoch in range(epochs):
+    torch.manual_seed(0)  # same permutation every epoch
+    for x, y in train_loader:  # shuffle=True
+        ...
+```
+
+## Use instead
+```python
+torch.manual_seed(0)  # once, before training
+for epoch in range(epochs):
+    for x, y in train_loader:
+        ...
+```
+or seed with the epoch: `torch.manual_seed(base_seed + epoch)`.
+
+## Fix safety
+No automatic fix yet; moving the seeding call changes the data order, so such a fix
+would be unsafe.
+
+## References
+- Wu, Yun & Sra, "On the Training Instability of Shuffling SGD with Batch
+  Normalization", ICML 2023, arXiv 2302.12444, §2 (Single Shuffle vs Random Reshuffle).
+- PyTorch `RandomSampler`: a new seed is drawn from the generator at each `iter()`.
+"""
+from bnlint.findings import Severity
+from bnlint.rule import Hit, Rule, RuleKind
+from bnlint.script.calls import perm_of
+from bnlint.script.facts import VARIES
+
+_MESSAGE = (
+    "constant seed inside the epoch loop: the training data is drawn in the same order "
+    "every epoch; seed once before the loop, or seed with the epoch"
+)
+
+
+def _order_sources(use):
+    """(library, generator) pairs that decide the order of one training iteration."""
+    value = use.value
+    if value.kind == "loader":
+        sampler = value.get("sampler")
+        if value.get("shuffle") is True and sampler is None:
+            yield "torch", value.get("generator"), value
+        elif sampler is not None and sampler.kind == "sampler" and sampler.get("kind") == "random":
+            yield "torch", sampler.get("generator"), sampler
+        perm = perm_of(sampler) or perm_of(value.get("dataset"))
+        if perm is not None:
+            yield perm.get("lib"), perm.get("generator") or perm.get("rng"), perm
+    else:
+        perm = perm_of(value)
+        if perm is not None:
+            yield perm.get("lib"), perm.get("generator") or perm.get("rng"), perm
+
+
+def _drives(seed, lib, generator) -> bool:
+    if seed.lib == "generator":
+        return generator is not None and seed.generator is generator
+    if generator is not None:
+        return False
+    return seed.lib == "all" or seed.lib == lib
+
+
+def find_reseeded_each_epoch(ctx):
+    facts = ctx.facts
+    uses = list(facts.train_uses)
+    for index in facts.index_uses:  # manual batching: the index loop draws the data
+        if index.loops and index.loops[-1].trains:
+            uses.append(index)
+    for seed in facts.seeds:
+        if VARIES in seed.deps:
+            continue
+        seed_loops = {id(loop) for loop in seed.loops}
+        for use in uses:
+            iter_loop = getattr(use, "iter_loop", use.loops[-1] if use.loops else None)
+            if iter_loop is None or id(iter_loop) in seed_loops:
+                continue
+            epochs = [l for l in use.loops if l is not iter_loop and id(l) in seed_loops]
+            if not epochs or any(l.id in seed.deps for l in epochs):
+                continue
+            sources = _order_sources(use) if hasattr(use, "iter_loop") else (
+                (p.get("lib"), p.get("generator") or p.get("rng"), p)
+                for p in [use.index_from_perm or perm_of(use.value)] if p is not None
+            )
+            epoch_ids = {id(l) for l in epochs}
+            hit = False
+            for lib, generator, source in sources:
+                if not _drives(seed, lib, generator):
+                    continue
+                # A permutation drawn once before the loop is BNL203's; here the order is
+                # drawn inside the epoch loop, after the seed.
+                if source.kind == "perm" and not any(id(l) in epoch_ids for l in source.loops):
+                    continue
+                hit = True
+            if hit:
+                yield Hit(message=_MESSAGE, span=ctx.span(seed.node, seed.file),
+                          severity=ctx.severity(use.loops, seed.file))
+                break
+
+
+RULE = Rule(
+    code="BNL204",
+    name="reseeded-each-epoch",
+    summary="A constant seed set inside the epoch loop repeats the data order",
+    kind=RuleKind.SCRIPT,
+    severity=Severity.WARNING,
+    doc=__doc__,
+    check=find_reseeded_each_epoch,
+)
