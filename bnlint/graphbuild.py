@@ -282,13 +282,13 @@ def _parent_is_sequential(model: nn.Module, path: str) -> bool:
 
 def _add_traced(g: nx.DiGraph, model: nn.Module, tr: TraceResult, prefix: str) -> Tuple[List[str], Optional[str]]:
     """Add the nodes of one traced graph; returns (placeholder ids, output id)."""
-    gm = tr.graph_module
-    assert gm is not None
+    gm = tr.root
+    assert gm is not None and tr.graph is not None
     kinds: Dict[str, str] = {}
     placeholders: List[str] = []
     output: Optional[str] = None
     mod_prefix = tr.path
-    for node in gm.graph.nodes:
+    for node in tr.graph.nodes:
         nid = f"{prefix}{node.name}"
         facts: Dict[str, Any] = {"op": node.op, "target": _target_name(node)}
         if node.op == "placeholder":
@@ -344,7 +344,7 @@ def _splice(g: nx.DiGraph, call_id: str, placeholders: Sequence[str], output: Op
 def _add_result(g: nx.DiGraph, model: nn.Module, tr: TraceResult, prefix: str, opaque: List[Dict[str, str]]) -> Tuple[List[str], Optional[str]]:
     placeholders: List[str] = []
     output: Optional[str] = None
-    if tr.graph_module is not None:
+    if tr.graph is not None:
         placeholders, output = _add_traced(g, model, tr, prefix)
         for leaf, child in tr.leaves.items():
             child_prefix = f"{prefix}{leaf}/"
@@ -354,7 +354,7 @@ def _add_result(g: nx.DiGraph, model: nn.Module, tr: TraceResult, prefix: str, o
                 None,
             )
             c_ph, c_out = _add_result(g, model, child, child_prefix, opaque)
-            if call_id is not None and child.graph_module is not None:
+            if call_id is not None and child.graph is not None:
                 _splice(g, call_id, c_ph, c_out)
     else:
         opaque.append({"module": tr.path or "<root>", "reason": tr.error or "does not trace"})
@@ -363,12 +363,14 @@ def _add_result(g: nx.DiGraph, model: nn.Module, tr: TraceResult, prefix: str, o
     return placeholders, output
 
 
-def build_graph(model: nn.Module, tr: TraceResult) -> Tuple[nx.DiGraph, List[Dict[str, str]]]:
-    """The facts graph of ``model`` and the list of modules that could not be traced."""
+def build_graph(model: nn.Module, tr: TraceResult) -> Tuple[nx.DiGraph, List[Dict[str, str]], List[Dict[str, str]]]:
+    """The facts graph of ``model``, the modules that could not be traced at all, and
+    the modules traced only by running them (one branch of their control flow)."""
     g = nx.DiGraph()
     opaque: List[Dict[str, str]] = []
     _add_result(g, model, tr, "", opaque)
-    return g, opaque
+    concrete = [{"module": r.path or "<root>", "reason": r.error or ""} for r in tr.walk() if r.concrete]
+    return g, opaque, concrete
 
 
 def graph_to_json(g: nx.DiGraph) -> Dict[str, Any]:

@@ -220,14 +220,17 @@ def locate(facts: Dict[str, Any]) -> Optional[Location]:
 def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
     out = []
     name = model.get("name", "?")
+    def_line = model.get("def_line")
     for err in model.get("errors", []):
-        stage, msg, line = err.get("stage"), err.get("message", ""), err.get("line")
+        stage, msg, line = err.get("stage"), err.get("message", ""), err.get("line") or def_line
         if stage == "build":
             text = (f"cannot build model {name}: constructor raised {msg}; fix it, or name working "
                     f"arguments with '{job.path}::{name}(arg=value)'")
         elif stage == "forward":
-            text = (f"model {name}: running it on example inputs raised {msg}; define example_inputs() "
-                    f"in the file or set input-shape (findings below may be incomplete)")
+            shapes = f" of shape {err['inputs']}" if err.get("inputs") else ""
+            text = (f"model {name}: its forward raised {msg} on example inputs{shapes}; fix the forward, "
+                    f"or define example_inputs() in the file or set input-shape (its other findings may "
+                    f"be incomplete)")
         elif stage == "inputs":
             text = f"model {name}: {msg}"
         elif stage == "lookup":
@@ -242,7 +245,16 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
             job.path,
             f"{where} could not be traced ({opaque['reason']}); its submodules were analysed one by one "
             f"and connections between them were not checked",
-            None, severity=Severity.INFO, model=name, module=module,
+            def_line, severity=Severity.INFO, model=name, module=module,
+        ))
+    for rec in model.get("concrete", []):
+        module = rec["module"]
+        where = f"the forward of {name}" if module == "<root>" else f"submodule {module} of {name}"
+        out.append(_failure(
+            job.path,
+            f"{where} does not trace symbolically ({rec['reason']}); it was analysed by running it on "
+            f"example inputs, so only the branches taken for those inputs were checked",
+            def_line, severity=Severity.INFO, model=name, module=module,
         ))
     for note in model.get("notes", []):
         out.append(_failure(job.path, note, None, severity=Severity.INFO, model=name))

@@ -48,8 +48,19 @@ class BnTracer(fx.Tracer):
 class TraceResult:
     """The outcome of tracing one module (the root or a leafed child)."""
 
+    def walk(self):
+        """This result and every nested one (leaves and children), depth first."""
+        yield self
+        for child in list(self.leaves.values()) + list(self.children.values()):
+            yield from child.walk()
+
     path: str  # module path relative to the analysed model ("" for the root)
     graph_module: Optional[fx.GraphModule] = None
+    # The graph to analyse and the module its call_module targets are relative to:
+    # the fx GraphModule's, or one recorded by running the module (bnlint.concrete).
+    graph: Optional[fx.Graph] = None
+    root: Optional[nn.Module] = None
+    concrete: bool = False
     error: Optional[str] = None  # why the module's own forward did not trace
     leaves: Dict[str, "TraceResult"] = field(default_factory=dict)  # leafed child path -> result
     children: Dict[str, "TraceResult"] = field(default_factory=dict)  # analysed apart (root failed)
@@ -105,7 +116,7 @@ def trace_model(module: nn.Module, path: str = "", depth: int = 0) -> TraceResul
     for _ in range(MAX_LEAF_RETRIES + 1):
         gm, failing, exc = _trace_once(module, leaves)
         if gm is not None:
-            result.graph_module = gm
+            result.graph_module, result.graph, result.root = gm, gm.graph, gm
             break
         first_error = first_error or exc
         if not failing or failing in leaves:

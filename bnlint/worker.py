@@ -141,29 +141,57 @@ def _capture_inputs(model, paths: Sequence[str]):
     return captured, handles
 
 
-def _all_paths(tr) -> List[str]:
-    out = []
-    for child in list(tr.leaves.values()) + list(tr.children.values()):
-        out.append(child.path)
-        out.extend(_all_paths(child))
-    return out
+def _unwrap(exc: BaseException) -> BaseException:
+    """ShapeProp wraps the user's error; report the original."""
+    while exc.__cause__ is not None and "ShapeProp error" in str(exc):
+        exc = exc.__cause__
+    return exc
 
 
-def _propagate(tr, captured: Dict[str, Tuple[Any, ...]], inputs=None) -> Optional[str]:
-    """Shape propagation on each traced graph; returns the first error, if any."""
+def _run_on_inputs(model, tr, inputs) -> Optional[BaseException]:
+    """Shape propagation over every traced graph; modules fx could not trace are
+    recorded by running them (bnlint.concrete). Returns the first error."""
     from torch.fx.passes.shape_prop import ShapeProp
 
-    error = None
-    args = inputs if inputs is not None else captured.get(tr.path)
-    if tr.graph_module is not None and args is not None:
+    from bnlint.concrete import record_graph
+
+    nested = [r for r in tr.walk() if r is not tr]
+    captured, handles = _capture_inputs(model, [r.path for r in nested])
+    try:
+        if tr.graph_module is not None:
+            ShapeProp(tr.graph_module).propagate(*inputs)
+        else:
+            tr.graph, tr.root, tr.concrete = record_graph(model, inputs), model, True
+            tr.children.clear()
+    except Exception as exc:  # the user's forward may raise anything
+        return _unwrap(exc)
+    finally:
+        for h in handles:
+            h.remove()
+    for r in list(tr.walk()):
+        if r is tr or r.path not in captured:
+            continue
         try:
-            ShapeProp(tr.graph_module).propagate(*args)
-        except Exception as exc:  # the user's forward may raise anything
-            error = _describe(exc)
-    for child in list(tr.leaves.values()) + list(tr.children.values()):
-        child_error = _propagate(child, captured)
-        error = error or child_error
-    return error
+            if r.graph_module is not None:
+                ShapeProp(r.graph_module).propagate(*captured[r.path])
+            elif r.graph is None:
+                sub = model.get_submodule(r.path)
+                r.graph, r.root, r.concrete = record_graph(sub, captured[r.path]), sub, True
+                r.children.clear()
+        except Exception as exc:
+            return _unwrap(exc)
+    return None
+
+
+def _definition_line(obj, file: str) -> Optional[int]:
+    import inspect
+
+    try:
+        if os.path.abspath(inspect.getsourcefile(obj) or "") != file:
+            return None
+        return inspect.getsourcelines(obj)[1]
+    except (OSError, TypeError):
+        return None
 
 
 def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progress: Progress, file: str) -> Dict[str, Any]:
@@ -172,77 +200,55 @@ def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progre
     from bnlint.graphbuild import build_graph, graph_to_json
     from bnlint.trace import trace_model
 
-    out: Dict[str, Any] = {"name": name, "errors": [], "notes": []}
-    progress.step(f"building {name}")
-    device = "meta"
+    out: Dict[str, Any] = {"name": name, "errors": [], "notes": [], "def_line": _definition_line(factory, file)}
+
+    def build(device):
+        model = _build(factory, args, kwargs, device)
+        return model, trace_model(model)
+
+    progress.step(f"building and tracing {name}")
     try:
-        model = _build(factory, args, kwargs, "meta")
+        device = "meta"
+        model, tr = build(device)
     except Exception:
-        device = "cpu"
         try:
-            model = _build(factory, args, kwargs, "cpu")
+            device = "cpu"
+            model, tr = build(device)
         except Exception as exc:
             out["errors"].append(_error("build", exc, file))
             return out
+    if device == "meta" and any(r.graph is None for r in tr.walk()):
+        # Untraceable forwards are recorded by running them: that needs real tensors.
+        device = "cpu"
+        model, tr = build(device)
     out["model_type"] = f"{type(model).__module__}.{type(model).__qualname__}"
     out["submodule_types"] = sorted({f"{type(m).__module__}.{type(m).__qualname__}" for m in model.modules() if m is not model})
 
-    progress.step(f"tracing {name}")
-    tr = trace_model(model)
-    if tr.graph_module is None and device == "meta":
-        # The root forward does not trace; running it eagerly to reach the children
-        # needs real tensors (data-dependent control flow).
-        device = "cpu"
-        try:
-            model = _build(factory, args, kwargs, "cpu")
-            tr = trace_model(model)
-        except Exception as exc:
-            out["errors"].append(_error("build", exc, file))
-            return out
-
     progress.step(f"running {name} on example inputs")
-    shape_error = None
-    for attempt_device in ([device, "cpu"] if device == "meta" else [device]):
-        if attempt_device != device:
-            try:
-                model = _build(factory, args, kwargs, "cpu")
-                tr = trace_model(model)
-            except Exception as exc:
-                out["errors"].append(_error("build", exc, file))
-                return out
-            device = attempt_device
-        try:
+    try:
+        inputs = _example_inputs(module, name, model, tr.graph_module, input_shape, device)
+    except LookupError as exc:
+        out["errors"].append({"stage": "inputs", "message": str(exc), "line": None})
+        inputs = None
+    except Exception as exc:
+        out["errors"].append(_error("inputs", exc, file))
+        inputs = None
+    if inputs is not None:
+        error = _run_on_inputs(model, tr, inputs)
+        if error is not None and device == "meta":
+            device = "cpu"
+            model, tr = build(device)
             inputs = _example_inputs(module, name, model, tr.graph_module, input_shape, device)
-        except LookupError as exc:
-            out["errors"].append({"stage": "inputs", "message": str(exc), "line": None})
-            inputs = None
-            break
-        except Exception as exc:
-            out["errors"].append(_error("inputs", exc, file))
-            inputs = None
-            break
-        captured, handles = _capture_inputs(model, _all_paths(tr))
-        try:
-            with torch.no_grad():
-                if tr.graph_module is None:
-                    model(*inputs)  # reach the children eagerly; their inputs are captured
-                    shape_error = _propagate(tr, captured)
-                else:
-                    shape_error = _propagate(tr, captured, inputs)
-        except Exception as exc:  # the user's forward may raise anything
-            shape_error = _describe(exc)
-        finally:
-            for h in handles:
-                h.remove()
-        if shape_error is None:
-            break
-    if shape_error is not None:
-        out["errors"].append({"stage": "forward", "message": shape_error, "line": None})
+            error = _run_on_inputs(model, tr, inputs)
+        if error is not None:
+            shapes = ", ".join(str(tuple(t.shape)) for t in inputs if isinstance(t, torch.Tensor))
+            out["errors"].append(_error("forward", error, file, inputs=shapes))
 
     progress.step(f"building the graph of {name}")
-    graph, opaque = build_graph(model, tr)
+    graph, opaque, concrete = build_graph(model, tr)
     out["graph"] = graph_to_json(graph)
     out["opaque"] = opaque
+    out["concrete"] = concrete
     out["device"] = device
     return out
 

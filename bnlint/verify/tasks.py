@@ -24,7 +24,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from bnlint.verify.options import VerifyError
 
-__all__ = ["TaskData", "synthetic_task", "load_user_task", "output_width"]
+__all__ = ["TaskData", "synthetic_task", "gaussian_classes", "load_user_task", "output_width"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -166,3 +166,18 @@ def load_user_task(spec: str, classes: int, search_dirs: Sequence[str] = ()) -> 
     )
     return TaskData(train, val, loss_fn, classes if is_cls and classes > 1 else 0,
                     f"user task {spec}, {len(train)} train / {len(val)} val")
+
+
+def gaussian_classes(n_train: int, n_val: int, dim: int, seed: int, classes: int = 2,
+                     mean_std: float = 0.5) -> TaskData:
+    """Wu et al.'s setting: class means ~ N(0, mean_std^2 I), unit Gaussian noise."""
+    gen = torch.Generator().manual_seed(7919 * seed + 3)
+    means = torch.randn(classes, dim, generator=gen) * mean_std
+    n = n_train + n_val
+    labels = torch.arange(n) % classes
+    labels = labels[torch.randperm(n, generator=gen)]
+    x = means[labels] + torch.randn(n, dim, generator=gen)
+    train = TensorDataset(x[:n_train].contiguous(), labels[:n_train].contiguous())
+    val = TensorDataset(x[n_train:].contiguous(), labels[n_train:].contiguous())
+    return TaskData(train, val, F.cross_entropy, classes,
+                    f"{classes} Gaussian classes, d={dim}, {n_train} train / {n_val} val")
