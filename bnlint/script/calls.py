@@ -193,6 +193,9 @@ class CallEvaluator:
     # -- binding -------------------------------------------------------------------------
     def bind(self, target, value, fr, loops) -> None:
         val, deps = value
+        if VARIES in deps:
+            # A value that changes per evaluation changes with the loops around it only.
+            deps = (deps - {VARIES}) | frozenset(l.id for l in loops)
         if isinstance(target, cst.Name):
             fr.env[target.value] = (val, deps)
         elif isinstance(target, (cst.Tuple, cst.List)):
