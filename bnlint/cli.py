@@ -154,6 +154,34 @@ def explain(code):
     click.echo(rule.doc.strip())
 
 
+@cli.command()
+@click.argument("before", type=click.Path())
+@click.argument("after", type=click.Path())
+@click.option("--model", default=None, help="Model to compare: Name or Name(arg=1) (default: the only one).")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Training seeds (paired).")
+@click.option("--epochs", type=int, default=None, help="Epochs per run (default: about 300 steps).")
+@click.option("--budget", type=float, default=None, help="Time budget in seconds (default 120 on CPU).")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available).")
+@click.option("--task", default=None, help="module:function returning (train_dataset, val_dataset[, loss]).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Write the JSON report here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None, help="Write a PNG plot (needs matplotlib).")
+@click.option("--kind", type=click.Choice(["auto", "model", "shuffle"]), default="auto", show_default=True)
+@click.option("--rename", multiple=True, help="OLD_PREFIX=NEW_PREFIX for parameters an unsafe fix renamed.")
+@click.option("--input-shape", default=None, help="Example input shape(s), e.g. 2,3,32,32.")
+def verify(before, after, model, seeds, epochs, budget, device, task, report_path, plot_path, kind, rename, input_shape):
+    """Train BEFORE.py and AFTER.py side by side; exit 0 only when the change is confirmed."""
+    from bnlint.verify.command import build_request, run_verify_subprocess
+    from bnlint.verify.options import VerifyError
+
+    try:
+        shape = _parse_shape_option(input_shape) if input_shape else None
+        request = build_request(before, after, model, seeds, epochs, budget, device, task, report_path,
+                                plot_path, kind, rename, shape)
+    except (VerifyError, ConfigError) as exc:
+        raise _fail(str(exc))
+    sys.exit(run_verify_subprocess(request))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="bnlint")

@@ -9,7 +9,7 @@ import torch
 
 from bnlint.verify.options import DEFAULT_CPU_BUDGET, DEFAULT_GPU_BUDGET, VerifyError
 
-__all__ = ["pick_device", "autocast_for", "environment_info", "default_budget"]
+__all__ = ["pick_device", "autocast_for", "environment_info", "default_budget", "cpu_threads"]
 
 
 def pick_device(requested: Optional[str]) -> torch.device:
@@ -64,3 +64,17 @@ def environment_info(device: torch.device) -> dict:
         "mixed_precision": str(dtype).replace("torch.", "") if dtype else None,
         "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
     }
+
+
+@contextlib.contextmanager
+def cpu_threads(device: torch.device, threads: Optional[int]):
+    """Use ``threads`` intra-op threads while training on CPU; restore afterwards."""
+    if device.type != "cpu" or not threads:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

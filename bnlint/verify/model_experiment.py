@@ -18,7 +18,7 @@ from torch import nn
 from bnlint.verify.batching import BatchSource, epoch_orders
 from bnlint.verify.bnstats import variance_shift
 from bnlint.verify.budget import fit_epochs, time_training_step
-from bnlint.verify.environment import default_budget, environment_info, pick_device
+from bnlint.verify.environment import cpu_threads, default_budget, environment_info, pick_device
 from bnlint.verify.options import VerifyError, VerifyOptions
 from bnlint.verify.progress import ProgressBar
 from bnlint.verify.report import VerifyReport
@@ -132,7 +132,10 @@ def model_metric_specs(task: TaskData, has_bn: bool, options: VerifyOptions) -> 
     specs = []
     if has_bn:
         specs.append(("variance_shift_mean", MetricSpec("variance_shift", "lower", "mechanistic", tolerance=0.01)))
-    specs.append(("train_eval_gap", MetricSpec("train_eval_gap", "lower", "mechanistic", tolerance=0.005)))
+    # The gap is the primary metric only without BN; with BN it is reported for context
+    # (a dropout moved next to the classifier raises the train-mode loss by design).
+    specs.append(("train_eval_gap", MetricSpec("train_eval_gap", "lower", "info" if has_bn else "mechanistic",
+                                               tolerance=0.005)))
     if task.is_classification:
         specs.append(("val_acc", MetricSpec("val_acc", "higher", "validation", margin=options.acc_margin)))
         specs.append(("val_loss", MetricSpec("val_loss", "lower", "info", tolerance=0.005)))
@@ -143,6 +146,12 @@ def model_metric_specs(task: TaskData, has_bn: bool, options: VerifyOptions) -> 
 
 
 def run_model_experiment(pair: ModelPair, options: VerifyOptions, seed_runner=None) -> VerifyReport:
+    """See :func:`_run_model_experiment`; runs with ``options.cpu_threads`` threads on CPU."""
+    with cpu_threads(pick_device(options.device), options.cpu_threads):
+        return _run_model_experiment(pair, options, seed_runner)
+
+
+def _run_model_experiment(pair: ModelPair, options: VerifyOptions, seed_runner=None) -> VerifyReport:
     """Train before/after for ``options.seeds`` seeds and compare them.
 
     ``seed_runner(seeds, epochs, device) -> list of records`` replaces the in-process

@@ -78,7 +78,7 @@ class Comparison:
     losses: int
     ties: int
     sign_p: float
-    decision: str  # "better", "worse" or "no clear difference"
+    decision: str  # "better", "worse", "no clear difference"; validation: "within margin", ...
     margin: float  # the validation margin in absolute units (0 for other roles)
     beyond_margin_worse: bool
 
@@ -145,6 +145,10 @@ def compare_metric(spec: MetricSpec, before: Sequence[float], after: Sequence[fl
     if spec.role == "validation":
         margin = spec.margin * abs(before_mean) if spec.relative_margin else spec.margin
         beyond = _clearly_positive([-g for g in gains], margin)
+        if beyond:
+            decision = "worse beyond margin"
+        elif decision != "better":
+            decision = "within margin" if _mean(gains) >= -margin else "mean beyond margin"
     return Comparison(spec, tuple(before), tuple(after), before_mean, _mean(after), _mean(diffs), low, high,
                       wins, losses, ties, sign_test_p(wins, losses), decision, margin, beyond)
 
