@@ -17,13 +17,13 @@ from bnlint.rule import Hit, Rule
 from bnlint.script.facts import Loop, ScriptFacts, Value
 from bnlint.script.known import SCRIPT_HINT
 from bnlint.script.positions import locate_nodes
-from bnlint.script.project import FileInfo, Project, iter_nodes
+from bnlint.script.project import FileInfo, Project
 from bnlint.script.walker import analyse_project
 
 __all__ = ["run_script_rules", "analyse_sources", "ScriptContext"]
 
-_ANCHOR_TYPES = (cst.Call, cst.Subscript, cst.ListComp, cst.GeneratorExp, cst.SetComp,
-                 cst.Name, cst.Attribute, cst.Tuple, cst.List)
+# Node types a finding may point at (positions are computed for these only).
+_ANCHOR_TYPES = (cst.Call, cst.Subscript, cst.ListComp, cst.GeneratorExp, cst.SetComp, cst.Name)
 
 
 class ScriptContext:
@@ -36,11 +36,11 @@ class ScriptContext:
 
     def span(self, node: cst.CSTNode, file: FileInfo) -> SourceSpan:
         table = self._positions.get(id(file))
-        if table is None or id(node) not in table:
-            nodes = [n for n in iter_nodes(file.module) if isinstance(n, _ANCHOR_TYPES)]
-            nodes.append(node)
-            table = locate_nodes(file.module, nodes)
+        if table is None:
+            table = locate_nodes(file.module, _ANCHOR_TYPES + (type(node),))
             self._positions[id(file)] = table
+        elif id(node) not in table:
+            table.update(locate_nodes(file.module, (type(node),)))
         (line, col), (end_line, end_col) = table.get(id(node), ((1, 0), (1, 0)))
         return SourceSpan(file.path, line, col + 1, end_line, end_col + 1)
 
@@ -82,7 +82,8 @@ def _parse(sources) -> Dict[str, cst.Module]:
 def analyse_sources(sources) -> ScriptContext:
     """Parse and walk the files; the context the rules check."""
     modules = _parse(sources)
-    project = Project.from_modules(modules)
+    texts = {s.path: s.text for s in sources}
+    project = Project.from_modules(modules, texts)
     return ScriptContext(analyse_project(project))
 
 

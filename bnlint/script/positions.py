@@ -7,7 +7,7 @@ the wanted nodes start and end.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Tuple
 
 import libcst as cst
 
@@ -22,21 +22,21 @@ Position = Tuple[int, int]  # 1-based line, 0-based column
 
 
 class _MarkingState(CodegenState or object):
-    def __init__(self, targets: Dict[int, cst.CSTNode], **kwargs):
+    """Code generation that notes where nodes of the wanted types start and end."""
+
+    def __init__(self, types, **kwargs):
         super().__init__(**kwargs)
-        self.targets = targets
+        self.types = types
         self.starts: Dict[int, int] = {}
         self.ends: Dict[int, int] = {}
 
     def before_codegen(self, node) -> None:
-        key = id(node)
-        if key in self.targets and key not in self.starts:
-            self.starts[key] = len(self.tokens)
+        if type(node) in self.types:
+            self.starts[id(node)] = len(self.tokens)
 
     def after_codegen(self, node) -> None:
-        key = id(node)
-        if key in self.targets and key not in self.ends:
-            self.ends[key] = len(self.tokens)
+        if type(node) in self.types:
+            self.ends[id(node)] = len(self.tokens)
 
 
 def _positions_from_tokens(tokens, marks: Dict[int, int]) -> Dict[int, Position]:
@@ -64,21 +64,19 @@ def _skip_lead(tokens, start: int, end: int) -> int:
     return start
 
 
-def locate_nodes(module: cst.Module, nodes: Iterable[cst.CSTNode]) -> Dict[int, Tuple[Position, Position]]:
-    """``id(node) -> ((line, col), (end_line, end_col))`` for each node found."""
-    targets = {id(n): n for n in nodes}
-    if not targets:
-        return {}
+def locate_nodes(module: cst.Module, types) -> Dict[int, Tuple[Position, Position]]:
+    """``id(node) -> ((line, col), (end_line, end_col))`` for every node of ``types``."""
+    types = frozenset(types)
     if CodegenState is None:  # pragma: no cover
         from libcst.metadata import MetadataWrapper, PositionProvider
 
         wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
         pos = wrapper.resolve(PositionProvider)
         return {
-            k: ((pos[n].start.line, pos[n].start.column), (pos[n].end.line, pos[n].end.column))
-            for k, n in targets.items() if n in pos
+            id(n): ((p.start.line, p.start.column), (p.end.line, p.end.column))
+            for n, p in pos.items() if type(n) in types
         }
-    state = _MarkingState(targets, default_indent=module.default_indent,
+    state = _MarkingState(types, default_indent=module.default_indent,
                           default_newline=module.default_newline)
     module._codegen(state)
     tokens = state.tokens

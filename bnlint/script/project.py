@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Dict, Iterator, List, Optional, Set
 
 import libcst as cst
@@ -95,16 +96,40 @@ def _module_name(path: str) -> str:
     return ".".join(parts)
 
 
+def _statements(body) -> Iterator[cst.CSTNode]:
+    """Every statement, nested ones included (no expressions are visited)."""
+    stack = list(reversed(body))
+    while stack:
+        stmt = stack.pop()
+        yield stmt
+        for name in ("body", "orelse", "finalbody", "handlers"):
+            part = getattr(stmt, name, None)
+            if part is None:
+                continue
+            if isinstance(part, (list, tuple)):
+                stack.extend(reversed(part))
+            elif isinstance(part, cst.BaseSuite):
+                if isinstance(part, cst.IndentedBlock):
+                    stack.extend(reversed(part.body))
+            elif isinstance(part, cst.CSTNode):
+                stack.append(part)
+
+
+_CALLED = re.compile(r"(?<![\w.])(?<!def )(?<!class )([A-Za-z_]\w*)\s*\(|\.([A-Za-z_]\w*)\s*\(")
+
+
 def _index_file(path: str, module: cst.Module) -> FileInfo:
     imports = ImportTable()
     functions: Dict[str, cst.FunctionDef] = {}
     classes: Dict[str, ClassInfo] = {}
     info = FileInfo(path, module, _module_name(path), imports, functions, classes)
-    for node in iter_nodes(module):
-        if isinstance(node, cst.Import):
-            imports.add_import(node)
-        elif isinstance(node, cst.ImportFrom):
-            imports.add_import_from(node)
+    for node in _statements(module.body):
+        if isinstance(node, cst.SimpleStatementLine):
+            for small in node.body:
+                if isinstance(small, cst.Import):
+                    imports.add_import(small)
+                elif isinstance(small, cst.ImportFrom):
+                    imports.add_import_from(small)
     for stmt in module.body:
         if isinstance(stmt, cst.If):  # if __name__ == "__main__": / try-import blocks
             continue
@@ -122,23 +147,25 @@ def _index_file(path: str, module: cst.Module) -> FileInfo:
 class Project:
     """All parsed files, with lookups across them."""
 
-    def __init__(self, files: List[FileInfo]) -> None:
+    def __init__(self, files: List[FileInfo], texts: Optional[Dict[str, str]] = None) -> None:
         self.files = files
         self._by_module: Dict[str, FileInfo] = {}
         for f in files:
             parts = f.module_name.split(".")
             for i in range(len(parts)):
                 self._by_module.setdefault(".".join(parts[i:]), f)
+        # Names that appear called anywhere (from the text: cheaper than a tree walk).
         self.called_names: Set[str] = set()
         for f in files:
-            for call in calls_in(f.module, skip_defs=False):
-                name = last_part(dotted(call.func))
-                if name:
-                    self.called_names.add(name)
+            text = (texts or {}).get(f.path)
+            if text is None:
+                text = f.module.code
+            for plain, attr in _CALLED.findall(text):
+                self.called_names.add(plain or attr)
 
     @classmethod
-    def from_modules(cls, modules: Dict[str, cst.Module]) -> "Project":
-        return cls([_index_file(path, mod) for path, mod in modules.items()])
+    def from_modules(cls, modules: Dict[str, cst.Module], texts: Optional[Dict[str, str]] = None) -> "Project":
+        return cls([_index_file(path, mod) for path, mod in modules.items()], texts)
 
     # -- lookups -----------------------------------------------------------------
     def file_for_module(self, module: str) -> Optional[FileInfo]:
