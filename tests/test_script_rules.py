@@ -212,3 +212,25 @@ def test_files_without_hints_are_not_parsed(monkeypatch):
     monkeypatch.setattr(libcst, "parse_module", lambda text: parsed.append(text) or real(text))
     _run([("model.py", "import torch.nn as nn\nclass M(nn.Module):\n    pass\n")])
     assert parsed == []
+
+
+def test_sampler_assigned_in_one_branch_of_an_if():
+    text = textwrap.dedent("""\
+        import torch.utils.data
+
+        def main(args, model, criterion, optimizer, dataset):
+            if args.distributed:
+                sampler = torch.utils.data.distributed.DistributedSampler(dataset)
+            else:
+                sampler = None
+            loader = torch.utils.data.DataLoader(dataset, shuffle=(sampler is None), sampler=sampler)
+            for epoch in range(args.epochs):
+                if args.distributed:
+                    sampler.set_epoch(epoch)
+                for images, target in loader:
+                    criterion(model(images), target).backward()
+                    optimizer.step()
+        """)
+    assert _run([("imagenet.py", text)]) == []
+    broken = text.replace("                sampler.set_epoch(epoch)\n", "                pass\n")
+    assert [(f.code, f.line) for f in _run([("imagenet.py", broken)])] == [("BNL201", 5)]

@@ -150,10 +150,19 @@ class Walker(CallDispatch):
             self.eval(stmt.test, fr, loops)
             self.walk_block(stmt.body, fr, loops)
             orelse = stmt.orelse
+            if orelse is None:
+                return
+            after_body = dict(fr.env)
             if isinstance(orelse, cst.If):
                 self.walk_stmt(orelse, fr, loops)
-            elif orelse is not None:
+            else:
                 self.walk_block(orelse.body, fr, loops)
+            # Either branch may run: keep what is known from either.
+            for name, (value, deps) in after_body.items():
+                now = fr.env.get(name)
+                if now is not None and now is not (value, deps):
+                    fr.env[name] = (now[0] if now[0] is not None and now[0].kind != "const" else value,
+                                    deps | now[1])
         elif isinstance(stmt, cst.With):
             saved = fr.no_grad
             for item in stmt.items:
