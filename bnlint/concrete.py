@@ -8,7 +8,6 @@ caller reports as an info note. Runs in the worker.
 """
 from __future__ import annotations
 
-import traceback
 from typing import Any, Dict, List, Tuple
 
 import torch
@@ -16,6 +15,8 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.fx.passes.shape_prop import _extract_tensor_metadata
 from torch.overrides import TorchFunctionMode
+
+from bnlint.sites import current_stack
 
 __all__ = ["record_graph"]
 
@@ -28,8 +29,7 @@ def _is_leaf(m: nn.Module) -> bool:
 
 
 def _stack() -> str:
-    frames = traceback.extract_stack()[:-2]
-    return "".join(f'  File "{f.filename}", line {f.lineno}, in {f.name}\n' for f in frames)
+    return current_stack(skip=2)
 
 
 class _Recorder(TorchFunctionMode):

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -64,9 +65,7 @@ def run_worker(request: Dict[str, Any], timeout: float) -> Tuple[Optional[Dict[s
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 start_new_session=True,
             )
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+            if not _wait(proc, progress, timeout):
                 _kill(proc)
                 step = _last_step(progress)
                 return None, f"timed out after {timeout:g} s while {step}; raise --timeout or [tool.bnlint] timeout, or exclude the file"
@@ -92,6 +91,42 @@ def run_worker(request: Dict[str, Any], timeout: float) -> Tuple[Optional[Dict[s
             if tail:
                 why += f" ({tail})"
         return None, why
+
+
+# The worker imports torch before any user code; that start-up is not the user's
+# time, so the timeout starts once the worker says it is importing the user's file.
+USER_CODE_STEP = "importing the file's definitions"
+STARTUP_LIMIT = 300.0
+
+
+def _wait(proc: subprocess.Popen, progress: str, timeout: float) -> bool:
+    """Wait for the worker; False when it ran past its time."""
+    started = time.monotonic()
+    user_started: Optional[float] = None
+    delay = 0.02
+    while True:
+        try:
+            proc.wait(timeout=delay)
+            return True
+        except subprocess.TimeoutExpired:
+            pass
+        delay = min(delay * 2, 0.25)
+        now = time.monotonic()
+        if user_started is None:
+            if USER_CODE_STEP in _last_steps(progress):
+                user_started = now
+            elif now - started > max(STARTUP_LIMIT, timeout):
+                return False
+        elif now - user_started > timeout:
+            return False
+
+
+def _last_steps(progress: str) -> str:
+    try:
+        with open(progress, encoding="utf-8") as fh:
+            return fh.read()
+    except OSError:
+        return ""
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -275,8 +310,26 @@ def _file_failure(job: ModelJob, err: Dict[str, Any]) -> Finding:
     return _failure(job.path, text, line, stage=err.get("stage", "import"))
 
 
-def _graph_findings(job: ModelJob, model: Dict[str, Any], rules: Sequence[Rule]) -> List[Tuple[Location, Rule, Hit]]:
+def _with_fix(rule: Rule, g: nx.DiGraph, hit: Hit, job: ModelJob, fix_sources: Dict[str, Any]) -> Hit:
+    """Attach the planned fix of a graph-rule hit, or say in the message why there is none."""
+    if hit.fix is not None or not rule.fixable or hit.node not in g:
+        return hit
+    from dataclasses import replace
+
+    from bnlint.fix.modelfix import plan_model_fix
+
+    fix, why = plan_model_fix(rule.code, g, hit.node, job.abs_path, fix_sources)
+    if fix is not None:
+        return replace(hit, fix=fix)
+    if why:
+        return replace(hit, message=f"{hit.message} (no automatic fix: {why})")
+    return hit
+
+
+def _graph_findings(job: ModelJob, model: Dict[str, Any], rules: Sequence[Rule],
+                    fix_sources: Optional[Dict[str, Any]] = None) -> List[Tuple[Location, Rule, Hit]]:
     g = graph_from_json(model["graph"])
+    fix_sources = {} if fix_sources is None else fix_sources
     out = []
     for rule in rules:
         try:
@@ -286,6 +339,7 @@ def _graph_findings(job: ModelJob, model: Dict[str, Any], rules: Sequence[Rule])
             out.append((Location(job.abs_path, 1, 1), None, Hit(
                 message=f"rule {rule.code} crashed on model {model.get('name')}: {type(exc).__name__}: {exc}")))
         for hit in hits:
+            hit = _with_fix(rule, g, hit, job, fix_sources)
             loc = locate(g.nodes[hit.node]) if hit.node in g else None
             if loc is None:
                 loc = Location(job.abs_path, 1, 1)
@@ -298,13 +352,14 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
     for note in result.get("notes", []):
         findings.append(_failure(job.path, note, None, severity=Severity.INFO))
     grouped: Dict[Tuple[str, int, int, str], List[Tuple[Location, Rule, Hit, str]]] = {}
+    fix_sources: Dict[str, Any] = {}
     for model in result.get("models", []):
         if model.get("covered_by_parent"):
             continue
         findings.extend(_model_failures(job, model))
         if "graph" not in model:
             continue
-        for loc, rule, hit in _graph_findings(job, model, rules):
+        for loc, rule, hit in _graph_findings(job, model, rules, fix_sources):
             if rule is None:
                 findings.append(_failure(job.path, hit.message))
                 continue

@@ -17,7 +17,7 @@ import weakref
 from typing import Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["Site", "is_torch_file", "is_library_file", "library_module_name",
-           "recording_construction_sites", "construction_site", "frames_from_stack_trace",
+           "recording_construction_sites", "construction_site", "frames_from_stack_trace", "current_stack",
            "site_dict"]
 
 Site = Tuple[str, int, int, int, int]  # file, line, col (0-based), end_line, end_col
@@ -136,6 +136,17 @@ def recording_construction_sites() -> Iterator[None]:
         yield
     finally:
         nn.Module.__init__ = original
+
+
+def current_stack(skip: int = 1, limit: int = 64) -> str:
+    """The caller's stack as fx formats stack traces (outermost first), without
+    reading source files or importing torch's traceback machinery."""
+    frame = sys._getframe(skip + 1)
+    frames = []
+    while frame is not None and len(frames) < limit:
+        frames.append(f'  File "{frame.f_code.co_filename}", line {frame.f_lineno}, in {frame.f_code.co_name}\n')
+        frame = frame.f_back
+    return "".join(reversed(frames))
 
 
 _FRAME_RE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')

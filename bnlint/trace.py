@@ -15,6 +15,8 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from bnlint.sites import current_stack
+
 __all__ = ["TraceResult", "BnTracer", "trace_model", "MAX_LEAF_RETRIES"]
 
 MAX_LEAF_RETRIES = 8
@@ -25,7 +27,9 @@ class BnTracer(fx.Tracer):
 
     def __init__(self, extra_leaves: Set[str]):
         super().__init__()
-        self.record_stack_traces = True
+        # fx's own stack-trace recording imports torch._dynamo (seconds); ours is a
+        # plain frame walk in the same format.
+        self.record_stack_traces = False
         self.extra_leaves = extra_leaves
         self.failed_in: Optional[str] = None  # innermost module whose forward raised
 
@@ -33,6 +37,11 @@ class BnTracer(fx.Tracer):
         if qualname in self.extra_leaves:
             return True
         return super().is_leaf_module(m, qualname)
+
+    def create_node(self, *args, **kwargs):
+        node = super().create_node(*args, **kwargs)
+        node.stack_trace = current_stack(skip=1)
+        return node
 
     def call_module(self, m, forward, args, kwargs):
         qualname = self.path_of_module(m)

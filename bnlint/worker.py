@@ -225,10 +225,11 @@ def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progre
     out["submodule_types"] = sorted({f"{type(m).__module__}.{type(m).__qualname__}" for m in model.modules() if m is not model})
 
     progress.step(f"running {name} on example inputs")
+    no_inputs = None
     try:
         inputs = _example_inputs(module, name, model, tr.graph_module, input_shape, device)
     except LookupError as exc:
-        out["errors"].append({"stage": "inputs", "message": str(exc), "line": None})
+        no_inputs = str(exc)
         inputs = None
     except Exception as exc:
         out["errors"].append(_error("inputs", exc, file))
@@ -246,6 +247,10 @@ def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progre
 
     progress.step(f"building the graph of {name}")
     graph, opaque, concrete = build_graph(model, tr)
+    if no_inputs and any(d.get("kind") == "dropout" for _, d in graph.nodes(data=True)):
+        # Without inputs global pooling is judged without shapes: say so. A model
+        # with no dropout at all needs no inputs to be checked.
+        out["errors"].append({"stage": "inputs", "message": no_inputs, "line": None})
     out["graph"] = graph_to_json(graph)
     out["opaque"] = opaque
     out["concrete"] = concrete

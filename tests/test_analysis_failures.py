@@ -1,0 +1,132 @@
+"""Every way analysis can fail becomes one BNL001 line that names the cause, and the
+other files are still analysed. User code never runs in the CLI process and top-level
+statements never run at all."""
+from __future__ import annotations
+
+import os
+import textwrap
+
+from conftest import FIXTURES, run_bnlint, run_json
+
+GOOD_BAD = "fixtures/BNL101/wide_resnet_dropout_before_bn2.py"
+
+
+def _by_path(data):
+    out = {}
+    for f in data:
+        out.setdefault(os.path.basename(f["path"]), []).append(f)
+    return out
+
+
+def test_each_failure_names_its_cause_and_others_are_still_analysed():
+    rc, data = run_json(
+        "--timeout", "20",
+        "fixtures/BNL001/syntax_error.py", "fixtures/BNL001/missing_package.py",
+        "fixtures/BNL001/constructor_raises.py", "fixtures/BNL001/forward_raises.py", GOOD_BAD,
+    )
+    assert rc == 2  # some files could not be analysed at all
+    by = _by_path(data)
+    assert "syntax error" in by["syntax_error.py"][0]["message"]
+    assert "missing dependency 'not_a_real_package_xyz'" in by["missing_package.py"][0]["message"]
+    ctor = [f for f in by["constructor_raises.py"] if f["severity"] == "error"]
+    assert len(ctor) == 1 and "FineTuneModel" in ctor[0]["message"] and "FileNotFoundError" in ctor[0]["message"]
+    fwd = [f for f in by["forward_raises.py"] if f["severity"] == "error"]
+    assert len(fwd) == 1 and "forward raised AttributeError" in fwd[0]["message"]
+    assert [f["code"] for f in by["wide_resnet_dropout_before_bn2.py"]] == ["BNL101"]
+
+
+def test_hang_past_timeout(tmp_path):
+    rc, data = run_json("--timeout", "3", "fixtures/BNL001/init_hangs.py", GOOD_BAD)
+    assert rc == 2
+    by = _by_path(data)
+    msg = by["init_hangs.py"][0]["message"]
+    assert "timed out after 3 s" in msg and "Student" in msg and "--timeout" in msg
+    assert [f["code"] for f in by["wide_resnet_dropout_before_bn2.py"]] == ["BNL101"]
+
+
+def test_top_level_code_never_runs(tmp_path):
+    marker = "BNLINT_SHOULD_NOT_EXIST.txt"
+    src = (FIXTURES / "BNL001" / "toplevel_side_effect.py").read_text()
+    (tmp_path / "script.py").write_text(src)
+    rc, data = run_json("script.py", cwd=tmp_path)
+    assert not (tmp_path / marker).exists()
+    assert [f["code"] for f in data if f["severity"] != "info"] == ["BNL102"]
+
+
+def test_local_imports_are_definitions_only_too(tmp_path):
+    (tmp_path / "helpers.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+        open("IMPORTED_HELPER_RAN.txt", "w").write("ran")
+
+        def make_head(width):
+            return nn.Sequential(nn.Dropout(0.2), nn.BatchNorm1d(width))
+    """))
+    (tmp_path / "model.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+        from helpers import make_head
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(8, 8)
+                self.head = make_head(8)
+
+            def forward(self, x):
+                return self.head(self.fc(x))
+    """))
+    rc, data = run_json("model.py", cwd=tmp_path)
+    assert not (tmp_path / "IMPORTED_HELPER_RAN.txt").exists()
+    assert [(f["code"], os.path.basename(f["path"]), f["line"]) for f in data] == [("BNL101", "helpers.py", 6)]
+
+
+def test_sys_exit_and_crash_at_import(tmp_path):
+    (tmp_path / "exits.py").write_text(textwrap.dedent("""
+        import sys
+        import torch.nn as nn
+
+
+        class Config:
+            if sys.version_info < (4, 0):
+                sys.exit("this script needs Python 4")
+
+
+        class A(nn.Module):
+            pass
+    """))
+    (tmp_path / "segv.py").write_text(textwrap.dedent("""
+        import ctypes
+        import torch.nn as nn
+
+
+        class Crash(nn.Module):
+            def __init__(self):
+                super().__init__()
+                ctypes.string_at(0)
+    """))
+    rc, data = run_json("exits.py", "segv.py", cwd=tmp_path)
+    by = _by_path(data)
+    assert "sys.exit()" in by["exits.py"][0]["message"]
+    assert "killed by SIGSEGV" in by["segv.py"][0]["message"]
+    assert rc == 2
+
+
+def test_untraceable_model_is_analysed_by_fallback():
+    rc, data = run_json("fixtures/BNL101/data_dependent_forward.py")
+    errors = [f for f in data if f["severity"] == "error"]
+    notes = [f for f in data if f["severity"] == "info"]
+    assert [f["code"] for f in errors] == ["BNL101"]
+    assert notes and all(f["code"] == "BNL001" for f in notes)
+    assert "PatchClassifier" in notes[0]["message"]
+
+
+def test_non_utf8_and_binary_files(tmp_path):
+    (tmp_path / "latin.py").write_bytes("# caf\xe9\nx = 1\n".encode("latin-1"))
+    (tmp_path / "blob.py").write_bytes(b"\x00\x01\x02binary")
+    (tmp_path / "empty.py").write_text("")
+    rc, data = run_json(".", cwd=tmp_path)
+    assert rc == 2
+    by = _by_path(data)
+    assert "not valid utf-8" in by["latin.py"][0]["message"]
+    assert "binary" in by["blob.py"][0]["message"]
+    assert "empty.py" not in by
