@@ -51,6 +51,11 @@ def read_source(path: str, display: Optional[str] = None) -> SourceFile:
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
     except SyntaxError as exc:
+        if "encoding" in str(exc):
+            raise SourceError(
+                f"{display} is not valid UTF-8 text and declares no other encoding; save it as "
+                "UTF-8 or add an encoding declaration (# -*- coding: latin-1 -*-)"
+            ) from None
         raise SourceError(f"{display}: {exc}") from None
     try:
         text = raw.decode(encoding)

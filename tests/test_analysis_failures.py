@@ -127,6 +127,6 @@ def test_non_utf8_and_binary_files(tmp_path):
     rc, data = run_json(".", cwd=tmp_path)
     assert rc == 2
     by = _by_path(data)
-    assert "not valid utf-8" in by["latin.py"][0]["message"]
+    assert "not valid UTF-8" in by["latin.py"][0]["message"]
     assert "binary" in by["blob.py"][0]["message"]
     assert "empty.py" not in by
