@@ -1,4 +1,4 @@
-"""Command line: ``bnlint check``, ``bnlint rules``, ``bnlint explain``.
+"""Command line: ``bnlint check``, ``bnlint fix``, ``bnlint rules``, ``bnlint explain``.
 
 Exit codes: 0 no findings, 1 findings, 2 usage error or a file that could not be
 analysed at all. User mistakes print one line, never a traceback.
@@ -118,6 +118,32 @@ def check(paths, select, ignore, extend_select, config_file, timeout, input_shap
     if counted(result.findings) and not exit_zero:
         sys.exit(EXIT_FINDINGS)
     sys.exit(EXIT_CLEAN)
+
+
+@cli.command("fix")
+@click.argument("paths", nargs=-1)
+@common_options
+@click.option("--unsafe-fixes", is_flag=True, help="Also apply unsafe fixes (e.g. reordering an nn.Sequential renames state_dict keys).")
+@click.option("--diff", "show_diff", is_flag=True, help="Print unified diffs and write nothing (exit 1 when something would change).")
+def fix(paths, select, ignore, extend_select, config_file, timeout, input_shape, unsafe_fixes, show_diff):
+    """Apply fixes, each checked before the file is written (default: the current folder)."""
+    from bnlint.engine import UsageError
+    from bnlint.fix.report import render_fix_run
+    from bnlint.fix.runner import fix_paths
+
+    paths = list(paths) or ["."]
+    try:
+        config = build_config(paths, config_file, select, ignore, extend_select, timeout, input_shape)
+        rules = select_rules(config.select, config.ignore, config.extend_select)
+        run = fix_paths(paths, config, rules, unsafe=unsafe_fixes, write=not show_diff)
+    except (ConfigError, UnknownRuleError, UsageError) as exc:
+        raise _fail(str(exc))
+    click.echo(render_fix_run(run, show_diff), nl=False)
+    if run.fatal:
+        sys.exit(EXIT_ERROR)
+    if show_diff:
+        sys.exit(EXIT_FINDINGS if run.fixed else EXIT_CLEAN)
+    sys.exit(EXIT_FINDINGS if run.remaining > 0 else EXIT_CLEAN)
 
 
 @cli.command("rules")

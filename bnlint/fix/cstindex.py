@@ -1,0 +1,127 @@
+"""A parsed source file with positions and parents, for placing model fixes.
+
+The graph tells the fixer *which* calls to move (a node's file, line and callee name);
+this index finds those calls in the libcst tree and answers structural questions:
+which statement and function hold a call, what text lies between two positions.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import libcst as cst
+from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
+
+__all__ = ["SourceIndex", "Pos", "callee_name"]
+
+Pos = Tuple[int, int]  # 1-based line, 0-based column
+
+
+def callee_name(call: cst.Call) -> Optional[str]:
+    """Last name of the callee: ``self.drop(...)`` -> ``drop``, ``F.dropout`` -> ``dropout``."""
+    func = call.func
+    if isinstance(func, cst.Attribute):
+        return func.attr.value
+    if isinstance(func, cst.Name):
+        return func.value
+    return None
+
+
+class SourceIndex:
+    """One file's CST with node positions and parents (libcst metadata)."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.text = text
+        self.module = cst.parse_module(text)
+        wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
+        self._pos = wrapper.resolve(PositionProvider)
+        self._parent = wrapper.resolve(ParentNodeProvider)
+        self._lines = text.split("\n")
+        self._starts = [0]
+        for line in self._lines:
+            self._starts.append(self._starts[-1] + len(line) + 1)
+        self._calls: Dict[int, List[cst.Call]] = {}
+        for node, pos in self._pos.items():
+            if isinstance(node, cst.Call):
+                self._calls.setdefault(pos.start.line, []).append(node)
+
+    # ---------------------------------------------------------------- positions
+    def start(self, node: cst.CSTNode) -> Pos:
+        p = self._pos[node].start
+        return (p.line, p.column)
+
+    def end(self, node: cst.CSTNode) -> Pos:
+        p = self._pos[node].end
+        return (p.line, p.column)
+
+    def offset(self, pos: Pos) -> int:
+        line, col = pos
+        if line - 1 >= len(self._lines):
+            return len(self.text)
+        return min(self._starts[line - 1] + col, len(self.text))
+
+    def between(self, a: Pos, b: Pos) -> str:
+        return self.text[self.offset(a):self.offset(b)]
+
+    def code(self, node: cst.CSTNode) -> str:
+        return self.between(self.start(node), self.end(node))
+
+    def line_text(self, line: int) -> str:
+        return self._lines[line - 1] if 0 < line <= len(self._lines) else ""
+
+    def indent_of(self, line: int) -> str:
+        text = self.line_text(line)
+        return text[: len(text) - len(text.lstrip(" \t"))]
+
+    # ---------------------------------------------------------------- structure
+    def parent(self, node: cst.CSTNode) -> Optional[cst.CSTNode]:
+        return self._parent.get(node)
+
+    def ancestor(self, node: cst.CSTNode, kind) -> Optional[cst.CSTNode]:
+        cur = self.parent(node)
+        while cur is not None and not isinstance(cur, kind):
+            cur = self.parent(cur)
+        return cur
+
+    def statement(self, node: cst.CSTNode) -> Optional[cst.SimpleStatementLine]:
+        return self.ancestor(node, cst.SimpleStatementLine)
+
+    def function(self, node: cst.CSTNode) -> Optional[cst.FunctionDef]:
+        return self.ancestor(node, cst.FunctionDef)
+
+    def klass(self, node: cst.CSTNode) -> Optional[cst.ClassDef]:
+        return self.ancestor(node, cst.ClassDef)
+
+    def calls_at(self, line: int, name: Optional[str] = None, method: Optional[bool] = None) -> List[cst.Call]:
+        """Calls starting on ``line`` (or spanning it) whose callee is named ``name``."""
+        found = list(self._calls.get(line, []))
+        if not found:
+            found = [c for calls in self._calls.values() for c in calls
+                     if self._pos[c].start.line <= line <= self._pos[c].end.line]
+        out = []
+        for c in found:
+            if name is not None and callee_name(c) != name:
+                continue
+            if method is not None and isinstance(c.func, cst.Attribute) != method:
+                continue
+            out.append(c)
+        return out
+
+    def call_at(self, line: int, col: int, name: Optional[str] = None) -> Optional[cst.Call]:
+        for c in self._calls.get(line, []):
+            if self._pos[c].start.column == col and (name is None or callee_name(c) == name):
+                return c
+        return None
+
+
+def first_input(call: cst.Call) -> Optional[cst.Arg]:
+    """The tensor argument of a layer or functional call: the first positional argument
+    (or ``input=``)."""
+    for arg in call.args:
+        if arg.star:
+            return None
+        if arg.keyword is None:
+            return arg
+        if arg.keyword.value == "input":
+            return arg
+    return None
