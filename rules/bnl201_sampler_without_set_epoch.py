@@ -32,8 +32,10 @@ for epoch in range(epochs):
 ```
 
 ## Fix safety
-No automatic fix yet; inserting `sampler.set_epoch(epoch)` at the top of the epoch loop
-changes the data order (that is the point), so such a fix would be unsafe.
+Safe: the fix inserts `sampler.set_epoch(epoch)` as the first statement of the epoch
+loop (with the loop variable, or a counter it adds when the loop has none; guarded
+with `is not None` when the sampler may be None). It changes the data order, which is
+the point, and touches no model.
 
 ## References
 - Wu, Yun & Sra, "On the Training Instability of Shuffling SGD with Batch
@@ -42,6 +44,7 @@ changes the data order (that is the point), so such a fix would be unsafe.
 - `torch.utils.data.distributed.DistributedSampler` documentation (`set_epoch`).
 """
 from bnlint.findings import Severity
+from bnlint.fix.scriptfix import planned, set_epoch_fix
 from bnlint.rule import Hit, Rule, RuleKind
 
 _MESSAGE = (
@@ -89,6 +92,7 @@ def find_sampler_without_set_epoch(ctx):
                 message=_MESSAGE.format(what=what, call=call),
                 span=ctx.span(target.node, target.file),
                 severity=ctx.severity(use.loops, use.file),
+                fix=planned(set_epoch_fix, ctx, target, holders, epochs[-1]),
             )
 
 
@@ -99,5 +103,6 @@ RULE = Rule(
     kind=RuleKind.SCRIPT,
     severity=Severity.WARNING,
     doc=__doc__,
+    fixable=True,
     check=find_sampler_without_set_epoch,
 )

@@ -29,8 +29,9 @@ batches = forever(train_loader)
 ```
 
 ## Fix safety
-No automatic fix yet; replacing `cycle` with a re-iterating generator changes the data
-order and the augmentations drawn, so such a fix would be unsafe.
+Safe: the fix replaces `itertools.cycle(loader)` with a re-iterating generator helper
+(added once per file) and drops the `cycle` import when nothing else uses it. The data
+order and the augmentations drawn change every pass, which is the point.
 
 ## References
 - Wu, Yun & Sra, "On the Training Instability of Shuffling SGD with Batch
@@ -38,6 +39,7 @@ order and the augmentations drawn, so such a fix would be unsafe.
 - Python documentation, `itertools.cycle` ("saving a copy of each").
 """
 from bnlint.findings import Severity
+from bnlint.fix.scriptfix import cycle_fix, planned
 from bnlint.rule import Hit, Rule, RuleKind
 
 _NOT_BATCHES = ("const", "range", "list", "tuple", "model", "generator", "rng")
@@ -49,6 +51,7 @@ _MESSAGE = (
 
 
 def find_cycled_dataloader(ctx):
+    found = []
     for use in ctx.facts.train_uses:
         value = use.value
         if value.kind != "cycle":
@@ -56,10 +59,15 @@ def find_cycled_dataloader(ctx):
         source = value.get("of")
         if source is not None and source.kind in _NOT_BATCHES:
             continue
+        found.append(use)
+    flagged = [use.value for use in found]
+    for use in found:
+        value = use.value
         yield Hit(
             message=_MESSAGE,
             span=ctx.span(value.node, value.file),
             severity=ctx.severity(use.loops, use.file),
+            fix=planned(cycle_fix, ctx, value, flagged),
         )
 
 
@@ -70,5 +78,6 @@ RULE = Rule(
     kind=RuleKind.SCRIPT,
     severity=Severity.WARNING,
     doc=__doc__,
+    fixable=True,
     check=find_cycled_dataloader,
 )

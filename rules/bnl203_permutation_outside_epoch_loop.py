@@ -37,8 +37,10 @@ for epoch in range(epochs):
 or `DataLoader(train_set, batch_size=batch_size, shuffle=True)`.
 
 ## Fix safety
-No automatic fix yet; moving the permutation into the loop or turning on `shuffle=True`
-changes the data order, so such a fix would be unsafe.
+Safe where the fixer can follow the code: `shuffle=True` on a map-style training loader
+without a sampler, or, for manual batching, the permutation statement moved to the top
+of the epoch loop (when nothing outside the loop uses it). A permutation baked into a
+`Subset` or a sampler list has no automatic fix: rebuild the loader by hand.
 
 ## References
 - Wu, Yun & Sra, "On the Training Instability of Shuffling SGD with Batch
@@ -46,6 +48,7 @@ changes the data order, so such a fix would be unsafe.
   divergence) and §5.
 """
 from bnlint.findings import Severity
+from bnlint.fix.scriptfix import permutation_into_loop_fix, planned, shuffle_fix
 from bnlint.rule import Hit, Rule, RuleKind
 from bnlint.script.calls import perm_of
 
@@ -118,16 +121,23 @@ def find_permutation_outside_epoch_loop(ctx):
         else:
             continue
         for anchor, message in hits:
+            fix = None
+            if message is _NEVER:
+                fix = planned(shuffle_fix, ctx, anchor)
+            elif message is _ONCE and facts.epoch_loops(use, anchor):
+                fix = planned(permutation_into_loop_fix, ctx, anchor, facts.epoch_loops(use, anchor)[-1])
             yield Hit(message=message, span=ctx.span(anchor.node, anchor.file),
-                      severity=ctx.severity(use.loops, use.file))
+                      severity=ctx.severity(use.loops, use.file), fix=fix)
     for index in facts.index_uses:
         perm = index.index_from_perm or perm_of(index.value)
         if perm is None or not index.loops or not index.loops[-1].trains:
             continue
         inner = {id(loop) for loop in perm.loops}
         if any(id(loop) not in inner for loop in index.loops[:-1]):
+            outer = [loop for loop in index.loops[:-1] if id(loop) not in inner]
             yield Hit(message=_ONCE, span=ctx.span(perm.node, perm.file),
-                      severity=ctx.severity(index.loops, perm.file))
+                      severity=ctx.severity(index.loops, perm.file),
+                      fix=planned(permutation_into_loop_fix, ctx, perm, outer[-1]))
 
 
 RULE = Rule(
@@ -137,5 +147,6 @@ RULE = Rule(
     kind=RuleKind.SCRIPT,
     severity=Severity.WARNING,
     doc=__doc__,
+    fixable=True,
     check=find_permutation_outside_epoch_loop,
 )

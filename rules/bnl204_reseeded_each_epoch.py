@@ -33,8 +33,9 @@ for epoch in range(epochs):
 or seed with the epoch: `torch.manual_seed(base_seed + epoch)`.
 
 ## Fix safety
-No automatic fix yet; moving the seeding call changes the data order, so such a fix
-would be unsafe.
+Safe where the fixer can follow the code: the statement that seeds (or the call of the
+helper that seeds) moves from the top level of the epoch loop to just before the loop,
+so the generator advances across epochs. It changes the data order, which is the point.
 
 ## References
 - Wu, Yun & Sra, "On the Training Instability of Shuffling SGD with Batch
@@ -42,6 +43,7 @@ would be unsafe.
 - PyTorch `RandomSampler`: a new seed is drawn from the generator at each `iter()`.
 """
 from bnlint.findings import Severity
+from bnlint.fix.scriptfix import planned, seed_before_loop_fix
 from bnlint.rule import Hit, Rule, RuleKind
 from bnlint.script.calls import perm_of
 from bnlint.script.facts import VARIES
@@ -111,7 +113,8 @@ def find_reseeded_each_epoch(ctx):
                 hit = True
             if hit:
                 yield Hit(message=_MESSAGE, span=ctx.span(seed.node, seed.file),
-                          severity=ctx.severity(use.loops, seed.file))
+                          severity=ctx.severity(use.loops, seed.file),
+                          fix=planned(seed_before_loop_fix, ctx, seed, epochs[-1]))
                 break
 
 
@@ -122,5 +125,6 @@ RULE = Rule(
     kind=RuleKind.SCRIPT,
     severity=Severity.WARNING,
     doc=__doc__,
+    fixable=True,
     check=find_reseeded_each_epoch,
 )

@@ -29,10 +29,10 @@ def callee_name(call: cst.Call) -> Optional[str]:
 class SourceIndex:
     """One file's CST with node positions and parents (libcst metadata)."""
 
-    def __init__(self, path: str, text: str):
+    def __init__(self, path: str, text: str, module: Optional[cst.Module] = None):
         self.path = path
         self.text = text
-        self.module = cst.parse_module(text)
+        self.module = module if module is not None else cst.parse_module(text)
         wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
         self._pos = wrapper.resolve(PositionProvider)
         self._parent = wrapper.resolve(ParentNodeProvider)
@@ -44,6 +44,11 @@ class SourceIndex:
         for node, pos in self._pos.items():
             if isinstance(node, cst.Call):
                 self._calls.setdefault(pos.start.line, []).append(node)
+
+    @classmethod
+    def from_module(cls, path: str, module: cst.Module) -> "SourceIndex":
+        """Index an already parsed module (node identities are kept)."""
+        return cls(path, module.code, module)
 
     # ---------------------------------------------------------------- positions
     def start(self, node: cst.CSTNode) -> Pos:

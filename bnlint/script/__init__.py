@@ -44,6 +44,15 @@ class ScriptContext:
         (line, col), (end_line, end_col) = table.get(id(node), ((1, 0), (1, 0)))
         return SourceSpan(file.path, line, col + 1, end_line, end_col + 1)
 
+    def source_index(self, file: FileInfo):
+        """Positions and parents of ``file``'s nodes, for planning fixes (cached)."""
+        cache = self.__dict__.setdefault("_indexes", {})
+        if id(file) not in cache:
+            from bnlint.fix.cstindex import SourceIndex
+
+            cache[id(file)] = SourceIndex.from_module(file.path, file.module)
+        return cache[id(file)]
+
     def severity(self, loops: Iterable[Loop], file: Optional[FileInfo] = None) -> Severity:
         """Error when the model trained in these loops contains BatchNorm."""
         models = self.facts.trains_models(loops)
