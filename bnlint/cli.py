@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 import click
 
 from bnlint import __version__
-from bnlint.config import Config, ConfigError, load_config, parse_input_shape
+from bnlint.config import Config, ConfigError, load_config, merge_flags, parse_input_shape
 from bnlint.registry import UnknownRuleError, all_rules, rule_by_code, select_rules
 
 __all__ = ["main", "cli"]
@@ -47,14 +47,9 @@ def _parse_shape_option(text: str):
 
 
 def build_config(paths, config_file, select, ignore, extend_select, timeout, input_shape) -> Config:
-    config = load_config(paths, config_file)
+    config = merge_flags(load_config(paths, config_file), _split_codes(select), _split_codes(ignore),
+                         _split_codes(extend_select))
     overrides = {}
-    if select:
-        overrides["select"] = _split_codes(select)
-    if ignore:
-        overrides["ignore"] = tuple(config.ignore) + _split_codes(ignore)
-    if extend_select:
-        overrides["extend_select"] = tuple(config.extend_select) + _split_codes(extend_select)
     if timeout is not None:
         if timeout <= 0:
             raise ConfigError("--timeout must be a positive number of seconds")
@@ -87,23 +82,28 @@ def common_options(func):
 @cli.command()
 @click.argument("paths", nargs=-1)
 @common_options
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "sarif", "github", "junit"]), default="text", show_default=True)
 @click.option("--output-file", "-o", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the report to a file.")
 @click.option("--verbose", "-v", is_flag=True, help="Also show info notes (e.g. blocks that could not be inspected).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when problems are found.")
 def check(paths, select, ignore, extend_select, config_file, timeout, input_shape, output_format, output_file, verbose, exit_zero):
     """Check files and folders (default: the current folder)."""
     from bnlint.engine import UsageError, check_paths
-    from bnlint.report import counted, render_json, render_text
+    from bnlint.progress import ProgressLine
+    from bnlint.report import counted, render
 
     paths = list(paths) or ["."]
     try:
         config = build_config(paths, config_file, select, ignore, extend_select, timeout, input_shape)
         rules = select_rules(config.select, config.ignore, config.extend_select)
-        result = check_paths(paths, config, rules)
+        progress = ProgressLine(sys.stderr)
+        try:
+            result = check_paths(paths, config, rules, progress=progress)
+        finally:
+            progress.close()
     except (ConfigError, UnknownRuleError, UsageError) as exc:
         raise _fail(str(exc))
-    text = render_json(result.findings) if output_format == "json" else render_text(result.findings, verbose)
+    text = render(output_format, result.findings, verbose=verbose, files_checked=result.files_checked)
     if output_file:
         from bnlint.atomic import write_text_atomic
 

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from bnlint.config import Config
 from bnlint.findings import Finding, Severity
+from bnlint.notebook import is_notebook, read_notebook_source, to_cell_positions
 from bnlint.rule import Rule, RuleKind
 from bnlint.sources import SourceError, SourceFile, read_source
 from bnlint.suppress import parse_suppressions
@@ -117,7 +118,7 @@ def collect_files(paths: Sequence[str], config: Config) -> List[FileJob]:
                     and not _excluded(Path(dirpath) / d, config.exclude, config.root)
                 )
                 for name in sorted(filenames):
-                    if not name.endswith(".py"):
+                    if not (name.endswith(".py") or name.endswith(".ipynb")):
                         continue
                     fp = Path(dirpath) / name
                     if _excluded(fp, config.exclude, config.root):
@@ -144,12 +145,8 @@ def collect_files(paths: Sequence[str], config: Config) -> List[FileJob]:
 
 
 def _per_file_ignored(path: str, code: str, config: Config) -> bool:
-    posix = Path(path).as_posix()
-    for glob, codes in config.per_file_ignores:
-        if fnmatch.fnmatch(posix, glob) or fnmatch.fnmatch(Path(path).name, glob):
-            if any(code.startswith(c.upper()) or c.upper() == "ALL" for c in codes):
-                return True
-    return False
+    codes = config.per_file_ignored_codes(path)
+    return any(code.startswith(c.upper()) or c.upper() == "ALL" for c in codes)
 
 
 def _apply_suppressions(findings: List[Finding], sources: Dict[str, SourceFile], config: Config) -> List[Finding]:
@@ -184,9 +181,13 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
     sources: Dict[str, SourceFile] = {}
     model_jobs: List[ModelJob] = []
 
+    notebooks = {}  # display path -> NotebookPython: findings go back to cells
     for job in jobs:
         try:
-            src = read_source(job.abs_path, job.path)
+            if is_notebook(job.path):
+                src, notebooks[job.path] = read_notebook_source(job.abs_path, job.path)
+            else:
+                src = read_source(job.abs_path, job.path)
         except SourceError as exc:
             findings.append(analysis_failure(job.path, f"cannot analyse file: {exc}"))
             result.fatal = True
@@ -228,4 +229,6 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
     findings = _apply_suppressions(findings, sources, config)
     unique = {f.sort_key(): f for f in findings}
     result.findings = [unique[k] for k in sorted(unique)]
+    if notebooks:
+        result.findings = to_cell_positions(result.findings, notebooks)
     return result

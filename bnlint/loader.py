@@ -131,6 +131,10 @@ class _DefinitionsLoader(importlib.machinery.SourceFileLoader):
 
     def get_code(self, fullname):  # noqa: D401 - importlib protocol
         source = self.get_data(self.path)
+        if self.path.endswith(".ipynb"):  # a notebook: the Python of its code cells
+            from bnlint.notebook import notebook_lines_for_import
+
+            source = notebook_lines_for_import(self.path, source)
         return compile_definitions(source, self.path)
 
 

@@ -194,9 +194,15 @@ _LINE_CACHE: Dict[str, List[str]] = {}
 def _line_text(file: str, line: int) -> str:
     if file not in _LINE_CACHE:
         try:
-            with open(file, encoding="utf-8", errors="replace") as fh:
-                _LINE_CACHE[file] = fh.read().splitlines()
-        except OSError:
+            if file.endswith(".ipynb"):  # a notebook: lines of its code cells' Python
+                from bnlint.notebook import notebook_python
+
+                with open(file, "rb") as fh:
+                    _LINE_CACHE[file] = notebook_python(fh.read(), file).text.splitlines()
+            else:
+                with open(file, encoding="utf-8", errors="replace") as fh:
+                    _LINE_CACHE[file] = fh.read().splitlines()
+        except (OSError, ValueError):
             _LINE_CACHE[file] = []
     lines = _LINE_CACHE[file]
     return lines[line - 1] if 0 < line <= len(lines) else ""
@@ -398,7 +404,10 @@ def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[
             "candidates": job.candidates,
             "input_shape": [list(s) for s in config.input_shape] if config.input_shape else None,
         }
-        return job, run_worker(request, config.timeout)
+        outcome = job, run_worker(request, config.timeout)
+        if progress is not None:  # e.g. bnlint.progress.ProgressLine
+            progress(job.path, len(jobs))
+        return outcome
 
     workers = max(1, min(len(jobs), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
