@@ -21,8 +21,8 @@ from typing import Any, Dict, List, Optional, Tuple
 from bnlint.findings import Finding
 
 __all__ = [
-    "NotebookError", "NotebookPython", "notebook_python", "read_notebook_source",
-    "is_notebook", "to_cell_positions", "notebook_lines_for_import",
+    "NotebookError", "NotebookPython", "notebook_python", "read_notebook_source", "notebook_source_file",
+    "is_notebook", "to_cell_positions", "notebook_lines_for_import", "notebook_with_python",
 ]
 
 _PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
@@ -125,7 +125,7 @@ def notebook_python(data: bytes, path: str = "<notebook>") -> NotebookPython:
 def read_notebook_source(abs_path: str, display: str):
     """(``bnlint.sources.SourceFile`` whose text is the notebook's Python, its
     ``NotebookPython``)."""
-    from bnlint.sources import MAX_SOURCE_BYTES, SourceError, SourceFile
+    from bnlint.sources import MAX_SOURCE_BYTES, SourceError
 
     try:
         with open(abs_path, "rb") as fh:
@@ -134,6 +134,15 @@ def read_notebook_source(abs_path: str, display: str):
         raise SourceError(f"could not read {display}: {exc.strerror or exc}") from None
     if len(raw) > MAX_SOURCE_BYTES:
         raise SourceError(f"{display} is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MB; exclude it")
+    return notebook_source_file(raw, display)
+
+
+def notebook_source_file(raw: bytes, display: str):
+    """(``SourceFile`` of the notebook bytes ``raw``, its ``NotebookPython``); the
+    file's ``text`` is the Python, its ``raw`` the notebook (``bnlint fix`` writes
+    notebooks back with ``notebook_with_python``)."""
+    from bnlint.sources import SourceError, SourceFile
+
     try:
         nbpy = notebook_python(raw, display)
     except NotebookError as exc:
@@ -143,7 +152,8 @@ def read_notebook_source(abs_path: str, display: str):
 
 def to_cell_positions(findings: List[Finding], notebooks: Dict[str, NotebookPython]) -> List[Finding]:
     """Findings in notebooks, re-placed in their cells (``details["cell"]``, line in the
-    cell). Their fixes are dropped: edits are on the joined text, not the notebook."""
+    cell). Fix edits stay on the joined Python text, which is what ``bnlint fix`` edits
+    before writing the changed cells back (``notebook_with_python``)."""
     out = []
     for f in findings:
         nbpy = notebooks.get(f.path)
@@ -153,7 +163,7 @@ def to_cell_positions(findings: List[Finding], notebooks: Dict[str, NotebookPyth
         pos = nbpy.position(f.line)
         details = dict(f.details)
         if pos is None:  # e.g. line 1 of a notebook with no code cells
-            out.append(replace(f, fix=None, end_line=None, end_column=None))
+            out.append(replace(f, end_line=None, end_column=None))
             continue
         cell, line = pos
         end = nbpy.position(f.end_line) if f.end_line else None
@@ -163,7 +173,7 @@ def to_cell_positions(findings: List[Finding], notebooks: Dict[str, NotebookPyth
             details["definition_line"] = dpos[1] if dpos else None
             details["definition_cell"] = dpos[0] if dpos else None
         out.append(replace(
-            f, line=line, fix=None,
+            f, line=line,
             end_line=end[1] if end and end[0] == cell else None,
             end_column=f.end_column if end and end[0] == cell else None,
             details=tuple(sorted(details.items())),
@@ -181,3 +191,88 @@ def notebook_lines_for_import(abs_path: str, raw: bytes) -> bytes:
     linecache.cache[abs_path] = (len(text), None, text.splitlines(True), abs_path)
     return text.encode("utf-8")
 
+
+
+# ---------------------------------------------------------------- writing fixes back
+
+def _json_style(raw: bytes) -> Dict[str, Any]:
+    """Indentation and escaping of the original file, so that untouched parts
+    (outputs, metadata) are written back as they were (nbformat's own style is
+    ``indent=1``, non-ASCII kept)."""
+    text = raw.decode("utf-8-sig")
+    indent = None
+    for line in text.splitlines()[1:3]:
+        stripped = line.lstrip(" ")
+        if stripped and len(stripped) < len(line):
+            indent = len(line) - len(stripped)
+            break
+    ensure_ascii = "\\u" in text and all(ord(c) < 128 for c in text)
+    return {"indent": indent, "ensure_ascii": ensure_ascii}
+
+
+def _set_source(cell: Dict[str, Any], lines: List[str], ended: bool) -> None:
+    text = "\n".join(lines) + ("\n" if ended and lines else "")
+    if isinstance(cell.get("source"), list):
+        cell["source"] = text.splitlines(True)
+    else:
+        cell["source"] = text
+
+
+def notebook_with_python(raw: bytes, new_python: str, path: str = "<notebook>") -> bytes:
+    """The notebook ``raw`` with its code cells rewritten so that their Python reads
+    ``new_python`` (an edited version of ``notebook_python(raw).text``).
+
+    Only the changed code cells get a new ``source``; outputs, metadata, markdown and
+    every other cell stay as they were. A change that spans two cells, or touches a
+    line bnlint skipped (a magic or shell line), raises ``NotebookError``: such a fix
+    is left for the user.
+    """
+    import difflib
+
+    old = notebook_python(raw, path)
+    nb = json.loads(raw.decode("utf-8-sig"))
+    cells = nb.get("cells")
+    if cells is None:
+        cells = [c for ws in nb.get("worksheets", []) for c in ws.get("cells", [])]
+    code_cells = [c for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"]
+    originals = [_cell_source(c).splitlines() for c in code_cells]
+    virtual = old.text.splitlines()
+    new_lines = new_python.splitlines()
+    # (cell index, first local line, end local line, new lines), applied bottom-up.
+    changes: List[Tuple[int, int, int, List[str]]] = []
+    matcher = difflib.SequenceMatcher(None, virtual, new_lines, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            continue
+        if i1 < i2:
+            spanned = {old.lines[i][0] for i in range(i1, i2)}
+            if len(spanned) > 1:
+                raise NotebookError(f"{path}: a fix spans cells {min(spanned)}-{max(spanned)}; fix it by hand")
+            cell = spanned.pop()
+            first = old.lines[i1][1] - 1
+            for i in range(i1, i2):
+                number, local = old.lines[i]
+                if originals[number - 1][local - 1] != virtual[i]:
+                    raise NotebookError(f"{path}: a fix touches an IPython line in cell {number}; fix it by hand")
+            changes.append((cell - 1, first, first + (i2 - i1), new_lines[j1:j2]))
+        elif old.lines:
+            # Pure insertion: after the line before it (or before the very first line).
+            if i1 > 0:
+                number, local = old.lines[i1 - 1]
+                changes.append((number - 1, local, local, new_lines[j1:j2]))
+            else:
+                number, local = old.lines[0]
+                changes.append((number - 1, local - 1, local - 1, new_lines[j1:j2]))
+        else:
+            raise NotebookError(f"{path}: the notebook has no code to fix")
+    if not changes:
+        return raw
+    edited: Dict[int, List[str]] = {}
+    for cell, start, end, lines in sorted(changes, key=lambda c: (c[0], c[1]), reverse=True):
+        current = edited.setdefault(cell, list(originals[cell]))
+        current[start:end] = lines
+    for cell, lines in edited.items():
+        source = _cell_source(code_cells[cell])
+        _set_source(code_cells[cell], lines, source.endswith("\n"))
+    style = _json_style(raw)
+    return (json.dumps(nb, ensure_ascii=style["ensure_ascii"], indent=style["indent"]) + "\n").encode("utf-8")

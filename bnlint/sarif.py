@@ -105,7 +105,8 @@ def _result(f: Finding, rule_index: Dict[str, int]) -> Dict[str, Any]:
     if f.code in rule_index:
         result["ruleIndex"] = rule_index[f.code]
     if f.fix is not None:
-        sarif_fix = _sarif_fix(f.fix)
+        # Notebook edits are on the cells' joined Python, not on the .ipynb file.
+        sarif_fix = _sarif_fix(f.fix) if "cell" not in details else None
         if sarif_fix is not None:
             result["fixes"] = [sarif_fix]
         details["fix"] = f.fix.to_dict()

@@ -45,6 +45,10 @@ def read_source(path: str, display: Optional[str] = None) -> SourceFile:
         raise SourceError(f"could not read {display}: {exc.strerror or exc}") from None
     if len(raw) > MAX_SOURCE_BYTES:
         raise SourceError(f"{display} is larger than {MAX_SOURCE_BYTES // (1024 * 1024)} MB; exclude it")
+    if path.endswith(".ipynb"):  # a notebook: the Python of its code cells
+        from bnlint.notebook import notebook_source_file
+
+        return notebook_source_file(raw, display)[0]
     if b"\x00" in raw:
         raise SourceError(f"{display} is a binary file, not Python source; exclude it")
     bom = raw.startswith(codecs.BOM_UTF8)

@@ -115,13 +115,12 @@ def test_check_reports_cell_positions_for_script_and_model_rules(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("nb.ipynb:cell 2:9:13: BNL101 Dropout(p=0.3) 'drop' feeds BatchNorm2d 'bn'")
     assert lines[1].startswith("nb.ipynb:cell 3:4:11: BNL202 `itertools.cycle`")
-    assert lines[-1] == "Found 2 problems."
+    assert lines[-1].startswith("Found 2 problems")
     assert path.read_bytes() == before  # checking never touches the notebook
 
     proc = run_bnlint("check", "--format", "json", "--select", "BNL2", "nb.ipynb", cwd=tmp_path)
     (finding,) = json.loads(proc.stdout)
     assert (finding["path"], finding["line"], finding["details"]["cell"]) == ("nb.ipynb", 4, 3)
-    assert finding["fix"] is None
 
 
 def test_suppressions_in_cells_and_folder_discovery(tmp_path):
@@ -137,3 +136,61 @@ def test_suppressions_in_cells_and_folder_discovery(tmp_path):
     assert "Traceback" not in proc.stderr
     assert [l.split(": ", 1)[0] for l in proc.stdout.splitlines() if ": BNL" in l] == ["broken.ipynb:1:1"]
     assert "broken.ipynb is not a valid notebook" in proc.stdout
+
+
+# ---------------------------------------------------------------- fix
+
+def test_notebook_with_python_rewrites_only_the_changed_cells(tmp_path):
+    from bnlint.notebook import notebook_with_python
+
+    raw = _notebook(tmp_path / "nb.ipynb").read_bytes()
+    py = notebook_python(raw).text
+    assert notebook_with_python(raw, py) == raw
+    new = py.replace("batches = cycle(loader)", "batches = forever(loader)").replace(
+        "from itertools import cycle\n", "from itertools import cycle\n\n\ndef forever(x):\n    while True:\n        yield from x\n")
+    out = notebook_with_python(raw, new)
+    nb = nbformat.reads(out.decode(), as_version=4)
+    nbformat.validate(nb)
+    old = nbformat.reads(raw.decode(), as_version=4)
+    assert notebook_python(out).text == new
+    assert nb.cells[1].source.startswith("%matplotlib inline\n!pip install -q something\nfrom itertools import cycle\n\n\ndef forever(x):")
+    assert nb.cells[4].source == DATA.replace("cycle(loader)", "forever(loader)")
+    for i in (0, 2, 3, 5, 6):
+        assert nb.cells[i] == old.cells[i]
+    assert nb.cells[1].outputs == old.cells[1].outputs and nb.metadata == old.metadata
+    assert nb.cells[1].execution_count == 1
+
+
+def test_notebook_with_python_refuses_unmappable_changes(tmp_path):
+    from bnlint.notebook import notebook_with_python
+
+    raw = _notebook(tmp_path / "nb.ipynb").read_bytes()
+    lines = notebook_python(raw).text.splitlines(True)
+    with pytest.raises(NotebookError, match="touches an IPython line in cell 1"):
+        notebook_with_python(raw, "import os\n" + "".join(lines[1:]))
+    boundary = len(IMPORTS.splitlines())  # last line of cell 1, first of cell 2
+    joined = lines[: boundary - 1] + ["merged = 1\n"] + lines[boundary + 1:]
+    with pytest.raises(NotebookError, match="spans cells 1-2"):
+        notebook_with_python(raw, "".join(joined))
+
+
+def test_fix_rewrites_cells_and_keeps_the_notebook_valid(tmp_path):
+    path = _notebook(tmp_path / "nb.ipynb")
+    old = nbformat.read(str(path), as_version=4)
+    proc = run_bnlint("check", "nb.ipynb", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stdout.count(" [*]") == 2, proc.stdout + proc.stderr
+    proc = run_bnlint("fix", "nb.ipynb", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    new = nbformat.read(str(path), as_version=4)
+    nbformat.validate(new)
+    assert [c.cell_type for c in new.cells] == [c.cell_type for c in old.cells]
+    assert new.metadata == old.metadata
+    assert [c.get("outputs") for c in new.cells] == [c.get("outputs") for c in old.cells]
+    assert new.cells[0] == old.cells[0] and new.cells[3] == old.cells[3] and new.cells[5] == old.cells[5]
+    assert "return self.drop(self.bn(x))" in new.cells[2].source  # the model, fixed in its cell
+    assert "cycle(loader)" not in new.cells[4].source
+    proc = run_bnlint("check", "nb.ipynb", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    before = path.read_bytes()
+    proc = run_bnlint("fix", "nb.ipynb", cwd=tmp_path)
+    assert proc.returncode == 0 and path.read_bytes() == before  # a second run changes nothing

@@ -190,6 +190,15 @@ def _fix_file(path: str, findings: List[Finding], all_here: List[Finding], confi
         return outcome
     if new_text == src.text:
         return outcome
+    notebook = None
+    if path.endswith(".ipynb"):  # only the changed cells are rewritten (bnlint.notebook)
+        from bnlint.notebook import NotebookError, notebook_with_python
+
+        try:
+            notebook = notebook_with_python(src.raw, new_text, path)
+        except NotebookError as exc:
+            outcome.rejected = str(exc)
+            return outcome
     outcome.applied = chosen
     why = _verify(src, abs_path, new_text, chosen, all_here, config, rules, outcome)
     if why is not None:
@@ -204,7 +213,7 @@ def _fix_file(path: str, findings: List[Finding], all_here: List[Finding], confi
         from bnlint.atomic import write_bytes_atomic
 
         try:
-            write_bytes_atomic(abs_path, _encode(src, new_text))
+            write_bytes_atomic(abs_path, notebook if notebook is not None else _encode(src, new_text))
         except OSError as exc:
             outcome.rejected = f"cannot write the file: {exc.strerror or exc}"
     return outcome
