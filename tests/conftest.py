@@ -30,3 +30,8 @@ def run_json(*args, cwd=None):
 @pytest.fixture
 def bnlint_cli():
     return run_bnlint
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-snapshots", action="store_true", default=False,
+                     help="Rewrite fixtures/fixed/ from the current output of 'bnlint fix'.")

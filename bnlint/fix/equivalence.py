@@ -117,7 +117,15 @@ def compare_files(request: Dict[str, Any]) -> Dict[str, Any]:
         return result
     names = request.get("models") or []
     if not names:
-        found = find_auto_targets(mod_a, request.get("candidates") or [])
+        candidates = request.get("candidates")
+        if candidates is None:
+            import ast
+
+            from bnlint.targets import may_define_models
+
+            with open(request["original"], "rb") as fh:
+                candidates = may_define_models(ast.parse(fh.read()))
+        found = find_auto_targets(mod_a, candidates)
         names = [n for n, (_kind, _obj, required) in found.items() if not required]
     renames = [tuple(r) for r in request.get("renames", [])]
     saved = sys.stdout
@@ -131,6 +139,12 @@ def compare_files(request: Dict[str, Any]) -> Dict[str, Any]:
                                          "reason": f"model {name}: {type(exc).__name__}: {exc}"})
     finally:
         sys.stdout = saved
+    if request.get("analyse"):
+        # The fixed file's fact graphs, as a check worker would return them: the CLI
+        # re-runs the graph rules on them without starting a second process.
+        from bnlint.worker import analyse_file
+
+        result["analysis"] = analyse_file(dict(request["analyse"], file=request["fixed"]))
     return result
 
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from bnlint.config import Config
 from bnlint.findings import Finding, FixSafety, Severity
 from bnlint.fix.edits import OverlapError, apply_edits, overlapping
-from bnlint.rule import Rule
+from bnlint.rule import Rule, RuleKind
 from bnlint.sources import SourceError, SourceFile, read_source
 
 __all__ = ["FileOutcome", "FixRun", "fix_paths", "ALLOWED_LEFTOVER"]
@@ -114,16 +114,24 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(_encode(src, new_text))
-        recheck = side.submit(check_paths, [tmp], config, rules)
+        model_fix = any(f.code.startswith("BNL1") for f in applied)
+        # The script rules re-check the new source here; graph rules run on the graphs the
+        # equivalence worker returns for the fixed file (one process per file).
+        script_rules = [r for r in rules if r.kind is RuleKind.SCRIPT]
+        recheck = side.submit(check_paths, [tmp], config, script_rules)
         answer = why = None
-        if any(f.code.startswith("BNL1") for f in applied):
+        if model_fix:
             renames = sorted({tuple(r) for f in applied for r in dict(f.fix.data).get("renames", ())})
+            shape = [list(s) for s in config.input_shape] if config.input_shape else None
+            candidates = _candidates(new_text)
             answer, why = _run_equivalence({
                 "original": abs_path, "fixed": tmp, "renames": renames,
-                "candidates": _candidates(src.text),
-                "input_shape": [list(s) for s in config.input_shape] if config.input_shape else None,
+                "candidates": _candidates(src.text), "input_shape": shape,
+                "analyse": {"explicit": [], "candidates": candidates, "input_shape": shape},
             }, config.timeout * 2)
-        after = recheck.result().findings
+        after = list(recheck.result().findings)
+        if answer is not None and answer.get("analysis") is not None:
+            after += _graph_findings_of(tmp, candidates, answer["analysis"], rules, config, src, new_text)
         if answer is not None or why:
             if answer is None:
                 return why
@@ -141,6 +149,8 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
             os.unlink(tmp)
         except OSError:
             pass
+    if not model_fix:  # graph rules were not re-run: compare script findings only
+        before = [f for f in before if f.code.startswith("BNL2")]
     old, new, fixed = _problems(before), _problems(after), _problems(applied)
     for code, count in sorted(new.items()):
         allowed = old.get(code, 0) - fixed.get(code, 0)
@@ -157,6 +167,23 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
             return f"{code} is still reported after the fix"
         return f"the fix would introduce {code} ({next((f.message for f in after if f.code == code), '')})"
     return None
+
+
+def _graph_findings_of(tmp: str, candidates, analysis: Dict[str, Any], rules: Sequence[Rule], config: Config,
+                       src: SourceFile, new_text: str) -> List[Finding]:
+    """Graph-rule findings of the fixed file from the worker's analysis, with the same
+    selection and suppressions as ``bnlint check``."""
+    from bnlint.engine import _apply_suppressions
+    from bnlint.modelcheck import ModelJob, _file_failure, _findings_for_job
+
+    job = ModelJob(path=tmp, abs_path=tmp, candidates=list(candidates))
+    if analysis.get("error"):
+        return [_file_failure(job, analysis["error"])]
+    graph_rules = [r for r in rules if r.kind is RuleKind.GRAPH]
+    enabled = {r.code for r in rules} | {"BNL001"}
+    found = [f for f in _findings_for_job(job, analysis, graph_rules) if f.code in enabled]
+    shown = SourceFile(path=tmp, text=new_text, encoding=src.encoding, bom=src.bom, newline=src.newline, raw=b"")
+    return _apply_suppressions(found, {tmp: shown}, config)
 
 
 def _candidates(text: str) -> List[str]:
