@@ -11,7 +11,8 @@ from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional
 import networkx as nx
 
 __all__ = [
-    "VALUE_PRESERVING", "Reach", "active_dropouts", "reach", "pooled_source", "describe",
+    "VALUE_PRESERVING", "Reach", "active_dropouts", "reach", "routes_to", "follow_route", "route_ends",
+    "POOL_PASSTHROUGH", "pooled_sources", "describe",
 ]
 
 # Ops that pass the dropout's variance statistics on unchanged in kind (design.md §3).
@@ -74,24 +75,98 @@ def reach(g: nx.DiGraph, start: str, through: FrozenSet[str], targets: FrozenSet
     return Reach(found, parent)
 
 
-def pooled_source(g: nx.DiGraph, node: str, through: FrozenSet[str] = frozenset({"reshape", "activation", "dropout", "scale"})) -> Optional[str]:
-    """The global-pooling node that feeds ``node`` through only ``through`` ops."""
-    seen = {node}
-    current = node
-    while True:
-        preds = [p for p in g.predecessors(current) if g.nodes[p].get("kind") not in ("param", "meta")]
+def routes_to(g: nx.DiGraph, through: FrozenSet[str], targets: FrozenSet[str]) -> Dict[str, str]:
+    """For every node that reaches a ``targets`` node through only ``through`` nodes
+    (the node itself excluded), the successor to take: one pass, linear in the graph.
+
+    Walk a route with :func:`follow_route`.
+
+    >>> g = nx.DiGraph([("d", "r"), ("r", "bn"), ("d", "fc")])
+    >>> nx.set_node_attributes(g, {"d": "dropout", "r": "activation", "bn": "batchnorm", "fc": "weight"}, "kind")
+    >>> routes_to(g, VALUE_PRESERVING, frozenset({"batchnorm"}))
+    {'r': 'bn', 'd': 'r'}
+    """
+    try:
+        order = list(nx.topological_sort(g))
+    except nx.NetworkXUnfeasible:  # not a DAG: fall back to one walk per node
+        order = None
+    route: Dict[str, str] = {}
+    if order is None:
+        for node in g:
+            walk = reach(g, node, through, targets)
+            if walk.targets:
+                route[node] = walk.path_to(walk.targets[0])[1]
+        return route
+    for node in reversed(order):
+        for succ in g.successors(node):
+            kind = g.nodes[succ].get("kind")
+            if kind in targets or (kind in through and succ in route):
+                route[node] = succ
+                break
+    return route
+
+
+def follow_route(g: nx.DiGraph, route: Dict[str, str], start: str, targets: FrozenSet[str], limit: int = 12) -> List[str]:
+    """The first nodes (at most ``limit`` hops) from ``start`` along its route; the
+    last one is the target when it is that close. Use :func:`route_ends` for the
+    target itself."""
+    path = [start]
+    while path[-1] in route and len(path) <= limit:
+        nxt = route[path[-1]]
+        path.append(nxt)
+        if g.nodes[nxt].get("kind") in targets:
+            break
+    return path
+
+
+def route_ends(g: nx.DiGraph, route: Dict[str, str], targets: FrozenSet[str]) -> Dict[str, str]:
+    """The target each routed node ends at; linear (each node resolved once)."""
+    ends: Dict[str, str] = {}
+    for node in route:
+        chain = []
+        current = node
+        while current not in ends:
+            nxt = route[current]
+            chain.append(current)
+            if g.nodes[nxt].get("kind") in targets or nxt not in route:
+                ends[current] = nxt
+                chain.pop()
+                break
+            current = nxt
+        end = ends[current]
+        for n in chain:
+            ends[n] = end
+    return ends
+
+
+POOL_PASSTHROUGH: FrozenSet[str] = frozenset({"reshape", "activation", "dropout", "scale"})
+
+
+def pooled_sources(g: nx.DiGraph, through: FrozenSet[str] = POOL_PASSTHROUGH) -> Dict[str, str]:
+    """For every node fed (through a single chain of ``through`` nodes) by a global
+    pooling node, that pooling node. One pass in topological order.
+
+    >>> g = nx.DiGraph([("gap", "flat"), ("flat", "drop"), ("drop", "fc")])
+    >>> nx.set_node_attributes(g, {"gap": "global-pool", "flat": "reshape", "drop": "dropout", "fc": "weight"}, "kind")
+    >>> pooled_sources(g)
+    {'flat': 'gap', 'drop': 'gap', 'fc': 'gap'}
+    """
+    try:
+        order = list(nx.topological_sort(g))
+    except nx.NetworkXUnfeasible:
+        return {}
+    pooled: Dict[str, str] = {}
+    for node in order:
+        preds = [p for p in g.predecessors(node) if g.nodes[p].get("kind") not in ("param", "meta")]
         if len(preds) != 1:
-            return None
+            continue
         pred = preds[0]
-        if pred in seen:
-            return None
-        seen.add(pred)
         kind = g.nodes[pred].get("kind")
         if kind == "global-pool":
-            return pred
-        if kind not in through:
-            return None
-        current = pred
+            pooled[node] = pred
+        elif kind in through and pred in pooled:
+            pooled[node] = pooled[pred]
+    return pooled
 
 
 def describe(g: nx.DiGraph, node: str) -> str:

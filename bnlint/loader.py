@@ -160,7 +160,12 @@ class _DefinitionsFinder(importlib.abc.MetaPathFinder):
 
 
 def install_definitions_hook(roots: Sequence[str]) -> None:
+    """Route local imports below ``roots`` through the filter (one finder, shared)."""
     sys.dont_write_bytecode = True
+    for finder in sys.meta_path:
+        if isinstance(finder, _DefinitionsFinder):
+            finder.roots.extend(r for r in (os.path.abspath(x) + os.sep for x in roots) if r not in finder.roots)
+            return
     sys.meta_path.insert(0, _DefinitionsFinder(roots))
 
 

@@ -278,6 +278,7 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
 
     input_shape = request.get("input_shape")
     jobs: List[Tuple[str, Any, tuple, dict]] = []
+    kinds: Dict[str, str] = {}  # auto target name -> "class" | "factory"
     if request.get("explicit"):
         for spec in request["explicit"]:
             obj = getattr(module, spec["name"], None)
@@ -296,6 +297,7 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
                 needs_args.append((name, required))
                 continue
             jobs.append((name, obj, (), {}))
+            kinds[name] = kind
         if needs_args and not jobs:
             name, required = needs_args[0]
             result["notes"].append(
@@ -317,7 +319,8 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
     for m in result["models"]:
         inside.update(m.get("submodule_types", []))
     for m in result["models"]:
-        if m.get("model_type") in inside and not request.get("explicit"):
+        # Only classes: a factory may build the same class with other arguments.
+        if kinds.get(m["name"]) == "class" and m.get("model_type") in inside:
             m["covered_by_parent"] = True
     return result
 

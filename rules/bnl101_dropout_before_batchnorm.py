@@ -45,25 +45,27 @@ from typing import Iterator
 import networkx as nx
 
 from bnlint.findings import Severity
-from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, reach
+from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, follow_route, route_ends, routes_to
 from bnlint.rule import Hit, Rule, RuleKind
 
 BATCHNORM = frozenset({"batchnorm"})
 
 
 def find_dropout_before_batchnorm(g: nx.DiGraph) -> Iterator[Hit]:
+    route = routes_to(g, VALUE_PRESERVING, BATCHNORM)
+    ends = route_ends(g, route, BATCHNORM)
     for drop in active_dropouts(g):
-        walk = reach(g, drop, VALUE_PRESERVING, BATCHNORM)
-        if not walk.targets:
+        if drop not in route:
             continue
-        bn = walk.targets[0]
-        between = [g.nodes[n].get("target") for n in walk.path_to(bn)[1:-1]]
+        path = follow_route(g, route, drop, BATCHNORM)
+        bn = ends[drop]
+        between = [g.nodes[n].get("target") for n in path[1:] if n != bn]
         via = f" (through {', '.join(str(b) for b in between)})" if between else ""
         p = g.nodes[drop].get("p")
         factor = f"about {1 - p:.2g}x" if isinstance(p, (int, float)) and 0 < p < 1 else "smaller than"
         yield Hit(
             node=drop,
-            related=tuple(walk.targets),
+            related=(bn,),
             message=(
                 f"{describe(g, drop)} feeds {describe(g, bn)}{via}: BN's running variance is "
                 f"collected with dropout on, so at test time its input variance is {factor} "

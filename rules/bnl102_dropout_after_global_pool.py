@@ -42,16 +42,22 @@ from typing import Iterator
 import networkx as nx
 
 from bnlint.findings import Severity
-from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, pooled_source, reach
+from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, pooled_sources, routes_to
 from bnlint.rule import Hit, Rule, RuleKind
 
 
 def find_dropout_after_global_pool(g: nx.DiGraph) -> Iterator[Hit]:
+    feeds_bn = None
+    pooled = None
     for drop in active_dropouts(g):
-        pool = pooled_source(g, drop)
+        if pooled is None:
+            pooled = pooled_sources(g)
+        pool = pooled.get(drop)
         if pool is None:
             continue
-        if reach(g, drop, VALUE_PRESERVING, frozenset({"batchnorm"})).targets:
+        if feeds_bn is None:
+            feeds_bn = routes_to(g, VALUE_PRESERVING, frozenset({"batchnorm"}))
+        if drop in feeds_bn:
             continue  # dropout feeding BN: BNL101's finding
         yield Hit(
             node=drop,

@@ -36,7 +36,7 @@ from typing import Iterator
 import networkx as nx
 
 from bnlint.findings import Severity
-from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, reach
+from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, follow_route, route_ends, routes_to
 from bnlint.rule import Hit, Rule, RuleKind
 
 BATCHNORM = frozenset({"batchnorm"})
@@ -44,18 +44,19 @@ THROUGH_WEIGHTS = VALUE_PRESERVING | {"weight"}
 
 
 def find_dropout_shift_through_weights(g: nx.DiGraph) -> Iterator[Hit]:
+    direct = routes_to(g, VALUE_PRESERVING, BATCHNORM)
+    through_weights = routes_to(g, THROUGH_WEIGHTS, BATCHNORM)
+    ends = route_ends(g, through_weights, BATCHNORM)
     for drop in active_dropouts(g):
-        if reach(g, drop, VALUE_PRESERVING, BATCHNORM).targets:
-            continue  # feeds a BN directly: BNL101
-        walk = reach(g, drop, THROUGH_WEIGHTS, BATCHNORM)
-        if not walk.targets:
-            continue
-        bn = walk.targets[0]
-        weights = [n for n in walk.path_to(bn) if g.nodes[n].get("kind") == "weight"]
-        through = ", ".join(describe(g, w) for w in weights[:2])
+        if drop in direct or drop not in through_weights:
+            continue  # feeds a BN directly (BNL101), or reaches none
+        path = follow_route(g, through_weights, drop, BATCHNORM)
+        bn = ends[drop]
+        weights = [n for n in path if g.nodes[n].get("kind") == "weight"]
+        through = ", ".join(describe(g, w) for w in weights[:2]) or "weight layers"
         yield Hit(
             node=drop,
-            related=tuple(walk.targets),
+            related=(bn,),
             severity=Severity.WARNING,
             message=(
                 f"{describe(g, drop)} reaches {describe(g, bn)} through {through} with no residual "
