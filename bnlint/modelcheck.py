@@ -324,7 +324,7 @@ def _with_fix(rule: Rule, g: nx.DiGraph, hit: Hit, job: ModelJob, fix_sources: D
 
     from bnlint.fix.modelfix import plan_model_fix
 
-    fix, why = plan_model_fix(rule.code, g, hit.node, job.abs_path, fix_sources)
+    fix, why = plan_model_fix(rule.code, g, hit.node, job.abs_path, fix_sources, hit.related)
     if fix is not None:
         return replace(hit, fix=fix)
     if why:

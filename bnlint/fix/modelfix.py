@@ -29,7 +29,7 @@ import networkx as nx
 
 from bnlint.findings import Edit, Fix, FixSafety
 from bnlint.fix.cstindex import SourceIndex, callee_name, first_input
-from bnlint.graphwalk import VALUE_PRESERVING, describe, pooled_source, reach
+from bnlint.graphwalk import VALUE_PRESERVING, describe, reach
 
 __all__ = ["NoFix", "plan_model_fix", "FIXABLE_GRAPH_CODES"]
 
@@ -49,8 +49,9 @@ def _is_library(file: str) -> bool:
 
 
 class _Planner:
-    def __init__(self, g: nx.DiGraph, file: str, sources: Dict[str, SourceIndex]):
+    def __init__(self, g: nx.DiGraph, file: str, sources: Dict[str, SourceIndex], related: Sequence[str] = ()):
         self.g = g
+        self.related = [n for n in related if n in g]
         self.file = os.path.abspath(file)
         self.sources = sources
 
@@ -147,11 +148,14 @@ class _Planner:
 
     # ------------------------------------------------------------ BNL101
     def fix_dropout_before_bn(self, drop: str) -> Fix:
-        walk = reach(self.g, drop, VALUE_PRESERVING, frozenset({"batchnorm"}))
-        if not walk.targets:
+        # The rule names the BatchNorm layers it found (Hit.related); else walk again.
+        targets = [n for n in self.related if self.g.nodes[n].get("kind") == "batchnorm"]
+        if not targets:
+            targets = reach(self.g, drop, VALUE_PRESERVING, frozenset({"batchnorm"})).targets
+        if not targets:
             raise NoFix("the BatchNorm it feeds was not found")
-        bn = walk.targets[0]
-        if len(set(walk.targets)) > 1:
+        bn = targets[0]
+        if len(set(targets)) > 1:
             raise NoFix("it feeds several BatchNorm layers")
         if self.g.nodes[drop].get("in_sequential"):
             return self.sequential_move_after(drop, bn)
@@ -162,13 +166,14 @@ class _Planner:
             widx, wcall = self.call_of(weight)
             if idx.function(wcall) is not func:
                 raise NoFix(f"the residual branch's last weight layer {describe(self.g, weight)} is applied in another function")
+            self.require_downstream(idx, dcall, wcall, weight)
             warg = first_input(wcall)
             if warg is None:
                 raise NoFix(f"cannot find the input of {describe(self.g, weight)}")
             target, where = warg.value, (f"before {describe(self.g, weight)}, the residual branch's last "
                                          f"weight layer (Kim et al.)")
         else:
-            target, last = self.after_bn_and_activation(idx, bn, func)
+            target, last = self.after_bn_and_activation(idx, bn, func, dcall)
             where = f"after {describe(self.g, last)}"
         edits = self.remove(idx, dcall) + self.wrap(idx, dcall, target)
         return Fix(FixSafety.SAFE, f"move {describe(self.g, drop)} {where}", tuple(edits))
@@ -194,10 +199,23 @@ class _Planner:
                     queue.append(succ)
         return None
 
-    def after_bn_and_activation(self, idx: SourceIndex, bn: str, func) -> Tuple[cst.CSTNode, str]:
+    def require_downstream(self, idx: SourceIndex, dcall: cst.Call, call: cst.Call, node: str) -> None:
+        """``call`` must come after the dropout call in the source (or contain it): a call
+        written before it runs in another invocation of this code (the next layer of a
+        stack built from the same class), where moving the dropout would change which
+        tensor it drops."""
+        if idx.start(call) >= idx.end(dcall):
+            return
+        if idx.start(call) <= idx.start(dcall) and idx.end(dcall) <= idx.end(call):
+            return
+        raise NoFix(f"{describe(self.g, node)} belongs to another call of this code (e.g. the next "
+                    f"layer built from the same class)")
+
+    def after_bn_and_activation(self, idx: SourceIndex, bn: str, func, dcall: cst.Call) -> Tuple[cst.CSTNode, str]:
         bidx, bcall = self.call_of(bn)
         if bidx.function(bcall) is not func:
             raise NoFix(f"the BatchNorm it feeds ({describe(self.g, bn)}) is applied in another function")
+        self.require_downstream(idx, dcall, bcall, bn)
         node, call = bn, bcall
         while True:
             succs = [s for s in self.g.successors(node) if self.g.nodes[s].get("kind") not in ("param", "meta")]
@@ -301,8 +319,27 @@ class _Planner:
         return Fix(FixSafety.SAFE, desc, tuple(edits))
 
     # ------------------------------------------------------------ BNL102
+    def pooling_before(self, drop: str) -> Optional[str]:
+        """The global pooling the rule found (Hit.related), else the one feeding ``drop``
+        through reshapes and activations."""
+        for n in self.related:
+            if self.g.nodes[n].get("kind") == "global-pool":
+                return n
+        current, seen = drop, {drop}
+        while True:
+            preds = [p for p in self.g.predecessors(current) if self.g.nodes[p].get("kind") not in ("param", "meta")]
+            if len(preds) != 1 or preds[0] in seen:
+                return None
+            current = preds[0]
+            seen.add(current)
+            kind = self.g.nodes[current].get("kind")
+            if kind == "global-pool":
+                return current
+            if kind not in ("reshape", "activation", "dropout", "scale"):
+                return None
+
     def fix_dropout_after_pool(self, drop: str) -> Fix:
-        pool = pooled_source(self.g, drop)
+        pool = self.pooling_before(drop)
         if pool is None:
             raise NoFix("the global pooling was not found")
         dfacts, pfacts = self.g.nodes[drop], self.g.nodes[pool]
@@ -396,12 +433,13 @@ def _walk(node: cst.CSTNode):
         stack.extend(cur.children)
 
 
-def plan_model_fix(code: str, g: nx.DiGraph, node: str, file: str,
-                   sources: Dict[str, SourceIndex]) -> Tuple[Optional[Fix], Optional[str]]:
-    """(fix, None) or (None, why there is none) for one graph-rule hit on ``node``."""
+def plan_model_fix(code: str, g: nx.DiGraph, node: str, file: str, sources: Dict[str, SourceIndex],
+                   related: Sequence[str] = ()) -> Tuple[Optional[Fix], Optional[str]]:
+    """(fix, None) or (None, why there is none) for one graph-rule hit on ``node``;
+    ``related`` are the nodes the rule named (the BatchNorm layers, the pooling)."""
     if code not in FIXABLE_GRAPH_CODES or node not in g:
         return None, None
-    planner = _Planner(g, file, sources)
+    planner = _Planner(g, file, sources, related)
     try:
         if code == "BNL101":
             return planner.fix_dropout_before_bn(node), None
