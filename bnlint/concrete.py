@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.fx.passes.shape_prop import _extract_tensor_metadata
 from torch.overrides import TorchFunctionMode
 
-from bnlint.sites import current_stack
+from bnlint.sites import call_sites
 
 __all__ = ["record_graph"]
 
@@ -28,8 +28,8 @@ def _is_leaf(m: nn.Module) -> bool:
     )
 
 
-def _stack() -> str:
-    return current_stack(skip=2)
+def _sites():
+    return call_sites(skip=2)
 
 
 class _Recorder(TorchFunctionMode):
@@ -61,7 +61,7 @@ class _Recorder(TorchFunctionMode):
                 if isinstance(t, torch.Tensor):
                     item = self.graph.create_node("call_function", _getitem, (node, i), {})
                     item.meta["tensor_meta"] = _extract_tensor_metadata(t)
-                    item.stack_trace = node.stack_trace
+                    item.meta["bnlint_sites"] = node.meta.get("bnlint_sites")
                     self.producer[id(t)] = item
                     self.keep.append(t)
 
@@ -72,7 +72,7 @@ class _Recorder(TorchFunctionMode):
             node = self.graph.create_node(
                 "call_function", func, self.node_args(tuple(args)), self.node_args(dict(kwargs)),
             )
-            node.stack_trace = _stack()
+            node.meta["bnlint_sites"] = _sites()
             self.bind(node, out)
         return out
 
@@ -117,7 +117,7 @@ def record_graph(module: nn.Module, inputs: Tuple[Any, ...]) -> fx.Graph:
         rec.leaf_depth -= 1
         if rec.leaf_depth == 0 and _touches_recorded(rec, args, {}):
             node = graph.create_node("call_module", names[mod], rec.node_args(tuple(args)), {})
-            node.stack_trace = _stack()
+            node.meta["bnlint_sites"] = _sites()
             rec.bind(node, out)
 
     for mod in module.modules():

@@ -32,7 +32,7 @@ from bnlint.sites import (
 )
 from bnlint.trace import TraceResult
 
-__all__ = ["build_graph", "graph_to_json"]
+__all__ = ["build_graph", "graph_to_json", "needs_shapes"]
 
 _DROPOUT_FUNC_DEFAULT_TRAINING = {
     "dropout": True, "dropout1d": True, "dropout2d": True, "dropout3d": True,
@@ -257,6 +257,9 @@ def _classify_callable(node: fx.Node, kinds: Dict[str, str]) -> Dict[str, Any]:
 
 def _frames(node: fx.Node) -> Tuple[Optional[Dict[str, int]], Optional[Dict[str, int]]]:
     """(innermost non-torch frame, innermost user frame) of the node's call."""
+    sites = node.meta.get("bnlint_sites")
+    if sites is not None:
+        return sites
     frames = frames_from_stack_trace(node.stack_trace)
     call = user = None
     for file, line, _func in reversed(frames):
@@ -361,6 +364,54 @@ def _add_result(g: nx.DiGraph, model: nn.Module, tr: TraceResult, prefix: str, o
         for name, child in tr.children.items():
             _add_result(g, model, child, f"{prefix}{name}/", opaque)
     return placeholders, output
+
+
+def _shape_dependent(node: fx.Node, root: nn.Module) -> bool:
+    """A pooling or reduction whose globality only tensor shapes can tell."""
+    if node.op == "call_module":
+        sub = root.get_submodule(node.target)
+        return isinstance(sub, (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._LPPoolNd))
+    if node.op in ("call_function", "call_method"):
+        name = _target_name(node)
+        return name in _REDUCTIONS or (name in _POOLS and not name.startswith("adaptive_"))
+    return False
+
+
+def _is_active_dropout(node: fx.Node, root: nn.Module) -> bool:
+    if node.op == "call_module":
+        sub = root.get_submodule(node.target)
+        return isinstance(sub, nn.modules.dropout._DropoutNd) and sub.p > 0
+    return node.op in ("call_function", "call_method") and _target_name(node) in _DROPOUT_FUNC_DEFAULT_TRAINING
+
+
+def needs_shapes(tr: TraceResult) -> bool:
+    """Whether a finding could depend on tensor shapes: only BNL102 does, for a
+    dropout fed (through reshapes/activations) by a pooling or reduction whose
+    globality only shapes can tell. When not, the worker skips running the model,
+    the expensive part of the analysis."""
+    passthrough = {"reshape", "activation", "dropout", "scale"}
+    for r in tr.walk():
+        if r.graph is None:
+            continue
+        for node in r.graph.nodes:
+            if not _is_active_dropout(node, r.root):
+                continue
+            current = node
+            for _ in range(64):
+                # The data input is the first argument of these ops (view(x, x.size(0), -1)).
+                pred = current.args[0] if current.args and _is_node(current.args[0]) else None
+                if pred is None:
+                    break
+                if pred.op == "placeholder" or _shape_dependent(pred, r.root):
+                    return True  # a placeholder: the pooling may sit in the parent graph
+                if pred.op == "call_module":
+                    kind = _classify_module(r.root.get_submodule(pred.target), pred)["kind"]
+                else:
+                    kind = _classify_callable(pred, {})["kind"]
+                if kind not in passthrough:
+                    break
+                current = pred
+    return False
 
 
 def build_graph(model: nn.Module, tr: TraceResult) -> Tuple[nx.DiGraph, List[Dict[str, str]], List[Dict[str, str]]]:

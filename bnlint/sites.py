@@ -9,6 +9,7 @@ block). Files inside torch are skipped; files inside other installed packages ar
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import sys
@@ -18,6 +19,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["Site", "is_torch_file", "is_library_file", "library_module_name",
            "recording_construction_sites", "construction_site", "frames_from_stack_trace", "current_stack",
+           "call_sites",
            "site_dict"]
 
 Site = Tuple[str, int, int, int, int]  # file, line, col (0-based), end_line, end_col
@@ -47,12 +49,14 @@ def _lib_dirs() -> List[str]:
 _BNLINT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
+@functools.lru_cache(maxsize=4096)
 def is_torch_file(filename: str) -> bool:
     """Frames to skip when looking for the user's line: torch's and bnlint's own."""
     full = os.path.abspath(filename)
     return full.startswith(_torch_dir()) or full.startswith(_BNLINT_DIR)
 
 
+@functools.lru_cache(maxsize=4096)
 def is_library_file(filename: str) -> bool:
     """Installed code (site-packages, the standard library) or generated code."""
     if not filename or filename.startswith("<"):
@@ -147,6 +151,23 @@ def current_stack(skip: int = 1, limit: int = 64) -> str:
         frames.append(f'  File "{frame.f_code.co_filename}", line {frame.f_lineno}, in {frame.f_code.co_name}\n')
         frame = frame.f_back
     return "".join(reversed(frames))
+
+
+def call_sites(skip: int = 1) -> Tuple[Optional[Dict[str, int]], Optional[Dict[str, int]]]:
+    """(innermost non-torch frame, innermost user frame) of the caller's stack, as
+    site dicts with ``col`` 0. Cheap: stops as soon as both are found."""
+    frame = sys._getframe(skip + 1)
+    call = None
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not is_torch_file(filename):
+            site = {"file": os.path.abspath(filename), "line": frame.f_lineno, "col": 0}
+            if call is None:
+                call = site
+            if not is_library_file(filename):
+                return call, site
+        frame = frame.f_back
+    return call, None
 
 
 _FRAME_RE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')

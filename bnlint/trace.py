@@ -15,7 +15,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from bnlint.sites import current_stack
+from bnlint.sites import call_sites
 
 __all__ = ["TraceResult", "BnTracer", "trace_model", "MAX_LEAF_RETRIES"]
 
@@ -27,8 +27,8 @@ class BnTracer(fx.Tracer):
 
     def __init__(self, extra_leaves: Set[str]):
         super().__init__()
-        # fx's own stack-trace recording imports torch._dynamo (seconds); ours is a
-        # plain frame walk in the same format.
+        # fx's own stack-trace recording imports torch._dynamo (seconds) and formats
+        # every frame; we keep just the two frames bnlint needs (bnlint.sites).
         self.record_stack_traces = False
         self.extra_leaves = extra_leaves
         self.failed_in: Optional[str] = None  # innermost module whose forward raised
@@ -40,7 +40,7 @@ class BnTracer(fx.Tracer):
 
     def create_node(self, *args, **kwargs):
         node = super().create_node(*args, **kwargs)
-        node.stack_trace = current_stack(skip=1)
+        node.meta["bnlint_sites"] = call_sites(skip=1)
         return node
 
     def call_module(self, m, forward, args, kwargs):

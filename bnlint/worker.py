@@ -197,7 +197,7 @@ def _definition_line(obj, file: str) -> Optional[int]:
 def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progress: Progress, file: str) -> Dict[str, Any]:
     import torch
 
-    from bnlint.graphbuild import build_graph, graph_to_json
+    from bnlint.graphbuild import needs_shapes
     from bnlint.trace import trace_model
 
     out: Dict[str, Any] = {"name": name, "errors": [], "notes": [], "def_line": _definition_line(factory, file)}
@@ -224,8 +224,11 @@ def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progre
     out["model_type"] = f"{type(model).__module__}.{type(model).__qualname__}"
     out["submodule_types"] = sorted({f"{type(m).__module__}.{type(m).__qualname__}" for m in model.modules() if m is not model})
 
-    progress.step(f"running {name} on example inputs")
     no_inputs = None
+    if all(r.graph is not None for r in tr.walk()) and not needs_shapes(tr):
+        # Fully traced and no finding can depend on shapes: no need to run it.
+        return _finish(out, model, tr, device, progress, name, no_inputs)
+    progress.step(f"running {name} on example inputs")
     try:
         inputs = _example_inputs(module, name, model, tr.graph_module, input_shape, device)
     except LookupError as exc:
@@ -244,6 +247,12 @@ def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progre
         if error is not None:
             shapes = ", ".join(str(tuple(t.shape)) for t in inputs if isinstance(t, torch.Tensor))
             out["errors"].append(_error("forward", error, file, inputs=shapes))
+
+    return _finish(out, model, tr, device, progress, name, no_inputs)
+
+
+def _finish(out, model, tr, device, progress, name, no_inputs) -> Dict[str, Any]:
+    from bnlint.graphbuild import build_graph, graph_to_json
 
     progress.step(f"building the graph of {name}")
     graph, opaque, concrete = build_graph(model, tr)
