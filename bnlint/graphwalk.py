@@ -47,11 +47,13 @@ class Reach(NamedTuple):
         return list(reversed(path))
 
 
-def reach(g: nx.DiGraph, start: str, through: FrozenSet[str], targets: FrozenSet[str]) -> Reach:
+def reach(g: nx.DiGraph, start: str, through: FrozenSet[str], targets: FrozenSet[str],
+          max_visits: Optional[int] = None) -> Reach:
     """Breadth-first walk downstream of ``start``.
 
     Continues through nodes whose ``kind`` is in ``through``; stops at nodes whose kind
-    is in ``targets`` (recorded) and at anything else.
+    is in ``targets`` (recorded) and at anything else; and after ``max_visits`` nodes
+    when given (a bounded, local walk).
 
     >>> g = nx.DiGraph([("d", "r"), ("r", "bn")])
     >>> nx.set_node_attributes(g, {"d": "dropout", "r": "activation", "bn": "batchnorm"}, "kind")
@@ -62,6 +64,8 @@ def reach(g: nx.DiGraph, start: str, through: FrozenSet[str], targets: FrozenSet
     found: List[str] = []
     queue = deque([start])
     while queue:
+        if max_visits is not None and len(parent) > max_visits:
+            break
         node = queue.popleft()
         for succ in g.successors(node):
             if succ in parent:

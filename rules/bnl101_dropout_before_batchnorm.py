@@ -45,7 +45,7 @@ from typing import Iterator
 import networkx as nx
 
 from bnlint.findings import Severity
-from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, follow_route, route_ends, routes_to
+from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, follow_route, reach, route_ends, routes_to
 from bnlint.rule import Hit, Rule, RuleKind
 
 BATCHNORM = frozenset({"batchnorm"})
@@ -63,9 +63,12 @@ def find_dropout_before_batchnorm(g: nx.DiGraph) -> Iterator[Hit]:
         via = f" (through {', '.join(str(b) for b in between)})" if between else ""
         p = g.nodes[drop].get("p")
         factor = f"about {1 - p:.2g}x" if isinstance(p, (int, float)) and 0 < p < 1 else "smaller than"
+        # Every BN this dropout feeds (the fixer must not move it past only one of
+        # them); a bounded local walk, it stops at BNs, adds and weights.
+        fed = reach(g, drop, VALUE_PRESERVING, BATCHNORM, max_visits=256).targets
         yield Hit(
             node=drop,
-            related=(bn,),
+            related=(bn, *[b for b in fed if b != bn]),
             message=(
                 f"{describe(g, drop)} feeds {describe(g, bn)}{via}: BN's running variance is "
                 f"collected with dropout on, so at test time its input variance is {factor} "

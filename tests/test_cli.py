@@ -19,7 +19,8 @@ def test_text_output_line_format_and_summary():
     code_and_message = lines[0].split(": ", 1)[1]
     assert code_and_message.startswith("BNL101 Dropout(p=0.3)")
     assert "BatchNorm2d" in code_and_message and "move the dropout" in code_and_message
-    assert lines[-1] == "Found 1 problem."
+    assert lines[0].endswith(" [*]")  # a checked fix exists
+    assert lines[-1] == "Found 1 problem (1 fixable with 'bnlint fix')."
     assert proc.stderr == ""
 
 
