@@ -154,3 +154,16 @@ def test_output_file(tmp_path):
     proc = run_bnlint("check", "--format", "json", "--output-file", out, WRN)
     assert proc.returncode == 1 and proc.stdout == ""
     assert json.loads(out.read_text())[0]["code"] == "BNL101"
+
+
+def test_plain_python_files_never_import_torch(tmp_path):
+    (tmp_path / "utils.py").write_text("import os\n\n\ndef walk(root):\n    return list(os.walk(root))\n")
+    (tmp_path / "cfg.py").write_text("from dataclasses import dataclass\n\n\n@dataclass\nclass Cfg:\n    lr: float = 0.1\n")
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "bnlint", "check", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "torch" not in imported and "bnlint.worker" not in imported
