@@ -147,20 +147,23 @@ def test_exclude_skips_files_in_folders(tmp_path):
 
 
 def test_timeout_from_the_file_and_the_flag_that_overrides_it(tmp_path):
-    (tmp_path / "pyproject.toml").write_text("[tool.bnlint]\ntimeout = 0.001\n")
+    (tmp_path / "pyproject.toml").write_text("[tool.bnlint]\ntimeout = 0.5\n")
     (tmp_path / "net.py").write_text(textwrap.dedent("""\
+        import time
+
         import torch.nn as nn
 
         class Net(nn.Module):
             def __init__(self):
                 super().__init__()
+                time.sleep(3)  # a slow constructor: user code that outlasts the file's timeout
                 self.fc = nn.Linear(4, 2)
 
             def forward(self, x):
                 return self.fc(x)
     """))
     proc = run_bnlint("check", "net.py", cwd=tmp_path)
-    assert proc.returncode == 2 and "timed out after 0.001 s" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "timed out after 0.5 s" in proc.stdout, proc.stdout + proc.stderr
     proc = run_bnlint("check", "--timeout", "120", "net.py", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
