@@ -264,7 +264,11 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
     def_line = model.get("def_line")
     for err in model.get("errors", []):
         stage, msg, line = err.get("stage"), err.get("message", ""), err.get("line") or def_line
-        if stage == "build":
+        if stage == "build" and err.get("exc_type") == "MemoryError":
+            text = (f"cannot build model {name}: constructor raised MemoryError (the analysis runs under a "
+                    f"memory limit; raise it with BNLINT_MEMORY_LIMIT=16G, or name smaller arguments with "
+                    f"'{job.path}::{name}(arg=value)')")
+        elif stage == "build":
             text = (f"cannot build model {name}: constructor raised {msg}; fix it, or name working "
                     f"arguments with '{job.path}::{name}(arg=value)'")
         elif stage == "forward":

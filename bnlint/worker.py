@@ -334,8 +334,46 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
     return result
 
 
+MEMORY_ENV = "BNLINT_MEMORY_LIMIT"
+
+
+def memory_limit() -> Optional[int]:
+    """Bytes the worker's heap may use: $BNLINT_MEMORY_LIMIT (e.g. ``2G``, ``512M``,
+    ``0`` = none), else 75% of RAM but at least 16 GiB."""
+    text = os.environ.get(MEMORY_ENV, "").strip().upper()
+    if text:
+        units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+        scale = units.get(text[-1:], 1)
+        try:
+            value = int(float(text.rstrip("KMGTB") if scale > 1 else text) * scale)
+        except ValueError:
+            value = 0
+        return value or None
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        ram = 0
+    return max(16 * 2**30, int(ram * 0.75))
+
+
+def _limit_memory() -> None:
+    """A model that allocates far too much fails with MemoryError in this process
+    instead of taking the machine down (RLIMIT_DATA: heap and private mappings, not
+    the address space CUDA reserves)."""
+    limit = memory_limit()
+    try:
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if limit is not None and (hard == resource.RLIM_INFINITY or limit < hard):
+            resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv: Sequence[str]) -> int:
     request_path, result_path = argv[0], argv[1]
+    _limit_memory()
     with open(request_path, encoding="utf-8") as fh:
         request = json.load(fh)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
