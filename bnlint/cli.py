@@ -125,20 +125,48 @@ def check(paths, select, ignore, extend_select, config_file, timeout, input_shap
 @common_options
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply unsafe fixes (e.g. reordering an nn.Sequential renames state_dict keys).")
 @click.option("--diff", "show_diff", is_flag=True, help="Print unified diffs and write nothing (exit 1 when something would change).")
-def fix(paths, select, ignore, extend_select, config_file, timeout, input_shape, unsafe_fixes, show_diff):
+@click.option("--verify", "verify_fixes", is_flag=True, help="Train before and after (as 'bnlint verify') and write a fix only when confirmed.")
+@click.option("--force", is_flag=True, help="With --verify: write the fix whatever the verdict (the verdict is still shown).")
+@click.option("--seeds", type=int, default=3, show_default=True, help="With --verify: training seeds (paired).")
+@click.option("--epochs", type=int, default=None, help="With --verify: epochs per run (default: about 300 steps).")
+@click.option("--budget", type=float, default=None, help="With --verify: time budget in seconds per verification (default 120 on CPU).")
+@click.option("--device", default=None, help="With --verify: cpu, cuda or cuda:N (default: CUDA when available).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="With --verify: write the JSON verification report here.")
+def fix(paths, select, ignore, extend_select, config_file, timeout, input_shape, unsafe_fixes, show_diff,
+        verify_fixes, force, seeds, epochs, budget, device, report_path):
     """Apply fixes, each checked before the file is written (default: the current folder)."""
     from bnlint.engine import UsageError
     from bnlint.fix.report import render_fix_run
     from bnlint.fix.runner import fix_paths
+    from bnlint.verify.options import VerifyError
 
     paths = list(paths) or ["."]
+    settings = None
     try:
         config = build_config(paths, config_file, select, ignore, extend_select, timeout, input_shape)
         rules = select_rules(config.select, config.ignore, config.extend_select)
-        run = fix_paths(paths, config, rules, unsafe=unsafe_fixes, write=not show_diff)
-    except (ConfigError, UnknownRuleError, UsageError) as exc:
+        if verify_fixes:
+            from bnlint.fix.verify_step import VerifySettings, check_settings
+
+            if show_diff:
+                raise UsageError("--verify and --diff cannot be combined (--diff writes nothing)")
+            settings = VerifySettings(seeds, epochs, budget, device, report_path, force, config.input_shape)
+            check_settings(settings)
+        elif force or report_path or device or epochs is not None or budget is not None or seeds != 3:
+            raise UsageError("--force, --seeds, --epochs, --budget, --device and --report need --verify")
+        run = fix_paths(paths, config, rules, unsafe=unsafe_fixes, write=not show_diff and settings is None)
+    except (ConfigError, UnknownRuleError, UsageError, VerifyError) as exc:
         raise _fail(str(exc))
-    click.echo(render_fix_run(run, show_diff), nl=False)
+    if settings is not None:
+        from bnlint.fix.verify_step import render_verified_run, verify_fix_run
+
+        try:
+            results = verify_fix_run(run, settings)
+        except OSError as exc:
+            raise _fail(f"cannot write {report_path}: {exc.strerror or exc}")
+        click.echo(render_verified_run(run, results), nl=False)
+    else:
+        click.echo(render_fix_run(run, show_diff), nl=False)
     if run.fatal:
         sys.exit(EXIT_ERROR)
     if show_diff:
