@@ -40,6 +40,8 @@ class CheckResult:
     files_checked: int = 0
     # True when at least one file could not be analysed at all (exit code 2).
     fatal: bool = False
+    # The bytes each finding's positions refer to (display path -> raw file content).
+    raw: Dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,6 +122,8 @@ def collect_files(paths: Sequence[str], config: Config) -> List[FileJob]:
                 for name in sorted(filenames):
                     if not (name.endswith(".py") or name.endswith(".ipynb")):
                         continue
+                    if name.startswith("_bnlint_fix_"):  # left by a 'bnlint fix' that was killed
+                        continue
                     fp = Path(dirpath) / name
                     if _excluded(fp, config.exclude, config.root):
                         continue
@@ -193,6 +197,7 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
             result.fatal = True
             continue
         sources[job.path] = src
+        result.raw[job.path] = src.raw
         try:
             tree = ast.parse(src.text, filename=job.path)
         except SyntaxError as exc:

@@ -197,14 +197,36 @@ def _candidates(text: str) -> List[str]:
         return []
 
 
+CHANGED = "the file changed after it was analysed; run bnlint fix again"
+
+
+def _write_refusal(abs_path: str, analysed: bytes) -> Optional[str]:
+    """Why the file must not be replaced now: it changed since it was analysed, or it
+    is read-only (a rename would replace it all the same)."""
+    try:
+        with open(abs_path, "rb") as fh:
+            now = fh.read()
+        mode = os.stat(abs_path).st_mode
+    except OSError as exc:
+        return f"cannot read the file again before writing it: {exc.strerror or exc}"
+    if now != analysed:
+        return CHANGED
+    if not mode & 0o222 or not os.access(abs_path, os.W_OK):
+        return "the file is read-only; make it writable (chmod u+w) to apply the fix"
+    return None
+
+
 def _fix_file(path: str, findings: List[Finding], all_here: List[Finding], config: Config,
-              rules: Sequence[Rule], write: bool) -> FileOutcome:
+              rules: Sequence[Rule], write: bool, analysed: Optional[bytes] = None) -> FileOutcome:
     outcome = FileOutcome(path=path)
     abs_path = os.path.abspath(path)
     try:
         src = read_source(abs_path, path)
     except SourceError as exc:
         outcome.rejected = str(exc)
+        return outcome
+    if analysed is not None and src.raw != analysed:  # the findings' positions no longer apply
+        outcome.rejected = CHANGED
         return outcome
     findings = sorted(findings, key=Finding.sort_key)
     refused = set(overlapping(src.text, [f.fix.edits for f in findings]))
@@ -239,6 +261,10 @@ def _fix_file(path: str, findings: List[Finding], all_here: List[Finding], confi
     if write:
         from bnlint.atomic import write_bytes_atomic
 
+        refusal = _write_refusal(abs_path, src.raw)
+        if refusal is not None:
+            outcome.rejected = refusal
+            return outcome
         try:
             write_bytes_atomic(abs_path, notebook if notebook is not None else _encode(src, new_text))
         except OSError as exc:
@@ -264,6 +290,7 @@ def fix_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *, un
     workers = max(1, min(len(by_file), os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         run.files = list(pool.map(
-            lambda path: _fix_file(path, by_file[path], here.get(path, []), config, rules, write),
+            lambda path: _fix_file(path, by_file[path], here.get(path, []), config, rules, write,
+                                   result.raw.get(path)),
             sorted(by_file)))
     return run

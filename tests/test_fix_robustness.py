@@ -1,0 +1,177 @@
+"""Fix robustness (issue #7): killing ``bnlint fix`` never leaves a partial file, a
+read-only file gives a clear error, a file that changes while it is being fixed is
+not overwritten, and whitespace details survive the rewrite.
+
+CRLF, BOM and file mode are covered by test_fix.py; not repeated here.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bnlint.config import Config
+from bnlint.registry import select_rules
+from conftest import FIXTURES, ROOT, run_bnlint
+
+SCRIPT = FIXTURES / "BNL202" / "uda_cycle.py"
+COPIES = 3
+KILLS = 16
+
+
+@pytest.fixture(scope="module")
+def fixed_bytes(tmp_path_factory):
+    """What ``bnlint fix`` writes for the fixture script."""
+    folder = tmp_path_factory.mktemp("reference")
+    shutil.copy(SCRIPT, folder / "train.py")
+    proc = run_bnlint("fix", "train.py", cwd=folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = (folder / "train.py").read_bytes()
+    assert data != SCRIPT.read_bytes()
+    return data
+
+
+def _wait_for_a_write(paths, old, limit):
+    """Until one of the files no longer holds ``old`` (a fix was written)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        for p in paths:
+            try:
+                if p.read_bytes() != old:
+                    return
+            except OSError:  # between unlink and rename on some systems
+                pass
+        time.sleep(0.001)
+
+
+def test_killing_fix_never_leaves_a_partial_file(tmp_path, fixed_bytes):
+    old = SCRIPT.read_bytes()
+    rng = random.Random(7)
+    files = [tmp_path / f"train_{i}.py" for i in range(COPIES)]
+    cmd = [sys.executable, "-m", "bnlint", "fix", "."]
+    for f in files:
+        f.write_bytes(old)
+    started = time.monotonic()
+    subprocess.run(cmd, cwd=tmp_path, capture_output=True, check=False)
+    duration = time.monotonic() - started
+    assert all(f.read_bytes() == fixed_bytes for f in files)
+    outcomes = []
+    for attempt in range(KILLS):
+        for f in files:
+            f.write_bytes(old)
+        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        if attempt % 2:  # right after the first file is replaced: the others are being written
+            _wait_for_a_write(files, old, 3 * duration + 10)
+        else:  # anywhere: start-up, analysis, checking the fixes
+            time.sleep(rng.uniform(0.2, 1.0) * duration)
+        sig = signal.SIGTERM if attempt % 5 == 4 else signal.SIGKILL
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        states = []
+        for f in files:
+            data = f.read_bytes()
+            assert data in (old, fixed_bytes), f"attempt {attempt}: {f.name} is neither version"
+            states.append(data == fixed_bytes)
+        outcomes.append(sum(states))
+    # Kills landed before any write and after some.
+    assert min(outcomes) == 0 and max(outcomes) > 0, outcomes
+    # Stray temporary files of killed runs are hidden names or sibling checks, never the file.
+    for name in os.listdir(tmp_path):
+        if not name.startswith("train_"):
+            assert name.startswith((".bnlint-", "_bnlint_fix_")), name
+    # ... and a later run neither reports nor trips over them.
+    proc = run_bnlint("check", ".", cwd=tmp_path)
+    assert "_bnlint_fix_" not in proc.stdout + proc.stderr and proc.returncode in (0, 1), proc.stdout
+
+
+def test_read_only_file_gives_a_clear_error(tmp_path):
+    target = tmp_path / "train.py"
+    shutil.copy(SCRIPT, target)
+    target.chmod(0o444)
+    before = target.read_bytes()
+    proc = run_bnlint("fix", "train.py", cwd=tmp_path)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "read-only" in proc.stdout + proc.stderr
+    assert target.read_bytes() == before
+    assert proc.returncode == 1  # the problem is still there
+    assert oct(target.stat().st_mode & 0o777) == oct(0o444)
+
+
+def _fix_in_process(path, monkeypatch, tweak_after_check=None, tweak_during_verify=None):
+    import bnlint.engine as engine
+    import bnlint.fix.runner as runner
+
+    if tweak_after_check is not None:
+        real_check = engine.check_paths
+
+        def check_then_edit(*args, **kwargs):
+            out = real_check(*args, **kwargs)
+            tweak_after_check()
+            return out
+
+        monkeypatch.setattr(engine, "check_paths", check_then_edit)
+    if tweak_during_verify is not None:
+        real_verify = runner._verify
+
+        def verify_while_editing(*args, **kwargs):
+            tweak_during_verify()
+            return real_verify(*args, **kwargs)
+
+        monkeypatch.setattr(runner, "_verify", verify_while_editing)
+    monkeypatch.chdir(path.parent)
+    rules = select_rules(["BNL2"], [], [])
+    return runner.fix_paths([path.name], Config(), rules)
+
+
+def test_file_edited_during_the_fix_is_not_overwritten(tmp_path, monkeypatch):
+    target = tmp_path / "train.py"
+    shutil.copy(SCRIPT, target)
+    edited = SCRIPT.read_bytes() + b"\n# saved by the editor while bnlint was checking\n"
+    run = _fix_in_process(target, monkeypatch, tweak_during_verify=lambda: target.write_bytes(edited))
+    assert target.read_bytes() == edited
+    [outcome] = run.files
+    assert outcome.rejected and "changed" in outcome.rejected and run.fixed == 0
+
+
+def test_file_edited_between_check_and_fix_is_not_overwritten(tmp_path, monkeypatch):
+    target = tmp_path / "train.py"
+    shutil.copy(SCRIPT, target)
+    # The findings' positions refer to the old text: a new first line shifts them all.
+    edited = b"# a new first line\n" + SCRIPT.read_bytes()
+    run = _fix_in_process(target, monkeypatch, tweak_after_check=lambda: target.write_bytes(edited))
+    assert target.read_bytes() == edited
+    [outcome] = run.files
+    assert outcome.rejected and "changed" in outcome.rejected and run.fixed == 0
+
+
+def test_tabs_trailing_whitespace_and_encoding_declaration_survive(tmp_path, fixed_bytes):
+    text = SCRIPT.read_text()
+    lines = text.split("\n")
+    # An encoding declaration, a tab-indented helper, trailing spaces on untouched lines.
+    header = "# -*- coding: latin-1 -*-\n# d\xe9j\xe0 vu: a latin-1 comment   \n"
+    helper = "\n\ndef _helper(x):\n\tif x:\n\t\treturn x   \n\treturn None\t\n"
+    body = "\n".join(line + "  " if line.startswith("import ") else line for line in lines)
+    source = header + body + helper
+    target = tmp_path / "train.py"
+    target.write_bytes(source.encode("latin-1"))
+    proc = run_bnlint("fix", "train.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    after = target.read_bytes()
+    assert after != source.encode("latin-1")
+    decoded = after.decode("latin-1")
+    assert decoded.startswith(header)
+    assert decoded.endswith(helper)
+    for line in body.split("\n"):
+        if line.startswith("import ") and "cycle" not in line:
+            assert line + "\n" in decoded  # trailing spaces kept
+    assert b"\r\n" not in after
