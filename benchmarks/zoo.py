@@ -55,9 +55,11 @@ def write_models(folder, timm_sample):
     names = timm.list_models()
     step = max(1, len(names) // timm_sample) if timm_sample else len(names) + 1
     for name in names[::step][:timm_sample]:
+        cfg = timm.get_pretrained_cfg(name)
+        size = cfg.input_size[-1] if cfg is not None and cfg.input_size else 224
         for tag, extra in (("stock", ""), ("drop", ", drop_rate=0.2")):
             files[f"timm_{tag}__{name.replace('.', '_')}"] = TEMPLATE.format(
-                import_line="import timm", call=f"timm.create_model({name!r}, pretrained=False{extra})", size=224)
+                import_line="import timm", call=f"timm.create_model({name!r}, pretrained=False{extra})", size=size)
     for stem, text in files.items():
         with open(os.path.join(folder, f"{stem}.py"), "w") as fh:
             fh.write(text)
