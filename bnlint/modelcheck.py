@@ -283,24 +283,18 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
         else:
             text = f"model {name} could not be analysed: {msg}"
         out.append(_failure(job.path, text, line, model=name, stage=stage))
-    for opaque in model.get("opaque", []):
-        module = opaque["module"]
-        where = f"the forward of {name}" if module == "<root>" else f"submodule {module} of {name}"
-        out.append(_failure(
-            job.path,
-            f"{where} could not be traced ({opaque['reason']}); its submodules were analysed one by one "
-            f"and connections between them were not checked",
-            def_line, severity=Severity.INFO, model=name, module=module,
-        ))
-    for rec in model.get("concrete", []):
-        module = rec["module"]
-        where = f"the forward of {name}" if module == "<root>" else f"submodule {module} of {name}"
-        out.append(_failure(
-            job.path,
-            f"{where} does not trace symbolically ({rec['reason']}); it was analysed by running it on "
-            f"example inputs, so only the branches taken for those inputs were checked",
-            def_line, severity=Severity.INFO, model=name, module=module,
-        ))
+    partial = (
+        ("opaque", "could not be traced ({reason}); its submodules were analysed one by one and "
+                   "connections between them were not checked"),
+        ("concrete", "does not trace symbolically ({reason}); it was analysed by running it on example "
+                     "inputs, so only the branches taken for those inputs were checked"),
+    )
+    for key, what in partial:
+        for rec in model.get(key, []):
+            module = rec["module"]
+            where = f"the forward of {name}" if module == "<root>" else f"submodule {module} of {name}"
+            out.append(_failure(job.path, f"{where} " + what.format(reason=rec["reason"]), def_line,
+                                severity=Severity.INFO, model=name, module=module))
     for note in model.get("notes", []):
         out.append(_failure(job.path, note, None, severity=Severity.INFO, model=name))
     return out
