@@ -47,11 +47,14 @@ class FileVerification:
     written: bool = False
     text: str = ""  # verdict tables and notes, as printed
     error: Optional[str] = None
+    write_error: Optional[str] = None
     reports: List[dict] = field(default_factory=list)
 
     @property
     def status(self) -> str:
         what = f"verification {self.verdict}" + (f": {self.error}" if self.error else "")
+        if self.write_error:
+            return f"fix not written: {self.write_error} ({what})"
         if self.written:
             return "fix written" + ("" if self.verdict == "confirmed" else f" (--force; {what})")
         return f"fix not written: {what}"
@@ -169,6 +172,9 @@ def _write(outcome: FileOutcome, src, new_text: str) -> Optional[str]:
     from bnlint.fix.runner import _encode
 
     try:
+        with open(os.path.abspath(outcome.path), "rb") as fh:
+            if fh.read() != src.raw:  # edited while the verification trained
+                return "the file changed during the verification; run bnlint fix --verify again"
         write_bytes_atomic(os.path.abspath(outcome.path), _encode(src, new_text))
     except OSError as exc:
         return f"cannot write the file: {exc.strerror or exc}"
@@ -193,14 +199,14 @@ def verify_fix_run(run: FixRun, settings: VerifySettings) -> Dict[str, FileVerif
             if why is None:
                 result.written = True
             else:
-                result.error = why
+                result.write_error = why
         if not result.written:
             outcome.rejected = f"verification {result.verdict}"
     if settings.report:
         from bnlint.atomic import write_text_atomic
 
         data = {"schema_version": 1, "force": settings.force, "files": [
-            {"path": r.path, "kind": r.kind, "verdict": r.verdict, "written": r.written, "error": r.error,
+            {"path": r.path, "kind": r.kind, "verdict": r.verdict, "written": r.written, "error": r.error or r.write_error,
              "reports": r.reports} for r in results.values()]}
         write_text_atomic(settings.report, json.dumps(data, indent=2) + "\n")
     return results
