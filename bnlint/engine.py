@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -187,6 +188,15 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
 
     notebooks = {}  # display path -> NotebookPython: findings go back to cells
     for job in jobs:
+        try:
+            special = not stat.S_ISREG(os.stat(job.abs_path).st_mode)
+        except OSError:
+            special = False  # read_source says why it cannot be read
+        if special:  # opening a named pipe would wait for a writer forever
+            findings.append(analysis_failure(
+                job.path, f"cannot analyse file: {job.path} is not a regular file (a pipe, socket or device); exclude it"))
+            result.fatal = True
+            continue
         try:
             if is_notebook(job.path):
                 src, notebooks[job.path] = read_notebook_source(job.abs_path, job.path)

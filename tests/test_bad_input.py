@@ -151,6 +151,17 @@ def test_unreadable_file(tmp_path):
     assert rc == 2
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_named_pipe_in_a_folder_does_not_hang(tmp_path):
+    os.mkfifo(tmp_path / "pipe.py")  # opening it would wait for a writer forever
+    (tmp_path / "train.py").write_text(SCRIPT)
+    rc, data, _ = _check(".", cwd=tmp_path, timeout=60)
+    by = _by_name(data)
+    assert "not a regular file" in _one_error(by["pipe.py"])
+    assert {f["code"] for f in by["train.py"]} == {"BNL202"}
+    assert rc == 2
+
+
 def test_path_that_does_not_exist(tmp_path):
     (tmp_path / "train.py").write_text(SCRIPT)
     proc = run_bnlint("check", "train.py", "no/such/file.py", cwd=tmp_path)

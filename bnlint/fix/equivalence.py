@@ -149,6 +149,9 @@ def compare_files(request: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def main(argv: Sequence[str]) -> None:
+    from bnlint.worker import _limit_memory
+
+    _limit_memory()  # user code runs here too: same memory limit as the analysis worker
     with open(argv[0], encoding="utf-8") as fh:
         request = json.load(fh)
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
