@@ -42,6 +42,9 @@ def _codes(text: Optional[str]) -> FrozenSet[str]:
 def parse_suppressions(text: str) -> Suppressions:
     by_line: Dict[int, FrozenSet[str]] = {}
     skip = False
+    lowered = text.lower()
+    if "noqa" not in lowered and "bnlint" not in lowered:
+        return Suppressions(by_line, skip)  # nothing to find: skip tokenizing
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
     except (tokenize.TokenError, SyntaxError, IndentationError):
