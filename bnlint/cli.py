@@ -86,7 +86,9 @@ def common_options(func):
 @click.option("--output-file", "-o", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the report to a file.")
 @click.option("--verbose", "-v", is_flag=True, help="Also show info notes (e.g. blocks that could not be inspected).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when problems are found.")
-def check(paths, select, ignore, extend_select, config_file, timeout, input_shape, output_format, output_file, verbose, exit_zero):
+@click.option("--no-cache", is_flag=True, help="Analyse everything again; do not read or write .bnlint_cache.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Where to keep the results cache (default: .bnlint_cache next to the config, else here).")
+def check(paths, select, ignore, extend_select, config_file, timeout, input_shape, output_format, output_file, verbose, exit_zero, no_cache, cache_dir):
     """Check files and folders (default: the current folder)."""
     from bnlint.engine import UsageError, check_paths
     from bnlint.progress import ProgressLine
@@ -97,8 +99,16 @@ def check(paths, select, ignore, extend_select, config_file, timeout, input_shap
         config = build_config(paths, config_file, select, ignore, extend_select, timeout, input_shape)
         rules = select_rules(config.select, config.ignore, config.extend_select)
         progress = ProgressLine(sys.stderr)
+        cache = None
+        if not no_cache:
+            import os
+
+            from bnlint.cache import ResultCache
+
+            folder = cache_dir or os.path.join(config.root or ".", ".bnlint_cache")
+            cache = ResultCache.for_run(folder, repr(config), (r.code for r in rules))
         try:
-            result = check_paths(paths, config, rules, progress=progress)
+            result = check_paths(paths, config, rules, progress=progress, cache=cache)
         finally:
             progress.close()
     except (ConfigError, UnknownRuleError, UsageError) as exc:

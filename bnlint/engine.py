@@ -174,7 +174,8 @@ def _apply_suppressions(findings: List[Finding], sources: Dict[str, SourceFile],
 
 
 def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
-                progress=None) -> CheckResult:
+                progress=None, cache=None) -> CheckResult:
+    """``cache``: a ``bnlint.cache.ResultCache`` (``bnlint check`` passes one)."""
     from bnlint.modelcheck import ModelJob, check_model_files
 
     jobs = collect_files(paths, config)
@@ -185,6 +186,7 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
     findings: List[Finding] = []
     sources: Dict[str, SourceFile] = {}
     model_jobs: List[ModelJob] = []
+    model_keys: Dict[str, str] = {}
 
     notebooks = {}  # display path -> NotebookPython: findings go back to cells
     for job in jobs:
@@ -226,18 +228,48 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
             continue
         candidates = may_define_models(tree)
         if graph_rules and (candidates or job.targets):
-            model_jobs.append(ModelJob(path=job.path, abs_path=job.abs_path,
-                                       explicit=list(job.targets), candidates=candidates))
+            model_job = ModelJob(path=job.path, abs_path=job.abs_path,
+                                 explicit=list(job.targets), candidates=candidates)
+            if cache is not None:
+                from bnlint.cache import local_imports
+
+                deps = local_imports(job.abs_path, tree)
+                parts = [job.path.encode(), src.raw, repr(job.targets).encode()]
+                for dep in deps:
+                    try:
+                        with open(dep, "rb") as fh:
+                            parts += [dep.encode(), fh.read()]
+                    except OSError:
+                        parts.append(dep.encode())
+                model_keys[job.path] = cache.key("model", parts)
+                cached = cache.get(model_keys[job.path])
+                if cached is not None:
+                    findings.extend(cached)
+                    continue
+            model_jobs.append(model_job)
 
     if script_rules:
         from bnlint.script import run_script_rules
 
-        findings.extend(run_script_rules([sources[j.path] for j in jobs if j.path in sources], script_rules))
+        script_sources = [sources[j.path] for j in jobs if j.path in sources]
+        script_key = cached = None
+        if cache is not None:
+            script_key = cache.key("script", [p for s in script_sources for p in (s.path.encode(), s.raw)])
+            cached = cache.get(script_key)
+        if cached is None:
+            cached = run_script_rules(script_sources, script_rules)
+            if script_key is not None:
+                cache.put(script_key, cached)
+        findings.extend(cached)
 
     if model_jobs:
         model_result = check_model_files(model_jobs, config, graph_rules, progress=progress)
         findings.extend(model_result.findings)
         result.fatal = result.fatal or model_result.fatal
+        if cache is not None:
+            for path, job_findings in model_result.by_job.items():
+                if not any(f.code == "BNL001" and f.severity is Severity.ERROR for f in job_findings):
+                    cache.put(model_keys[path], job_findings)
 
     # Analysis failures (BNL001) are always shown: hiding them would hide unchecked code.
     findings = [f for f in findings if f.code in enabled_codes or f.code == "BNL001"]

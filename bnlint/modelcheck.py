@@ -39,6 +39,8 @@ class ModelJob:
 class ModelCheckResult:
     findings: List[Finding] = field(default_factory=list)
     fatal: bool = False
+    # Findings of each job that was analysed (worker answered, file imported): cacheable.
+    by_job: Dict[str, List[Finding]] = field(default_factory=dict)
 
 
 def _failure(path: str, message: str, line: Optional[int] = None, severity: Severity = Severity.ERROR, **details) -> Finding:
@@ -419,5 +421,7 @@ def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[
             result.findings.append(_file_failure(job, answer["error"]))
             result.fatal = True
             continue
-        result.findings.extend(_findings_for_job(job, answer, rules))
+        job_findings = _findings_for_job(job, answer, rules)
+        result.by_job[job.path] = job_findings
+        result.findings.extend(job_findings)
     return result
