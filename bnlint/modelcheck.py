@@ -22,6 +22,7 @@ import networkx as nx
 from bnlint.config import Config
 from bnlint.findings import Finding, Severity
 from bnlint.rule import Hit, Rule
+from bnlint.sites import library_module_name
 from bnlint.targets import TargetSpec
 
 __all__ = ["ModelJob", "ModelCheckResult", "check_model_files", "graph_from_json", "run_worker"]
@@ -177,15 +178,6 @@ def _display_path(file: str, job: ModelJob) -> str:
     return rel if not rel.startswith("..") else file
 
 
-def _library_name(file: str) -> str:
-    for marker in ("site-packages" + os.sep, "dist-packages" + os.sep):
-        if marker in file:
-            rel = file.split(marker, 1)[1]
-            mod = os.path.splitext(rel)[0].replace(os.sep, ".")
-            return mod[: -len(".__init__")] if mod.endswith(".__init__") else mod
-    return os.path.splitext(os.path.basename(file))[0]
-
-
 def _is_library(file: str) -> bool:
     return "site-packages" in file or "dist-packages" in file or file.startswith("<")
 
@@ -247,7 +239,7 @@ def locate(facts: Dict[str, Any]) -> Optional[Location]:
     if _is_library(site["file"]):
         user = user_defn if (use_defn or not user_call) else user_call
         user = user or user_defn or user_call
-        library = _library_name(site["file"])
+        library = library_module_name(site["file"])
         if user is None:
             return None
         return Location(user["file"], user["line"], user.get("col", 0) + 1, library=library)

@@ -18,7 +18,7 @@ import weakref
 from typing import Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["Site", "is_torch_file", "is_library_file", "library_module_name",
-           "recording_construction_sites", "construction_site", "frames_from_stack_trace", "current_stack",
+           "recording_construction_sites", "construction_site", "frames_from_stack_trace",
            "call_sites",
            "site_dict"]
 
@@ -140,17 +140,6 @@ def recording_construction_sites() -> Iterator[None]:
         yield
     finally:
         nn.Module.__init__ = original
-
-
-def current_stack(skip: int = 1, limit: int = 64) -> str:
-    """The caller's stack as fx formats stack traces (outermost first), without
-    reading source files or importing torch's traceback machinery."""
-    frame = sys._getframe(skip + 1)
-    frames = []
-    while frame is not None and len(frames) < limit:
-        frames.append(f'  File "{frame.f_code.co_filename}", line {frame.f_lineno}, in {frame.f_code.co_name}\n')
-        frame = frame.f_back
-    return "".join(reversed(frames))
 
 
 def call_sites(skip: int = 1) -> Tuple[Optional[Dict[str, int]], Optional[Dict[str, int]]]:
