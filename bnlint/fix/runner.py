@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +33,12 @@ __all__ = ["FileOutcome", "FixRun", "fix_paths", "ALLOWED_LEFTOVER"]
 
 # A moved dropout may still reach a later BN through a weight layer (issue #4).
 ALLOWED_LEFTOVER = ("BNL103",)
+
+# CPython 3.11's ast module keeps one recursion counter per interpreter: two threads
+# building ast trees at once (a garbage-collector finalizer can switch threads midway)
+# fail with "SystemError: AST constructor recursion depth mismatch". The fix threads
+# (one per file, plus each file's script re-check) parse Python only under this lock.
+_AST_LOCK = threading.Lock()
 
 
 @dataclass
@@ -118,7 +125,7 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
         # The script rules re-check the new source here; graph rules run on the graphs the
         # equivalence worker returns for the fixed file (one process per file).
         script_rules = [r for r in rules if r.kind is RuleKind.SCRIPT]
-        recheck = side.submit(check_paths, [tmp], config, script_rules)
+        recheck = side.submit(_parsing_check, check_paths, [tmp], config, script_rules)
         answer = why = None
         if model_fix:
             renames = sorted({tuple(r) for f in applied for r in dict(f.fix.data).get("renames", ())})
@@ -186,15 +193,22 @@ def _graph_findings_of(tmp: str, candidates, analysis: Dict[str, Any], rules: Se
     return _apply_suppressions(found, {tmp: shown}, config)
 
 
+def _parsing_check(check_paths, *args):
+    with _AST_LOCK:
+        return check_paths(*args)
+
+
 def _candidates(text: str) -> List[str]:
     import ast
 
     from bnlint.targets import may_define_models
 
     try:
-        return may_define_models(ast.parse(text))
+        with _AST_LOCK:
+            tree = ast.parse(text)
     except SyntaxError:
         return []
+    return may_define_models(tree)
 
 
 CHANGED = "the file changed after it was analysed; run bnlint fix again"
