@@ -88,7 +88,8 @@ def common_options(func):
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when problems are found.")
 @click.option("--no-cache", is_flag=True, help="Analyse everything again; do not read or write .bnlint_cache.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None, help="Where to keep the results cache (default: .bnlint_cache next to the config, else here).")
-def check(paths, select, ignore, extend_select, config_file, timeout, input_shape, output_format, output_file, verbose, exit_zero, no_cache, cache_dir):
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="Model files analysed at once (default: the number of CPUs).")
+def check(paths, select, ignore, extend_select, config_file, timeout, input_shape, output_format, output_file, verbose, exit_zero, no_cache, cache_dir, jobs):
     """Check files and folders (default: the current folder)."""
     from bnlint.engine import UsageError, check_paths
     from bnlint.progress import ProgressLine
@@ -108,7 +109,7 @@ def check(paths, select, ignore, extend_select, config_file, timeout, input_shap
             folder = cache_dir or os.path.join(config.root or ".", ".bnlint_cache")
             cache = ResultCache.for_run(folder, repr(config), (r.code for r in rules))
         try:
-            result = check_paths(paths, config, rules, progress=progress, cache=cache)
+            result = check_paths(paths, config, rules, progress=progress, cache=cache, jobs=jobs)
         finally:
             progress.close()
     except (ConfigError, UnknownRuleError, UsageError) as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
@@ -173,74 +174,99 @@ def _apply_suppressions(findings: List[Finding], sources: Dict[str, SourceFile],
     return kept
 
 
+@dataclass
+class _Facts:
+    """What the check needs of a file besides rules' input: cached by stat signature."""
+    digest: str  # sha256 of the raw bytes
+    skip: bool  # '# bnlint: skip-file'
+    candidates: List[str]  # names that may define models
+    imports: Optional[List[str]]  # local modules it imports itself (None: not computed)
+
+
+def _read(job: FileJob, notebooks: Dict) -> SourceFile:
+    if is_notebook(job.path):
+        src, notebooks[job.path] = read_notebook_source(job.abs_path, job.path)
+        return src
+    return read_source(job.abs_path, job.path)
+
+
 def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
-                progress=None, cache=None) -> CheckResult:
-    """``cache``: a ``bnlint.cache.ResultCache`` (``bnlint check`` passes one)."""
+                progress=None, cache=None, jobs: Optional[int] = None) -> CheckResult:
+    """``cache``: a ``bnlint.cache.ResultCache`` (``bnlint check`` passes one); ``jobs``:
+    model files analysed at once (default: the number of CPUs)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from bnlint.modelcheck import ModelJob, check_model_files
 
-    jobs = collect_files(paths, config)
+    files = collect_files(paths, config)
     enabled_codes = {r.code for r in rules}
     graph_rules = [r for r in rules if r.kind is RuleKind.GRAPH]
     script_rules = [r for r in rules if r.kind is RuleKind.SCRIPT]
-    result = CheckResult(files_checked=len(jobs))
+    result = CheckResult(files_checked=len(files))
     findings: List[Finding] = []
-    sources: Dict[str, SourceFile] = {}
+    sources: Dict[str, SourceFile] = {}  # read so far (display path -> source)
+    readable: List[FileJob] = []  # files the rules see, in order
+    digests: Dict[str, str] = {}
     model_jobs: List[ModelJob] = []
     model_keys: Dict[str, str] = {}
+    index = cache.file_index() if cache is not None else None
 
     notebooks = {}  # display path -> NotebookPython: findings go back to cells
-    for job in jobs:
+    for job in files:
         try:
-            special = not stat.S_ISREG(os.stat(job.abs_path).st_mode)
+            st = os.stat(job.abs_path)
         except OSError:
-            special = False  # read_source says why it cannot be read
-        if special:  # opening a named pipe would wait for a writer forever
+            st = None  # read_source says why it cannot be read
+        if st is not None and not stat.S_ISREG(st.st_mode):  # a named pipe would wait for a writer forever
             findings.append(analysis_failure(
                 job.path, f"cannot analyse file: {job.path} is not a regular file (a pipe, socket or device); exclude it"))
             result.fatal = True
             continue
-        try:
-            if is_notebook(job.path):
-                src, notebooks[job.path] = read_notebook_source(job.abs_path, job.path)
-            else:
-                src = read_source(job.abs_path, job.path)
-        except SourceError as exc:
-            findings.append(analysis_failure(job.path, f"cannot analyse file: {exc}"))
-            result.fatal = True
-            continue
-        sources[job.path] = src
-        result.raw[job.path] = src.raw
-        try:
-            tree = ast.parse(src.text, filename=job.path)
-        except SyntaxError as exc:
-            findings.append(analysis_failure(
-                job.path,
-                f"syntax error: {exc.msg}; fix the syntax so bnlint can analyse this file",
-                line=exc.lineno or 1, column=(exc.offset or 1),
-            ))
-            result.fatal = True
-            continue
-        except (ValueError, RecursionError, MemoryError) as exc:
-            findings.append(analysis_failure(job.path, f"cannot parse file: {type(exc).__name__}: {exc}"))
-            result.fatal = True
-            continue
-        if parse_suppressions(src.text).skip_file:
-            continue
-        candidates = may_define_models(tree)
-        if graph_rules and (candidates or job.targets):
-            model_job = ModelJob(path=job.path, abs_path=job.abs_path,
-                                 explicit=list(job.targets), candidates=candidates)
-            if cache is not None:
-                from bnlint.cache import local_imports
+        facts = index.lookup(job.abs_path, st) if index is not None and not is_notebook(job.path) else None
+        if facts is None:
+            try:
+                src = _read(job, notebooks)
+            except SourceError as exc:
+                findings.append(analysis_failure(job.path, f"cannot analyse file: {exc}"))
+                result.fatal = True
+                continue
+            sources[job.path] = src
+            try:
+                tree = ast.parse(src.text, filename=job.path)
+            except SyntaxError as exc:
+                findings.append(analysis_failure(
+                    job.path,
+                    f"syntax error: {exc.msg}; fix the syntax so bnlint can analyse this file",
+                    line=exc.lineno or 1, column=(exc.offset or 1),
+                ))
+                result.fatal = True
+                continue
+            except (ValueError, RecursionError, MemoryError) as exc:
+                findings.append(analysis_failure(job.path, f"cannot parse file: {type(exc).__name__}: {exc}"))
+                result.fatal = True
+                continue
+            candidates = may_define_models(tree)
+            imports: Optional[List[str]] = None
+            if cache is not None and (candidates or job.targets):
+                from bnlint.cache import direct_imports
 
-                deps = local_imports(job.abs_path, tree)
-                parts = [job.path.encode(), src.raw, repr(job.targets).encode()]
-                for dep in deps:
-                    try:
-                        with open(dep, "rb") as fh:
-                            parts += [dep.encode(), fh.read()]
-                    except OSError:
-                        parts.append(dep.encode())
+                imports = direct_imports(job.abs_path, tree)
+            facts = _Facts(hashlib.sha256(src.raw).hexdigest(), parse_suppressions(src.text).skip_file,
+                           candidates, imports)
+            if index is not None and st is not None and job.path not in notebooks:
+                index.store(job.abs_path, st, facts)
+        readable.append(job)
+        digests[job.path] = facts.digest
+        if facts.skip:
+            continue
+        if graph_rules and (facts.candidates or job.targets):
+            model_job = ModelJob(path=job.path, abs_path=job.abs_path,
+                                 explicit=list(job.targets), candidates=list(facts.candidates))
+            if cache is not None:
+                parts = [job.path.encode(), facts.digest.encode(), repr(job.targets).encode()]
+                direct = facts.imports if facts.imports is not None else index.dependency(job.abs_path)[1]
+                for dep, digest in index.closure(job.abs_path, direct):
+                    parts += [dep.encode(), digest.encode()]
                 model_keys[job.path] = cache.key("model", parts)
                 cached = cache.get(model_keys[job.path])
                 if cached is not None:
@@ -248,34 +274,67 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
                     continue
             model_jobs.append(model_job)
 
-    if script_rules:
-        from bnlint.script import run_script_rules
-
-        script_sources = [sources[j.path] for j in jobs if j.path in sources]
-        script_key = cached = None
-        if cache is not None:
-            script_key = cache.key("script", [p for s in script_sources for p in (s.path.encode(), s.raw)])
-            cached = cache.get(script_key)
-        if cached is None:
-            cached = run_script_rules(script_sources, script_rules)
-            if script_key is not None:
-                cache.put(script_key, cached)
-        findings.extend(cached)
-
-    if model_jobs:
-        model_result = check_model_files(model_jobs, config, graph_rules, progress=progress)
+    # Model files run in worker processes while the script rules run here.
+    pool = ThreadPoolExecutor(max_workers=1) if model_jobs else None
+    models = pool.submit(check_model_files, model_jobs, config, graph_rules, progress=progress,
+                         workers=jobs) if pool is not None else None
+    try:
+        if script_rules:
+            findings.extend(_script_findings(readable, sources, digests, notebooks, script_rules, cache, findings, result))
+    finally:
+        model_result = models.result() if models is not None else None
+        if pool is not None:
+            pool.shutdown()
+    if model_result is not None:
         findings.extend(model_result.findings)
         result.fatal = result.fatal or model_result.fatal
         if cache is not None:
             for path, job_findings in model_result.by_job.items():
                 if not any(f.code == "BNL001" and f.severity is Severity.ERROR for f in job_findings):
                     cache.put(model_keys[path], job_findings)
+    if index is not None:
+        index.save()
 
     # Analysis failures (BNL001) are always shown: hiding them would hide unchecked code.
     findings = [f for f in findings if f.code in enabled_codes or f.code == "BNL001"]
+    for f in findings:  # suppressions and reports need the text of files with findings
+        job = next((j for j in readable if j.path == f.path), None) if f.path not in sources else None
+        if job is not None:
+            try:
+                sources[job.path] = _read(job, notebooks)
+            except SourceError:
+                pass
     findings = _apply_suppressions(findings, sources, config)
+    for path, src in sources.items():
+        result.raw[path] = src.raw
     unique = {f.sort_key(): f for f in findings}
     result.findings = [unique[k] for k in sorted(unique)]
     if notebooks:
         result.findings = to_cell_positions(result.findings, notebooks)
     return result
+
+
+def _script_findings(readable: List[FileJob], sources: Dict[str, SourceFile], digests: Dict[str, str],
+                     notebooks: Dict, script_rules: Sequence[Rule], cache, findings, result) -> List[Finding]:
+    from bnlint.script import run_script_rules
+
+    key = None
+    if cache is not None:
+        key = cache.key("script", [p for j in readable for p in (j.path.encode(), digests[j.path].encode())])
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    script_sources = []
+    for job in readable:
+        if job.path not in sources:
+            try:
+                sources[job.path] = _read(job, notebooks)
+            except SourceError as exc:  # removed or changed since it was listed
+                findings.append(analysis_failure(job.path, f"cannot analyse file: {exc}"))
+                result.fatal = True
+                continue
+        script_sources.append(sources[job.path])
+    out = run_script_rules(script_sources, script_rules)
+    if key is not None:
+        cache.put(key, out)
+    return out

@@ -274,10 +274,8 @@ def _frames(node: fx.Node) -> Tuple[Optional[Dict[str, int]], Optional[Dict[str,
 
 
 def _parent_is_sequential(model: nn.Module, path: str) -> bool:
-    if "." not in path:
-        return False
     try:
-        parent = model.get_submodule(path.rsplit(".", 1)[0])
+        parent = model.get_submodule(path.rsplit(".", 1)[0] if "." in path else "")
     except AttributeError:
         return False
     return isinstance(parent, nn.Sequential)

@@ -6,9 +6,10 @@ each node at most once per call, so rules stay linear in the graph size.
 from __future__ import annotations
 
 from collections import deque
-from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional
+from typing import TYPE_CHECKING, Dict, FrozenSet, Iterator, List, NamedTuple, Optional
 
-import networkx as nx
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = [
     "VALUE_PRESERVING", "Reach", "active_dropouts", "reach", "routes_to", "follow_route", "route_ends",
@@ -91,6 +92,8 @@ def routes_to(g: nx.DiGraph, through: FrozenSet[str], targets: FrozenSet[str]) -
     {'r': 'bn', 'd': 'r'}
     """
     try:
+        import networkx as nx
+
         order = list(nx.topological_sort(g))
     except nx.NetworkXUnfeasible:  # not a DAG: fall back to one walk per node
         order = None
@@ -156,6 +159,8 @@ def pooled_sources(g: nx.DiGraph, through: FrozenSet[str] = POOL_PASSTHROUGH) ->
     {'flat': 'gap', 'drop': 'gap', 'fc': 'gap'}
     """
     try:
+        import networkx as nx
+
         order = list(nx.topological_sort(g))
     except nx.NetworkXUnfeasible:
         return {}

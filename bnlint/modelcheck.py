@@ -15,15 +15,17 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-import networkx as nx
-
+from bnlint import forkserver
 from bnlint.config import Config
 from bnlint.findings import Finding, Severity
 from bnlint.rule import Hit, Rule
 from bnlint.sites import library_module_name
 from bnlint.targets import TargetSpec
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["ModelJob", "ModelCheckResult", "check_model_files", "graph_from_json", "run_worker"]
 
@@ -49,8 +51,17 @@ def _failure(path: str, message: str, line: Optional[int] = None, severity: Seve
                    line=line or 1, column=1, message=message, details=tuple(sorted(details.items())))
 
 
-def run_worker(request: Dict[str, Any], timeout: float) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
-    """Run ``python -m bnlint.worker``; returns (result, None) or (None, why it failed)."""
+def _worker_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("MKL_NUM_THREADS", "1")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def run_worker(request: Dict[str, Any], timeout: float, module: str = "bnlint.worker") -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+    """Run ``module.main([REQUEST, RESULT])`` in a worker process (a child of a fork
+    server, else ``python -m module``); returns (result, None) or (None, why it failed)."""
     with tempfile.TemporaryDirectory(prefix="bnlint-") as tmp:
         req_path = os.path.join(tmp, "request.json")
         res_path = os.path.join(tmp, "result.json")
@@ -58,20 +69,15 @@ def run_worker(request: Dict[str, Any], timeout: float) -> Tuple[Optional[Dict[s
         log_path = os.path.join(tmp, "log.txt")
         with open(req_path, "w", encoding="utf-8") as fh:
             json.dump(dict(request, progress=progress), fh)
-        env = dict(os.environ)
-        env.setdefault("OMP_NUM_THREADS", "1")
-        env.setdefault("MKL_NUM_THREADS", "1")
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "bnlint.worker", req_path, res_path],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                start_new_session=True,
-            )
-            if not _wait(proc, progress, timeout):
-                _kill(proc)
-                step = _last_step(progress)
-                return None, f"timed out after {timeout:g} s while {step}; raise --timeout or [tool.bnlint] timeout, or exclude the file"
+        env = _worker_env()
+        code: Any = _FALLBACK
+        if forkserver.available():
+            code = _run_forked(env, module, [req_path, res_path], log_path, progress, timeout)
+        if code is _FALLBACK:
+            code = _run_spawned(env, module, [req_path, res_path], log_path, progress, timeout)
+        if code is _TIMED_OUT:
+            step = _last_step(progress)
+            return None, f"timed out after {timeout:g} s while {step}; raise --timeout or [tool.bnlint] timeout, or exclude the file"
         if os.path.exists(res_path):
             try:
                 with open(res_path, encoding="utf-8") as fh:
@@ -79,7 +85,6 @@ def run_worker(request: Dict[str, Any], timeout: float) -> Tuple[Optional[Dict[s
             except ValueError:
                 pass
         step = _last_step(progress)
-        code = proc.returncode
         if code is not None and code < 0:
             try:
                 name = signal.Signals(-code).name
@@ -96,32 +101,74 @@ def run_worker(request: Dict[str, Any], timeout: float) -> Tuple[Optional[Dict[s
         return None, why
 
 
+_FALLBACK, _TIMED_OUT = object(), object()
+
+
+def _run_spawned(env, module: str, argv: Sequence[str], log_path: str, progress: str, timeout: float):
+    """A fresh ``python -m module``: its exit code, or _TIMED_OUT (killed)."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *argv],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+            start_new_session=True,
+        )
+
+        def poll(delay: float) -> Optional[int]:
+            try:
+                return proc.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                return None
+
+        if _wait(poll, progress, timeout) is None:
+            _kill_group(proc.pid)
+            proc.wait()
+            return _TIMED_OUT
+    return proc.returncode
+
+
+def _run_forked(env, module: str, argv: Sequence[str], log_path: str, progress: str, timeout: float):
+    """A child of a fork server (torch already imported): its exit code, _TIMED_OUT,
+    or _FALLBACK when the server itself failed."""
+    server = forkserver.POOL.acquire(env, STARTUP_LIMIT)
+    try:
+        pid = server.start_child(module, argv, log_path)
+        code = _wait(server.wait_child, progress, timeout)
+        if code is None:
+            _kill_group(pid)
+            server.wait_child(60.0)
+            code = _TIMED_OUT
+    except forkserver.ServerError:
+        forkserver.POOL.discard(server)
+        return _FALLBACK
+    forkserver.POOL.release(server)
+    return code
+
+
 # The worker imports torch before any user code; that start-up is not the user's
 # time, so the timeout starts once the worker says it is importing the user's file.
 USER_CODE_STEP = "importing the file's definitions"
 STARTUP_LIMIT = 300.0
 
 
-def _wait(proc: subprocess.Popen, progress: str, timeout: float) -> bool:
-    """Wait for the worker; False when it ran past its time."""
+def _wait(poll, progress: str, timeout: float) -> Optional[int]:
+    """Wait for a worker: ``poll(delay)`` returns its exit code or None while it runs.
+    None when it ran past its time."""
     started = time.monotonic()
     user_started: Optional[float] = None
-    delay = 0.02
+    delay = 0.01
     while True:
-        try:
-            proc.wait(timeout=delay)
-            return True
-        except subprocess.TimeoutExpired:
-            pass
+        code = poll(delay)
+        if code is not None:
+            return code
         delay = min(delay * 2, 0.25)
         now = time.monotonic()
         if user_started is None:
             if USER_CODE_STEP in _last_steps(progress):
                 user_started = now
             elif now - started > max(STARTUP_LIMIT, timeout):
-                return False
+                return None
         elif now - user_started > timeout:
-            return False
+            return None
 
 
 def _last_steps(progress: str) -> str:
@@ -132,12 +179,11 @@ def _last_steps(progress: str) -> str:
         return ""
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _kill_group(pid: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    proc.wait()
 
 
 def _last_step(progress: str) -> str:
@@ -160,6 +206,8 @@ def _log_tail(path: str) -> str:
 
 
 def graph_from_json(data: Dict[str, Any]) -> nx.DiGraph:
+    import networkx as nx
+
     g = nx.DiGraph()
     for node in data.get("nodes", []):
         attrs = dict(node)
@@ -386,7 +434,9 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
     return findings
 
 
-def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[Rule], progress=None) -> ModelCheckResult:
+def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[Rule], progress=None,
+                      workers: Optional[int] = None) -> ModelCheckResult:
+    """Analyse model files, ``workers`` at a time (default: the number of CPUs)."""
     result = ModelCheckResult()
 
     def run(job: ModelJob):
@@ -401,7 +451,7 @@ def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[
             progress(job.path, len(jobs))
         return outcome
 
-    workers = max(1, min(len(jobs), os.cpu_count() or 1))
+    workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(run, jobs))
     for job, (answer, why) in outcomes:

@@ -40,13 +40,16 @@ renumbers parameter keys: unsafe.
 - Kim, Park, Lee. "How to Use Dropout Correctly on Residual Networks with Batch
   Normalization." UAI 2023 (arXiv 2302.06112), section 4.
 """
-from typing import Iterator
+from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING, Iterator
 
 from bnlint.findings import Severity
 from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, follow_route, reach, route_ends, routes_to
 from bnlint.rule import Hit, Rule, RuleKind
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 BATCHNORM = frozenset({"batchnorm"})
 

@@ -37,13 +37,16 @@ pooling; state_dict keys and eval-mode outputs are unchanged.
   Normalization." UAI 2023 (arXiv 2302.06112), section 4.3.
 - Li et al. CVPR 2019 (arXiv 1801.05134), section 3 (variance shift).
 """
-from typing import Iterator
+from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING, Iterator
 
 from bnlint.findings import Severity
 from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, pooled_sources, routes_to
 from bnlint.rule import Hit, Rule, RuleKind
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def find_dropout_after_global_pool(g: nx.DiGraph) -> Iterator[Hit]:

@@ -31,13 +31,16 @@ No automatic fix: this is an architectural choice. The message lists the options
 - Li, Chen, Hu, Yang. CVPR 2019 (arXiv 1801.05134), sections 3 and 5.
 - Kim, Park, Lee. UAI 2023 (arXiv 2302.06112), section 4.
 """
-from typing import Iterator
+from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING, Iterator
 
 from bnlint.findings import Severity
 from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, follow_route, route_ends, routes_to
 from bnlint.rule import Hit, Rule, RuleKind
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 BATCHNORM = frozenset({"batchnorm"})
 THROUGH_WEIGHTS = VALUE_PRESERVING | {"weight"}

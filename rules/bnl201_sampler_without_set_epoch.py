@@ -44,7 +44,6 @@ the point, and touches no model.
 - `torch.utils.data.distributed.DistributedSampler` documentation (`set_epoch`).
 """
 from bnlint.findings import Severity
-from bnlint.fix.scriptfix import planned, set_epoch_fix
 from bnlint.rule import Hit, Rule, RuleKind
 
 _MESSAGE = (
@@ -72,6 +71,7 @@ def _epoch_sensitive(use):
 
 
 def find_sampler_without_set_epoch(ctx):
+    from bnlint.fix.scriptfix import planned, set_epoch_fix  # libcst: imported when the rule runs
     facts = ctx.facts
     for use in facts.train_uses:
         epochs = facts.epoch_loops(use)

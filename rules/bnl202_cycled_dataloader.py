@@ -39,7 +39,6 @@ order and the augmentations drawn change every pass, which is the point.
 - Python documentation, `itertools.cycle` ("saving a copy of each").
 """
 from bnlint.findings import Severity
-from bnlint.fix.scriptfix import cycle_fix, planned
 from bnlint.rule import Hit, Rule, RuleKind
 
 _NOT_BATCHES = ("const", "range", "list", "tuple", "model", "generator", "rng")
@@ -51,6 +50,7 @@ _MESSAGE = (
 
 
 def find_cycled_dataloader(ctx):
+    from bnlint.fix.scriptfix import cycle_fix, planned  # libcst: imported when the rule runs
     found = []
     for use in ctx.facts.train_uses:
         value = use.value

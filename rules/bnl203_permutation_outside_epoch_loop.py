@@ -48,9 +48,7 @@ of the epoch loop (when nothing outside the loop uses it). A permutation baked i
   divergence) and §5.
 """
 from bnlint.findings import Severity
-from bnlint.fix.scriptfix import permutation_into_loop_fix, planned, shuffle_fix
 from bnlint.rule import Hit, Rule, RuleKind
-from bnlint.script.calls import perm_of
 
 _ONCE = (
     "this permutation is drawn once, before the epoch loop, and orders the training "
@@ -72,6 +70,7 @@ def _replayed(facts, use, perm) -> bool:
 
 
 def _loader_hits(facts, use):
+    from bnlint.script.calls import perm_of  # libcst: imported when the rule runs
     loader = use.value
     data = loader.get("dataset")
     sampler = loader.get("sampler")
@@ -110,6 +109,8 @@ def _loader_hits(facts, use):
 
 
 def find_permutation_outside_epoch_loop(ctx):
+    from bnlint.script.calls import perm_of  # libcst: imported when the rule runs
+    from bnlint.fix.scriptfix import permutation_into_loop_fix, planned, shuffle_fix  # libcst: imported when the rule runs
     facts = ctx.facts
     for use in facts.train_uses:
         value = use.value

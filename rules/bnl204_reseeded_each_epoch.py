@@ -43,10 +43,7 @@ so the generator advances across epochs. It changes the data order, which is the
 - PyTorch `RandomSampler`: a new seed is drawn from the generator at each `iter()`.
 """
 from bnlint.findings import Severity
-from bnlint.fix.scriptfix import planned, seed_before_loop_fix
 from bnlint.rule import Hit, Rule, RuleKind
-from bnlint.script.calls import perm_of
-from bnlint.script.facts import VARIES
 
 _MESSAGE = (
     "constant seed inside the epoch loop: the training data is drawn in the same order "
@@ -56,6 +53,7 @@ _MESSAGE = (
 
 def _order_sources(use):
     """(library, generator) pairs that decide the order of one training iteration."""
+    from bnlint.script.calls import perm_of  # libcst: imported when the rule runs
     value = use.value
     if value.kind == "loader":
         sampler = value.get("sampler")
@@ -81,6 +79,9 @@ def _drives(seed, lib, generator) -> bool:
 
 
 def find_reseeded_each_epoch(ctx):
+    from bnlint.script.facts import VARIES  # libcst: imported when the rule runs
+    from bnlint.script.calls import perm_of  # libcst: imported when the rule runs
+    from bnlint.fix.scriptfix import planned, seed_before_loop_fix  # libcst: imported when the rule runs
     facts = ctx.facts
     uses = list(facts.train_uses)
     for index in facts.index_uses:  # manual batching: the index loop draws the data
