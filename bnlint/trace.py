@@ -64,7 +64,6 @@ class TraceResult:
             yield from child.walk()
 
     path: str  # module path relative to the analysed model ("" for the root)
-    graph_module: Optional[fx.GraphModule] = None
     # The graph to analyse and the module its call_module targets are relative to:
     # the fx GraphModule's, or one recorded by running the module (bnlint.concrete).
     graph: Optional[fx.Graph] = None
@@ -74,6 +73,21 @@ class TraceResult:
     leaves: Dict[str, "TraceResult"] = field(default_factory=dict)  # leafed child path -> result
     children: Dict[str, "TraceResult"] = field(default_factory=dict)  # analysed apart (root failed)
     opaque: List[str] = field(default_factory=list)  # nothing could be inspected inside
+    traced: Optional[nn.Module] = None  # the module fx traced symbolically (None: it did not trace)
+    _gm: Optional[fx.GraphModule] = None
+
+    @property
+    def graph_module(self) -> Optional[fx.GraphModule]:
+        """The symbolic trace as a runnable GraphModule, built on first use: generating
+        and compiling its code costs about as much as the trace, and most models are
+        checked without running it (only shape propagation needs it)."""
+        if self.traced is None or self._symbolic is None:
+            return None
+        if self._gm is None:
+            self._gm = fx.GraphModule(self.traced, self._symbolic, type(self.traced).__name__)
+        return self._gm
+
+    _symbolic: Optional[fx.Graph] = None
 
 
 def _describe(exc: BaseException) -> str:
@@ -109,8 +123,7 @@ def _trace_once(module: nn.Module, leaves: Set[str]):
     except Exception as exc:  # user code may raise anything while being traced
         failing = tracer.failed_in or ""
         return None, failing, exc
-    name = type(module).__name__
-    return fx.GraphModule(tracer.root, graph, name), None, None
+    return graph, None, None
 
 
 def trace_model(module: nn.Module, path: str = "", depth: int = 0) -> TraceResult:
@@ -123,9 +136,10 @@ def trace_model(module: nn.Module, path: str = "", depth: int = 0) -> TraceResul
     leaves: Set[str] = set()
     first_error: Optional[BaseException] = None
     for _ in range(MAX_LEAF_RETRIES + 1):
-        gm, failing, exc = _trace_once(module, leaves)
-        if gm is not None:
-            result.graph_module, result.graph, result.root = gm, gm.graph, gm
+        graph, failing, exc = _trace_once(module, leaves)
+        if graph is not None:
+            # call_module and get_attr targets are paths in the traced module itself.
+            result.traced, result._symbolic, result.graph, result.root = module, graph, graph, module
             break
         first_error = first_error or exc
         if not failing or failing in leaves:
@@ -136,7 +150,7 @@ def trace_model(module: nn.Module, path: str = "", depth: int = 0) -> TraceResul
     else:
         result.error = _describe(first_error) if first_error else "too many untraceable submodules"
 
-    if result.graph_module is not None:
+    if result.traced is not None:
         for leaf in sorted(leaves):
             child = module.get_submodule(leaf)
             full = f"{path}.{leaf}" if path else leaf
