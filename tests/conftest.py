@@ -35,3 +35,12 @@ def bnlint_cli():
 def pytest_addoption(parser):
     parser.addoption("--update-snapshots", action="store_true", default=False,
                      help="Rewrite fixtures/fixed/ from the current output of 'bnlint fix'.")
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="Property tests with the slow profile (many more examples); "
+                          "the same as BNLINT_PROPERTIES=slow.")
+
+
+def pytest_configure(config):
+    # The property tests read the profile when they are imported (hypothesis settings).
+    if config.getoption("--slow", default=False):
+        os.environ["BNLINT_PROPERTIES"] = "slow"

@@ -175,3 +175,133 @@ def test_tabs_trailing_whitespace_and_encoding_declaration_survive(tmp_path, fix
         if line.startswith("import ") and "cycle" not in line:
             assert line + "\n" in decoded  # trailing spaces kept
     assert b"\r\n" not in after
+
+
+SIGNAL_FILES = [FIXTURES / "BNL102" / "googlenet_head.py", FIXTURES / "BNL102" / "resnet_avgpool7.py", SCRIPT]
+SIGNALS = 6
+
+
+def _leftovers(folder):
+    return sorted(n for n in os.listdir(folder) if n.startswith(("_bnlint_fix_", ".bnlint-")))
+
+
+def _signal_when_a_check_file_exists(folder, limit):
+    """Until ``bnlint fix`` has written a fixed source to check (``_bnlint_fix_*``)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if any(n.startswith("_bnlint_fix_") for n in os.listdir(folder)):
+            return True
+        time.sleep(0.002)
+    return False
+
+
+def test_signals_during_fix_remove_its_temporary_files(tmp_path):
+    """SIGTERM (to the process or its group), SIGHUP and SIGINT while ``bnlint fix``
+    checks model fixes from ``_bnlint_fix_*`` files and writes: no temporary file is
+    left next to the sources, and every file is old or new, byte for byte."""
+    old = {p.name: p.read_bytes() for p in SIGNAL_FILES}
+    reference = tmp_path / "reference"
+    reference.mkdir()
+    for name, data in old.items():
+        (reference / name).write_bytes(data)
+    cmd = [sys.executable, "-m", "bnlint", "fix", "."]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=reference, capture_output=True, text=True, check=False)
+    duration = time.monotonic() - started
+    assert "Fixed 3 problems (0 remaining)" in proc.stdout, proc.stdout + proc.stderr
+    new = {name: (reference / name).read_bytes() for name in old}
+    assert all(new[name] != old[name] for name in old)
+
+    work = tmp_path / "work"
+    work.mkdir()
+    rng = random.Random(11)
+    caught_a_check_file = False
+    states = []
+    for attempt in range(SIGNALS):
+        for name, data in old.items():
+            (work / name).write_bytes(data)
+        proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        sig, group = [(signal.SIGTERM, False), (signal.SIGTERM, True), (signal.SIGHUP, False),
+                      (signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGTERM, True)][attempt]
+        if attempt % 3 == 0:  # while a fixed model is being checked from its temporary file
+            caught_a_check_file |= _signal_when_a_check_file_exists(work, 3 * duration + 10)
+        elif attempt % 3 == 1:  # right after the first file is replaced: the others are being written
+            _wait_for_a_write([work / name for name in old], old[SCRIPT.name], 3 * duration + 10)
+        else:  # anywhere
+            time.sleep(rng.uniform(0.3, 0.9) * duration)
+        try:
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        _, err = proc.communicate(timeout=120)
+        assert "Traceback" not in err.decode(), err.decode()
+        assert _leftovers(work) == [], f"attempt {attempt} ({sig.name}): {_leftovers(work)}"
+        for name in old:
+            data = (work / name).read_bytes()
+            assert data in (old[name], new[name]), f"attempt {attempt}: {name} is neither version"
+        states.append(sum((work / name).read_bytes() == new[name] for name in old))
+    assert caught_a_check_file, "no signal landed while a fix was being checked"
+    assert min(states) < len(old), states  # some signals landed before the last write
+
+
+ROUNDS_MODELS = '''\
+import torch
+import torch.nn as nn
+
+
+class DoubleNorm(nn.Module):
+    """Moving the dropout past bn1 still leaves it in front of bn2: no fix can help."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.drop = nn.Dropout(0.2)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.bn2 = nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        x = self.conv(x)
+        x = self.drop(x)
+        x = self.bn1(x)
+        return self.bn2(x)
+
+
+class TwoBranches(nn.Module):
+    """Both branch dropouts move to after the BN: the same place, so two rounds."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 4, 3, padding=1)
+        self.drop1 = nn.Dropout(0.1)
+        self.drop2 = nn.Dropout(0.3)
+        self.bn = nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        a = self.drop1(self.conv1(x))
+        b = self.drop2(self.conv2(x))
+        x = torch.cat([a, b], 1)
+        return self.bn(x)
+'''
+
+
+def test_one_run_applies_overlapping_fixes_and_skips_a_hopeless_one(tmp_path):
+    """A fix that cannot remove its finding no longer holds back the file's other
+    fixes, and fixes that overlap are applied in further rounds of the same run."""
+    target = tmp_path / "models.py"
+    target.write_text(ROUNDS_MODELS)
+    proc = run_bnlint("fix", "models.py", cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    out = proc.stdout
+    assert "fix rejected" not in out and "not fixed in this run" not in out, out
+    assert "BNL101 at line 17 not fixed: BNL101 is still reported after its fix" in out, out
+    assert "Fixed 2 problems (1 remaining)" in out, out
+    text = target.read_text()
+    assert "x = self.drop(x)" in text  # DoubleNorm untouched
+    assert "self.drop1(" in text and "self.drop2(" in text and "a = self.conv1(x)" in text, text
+    assert "return self.drop" in text, text
+    again = run_bnlint("fix", "models.py", cwd=tmp_path)
+    assert target.read_text() == text, again.stdout
+    assert "Fixed 0 problems (1 remaining)" in again.stdout, again.stdout
+    assert sorted(os.listdir(tmp_path)) == ["models.py"]

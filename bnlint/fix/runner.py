@@ -1,19 +1,24 @@
 """``bnlint fix``: apply the fixes of a check run, file by file, after checking them.
 
 For each file: the chosen fixes' edits are applied in one pass (a fix whose edits
-overlap an earlier fix's is left for a later run), the new source must parse, and the
-new source is re-checked from a temporary sibling file: model files go through a
-worker subprocess that builds both versions and compares state_dict keys and eval-mode
-outputs (``bnlint.fix.equivalence``), and the fixed findings must be gone with no new
-problem. Only then is the file replaced, atomically, in its original encoding, BOM
-and newline style. A failed check leaves the file byte-identical.
+overlap an earlier fix's is applied in a further round on the written file), the new
+source must parse, and the new source is re-checked from a temporary sibling file:
+model files go through a worker subprocess that builds both versions and compares
+state_dict keys and eval-mode outputs (``bnlint.fix.equivalence``), and the fixed
+findings must be gone with no new problem (a fix whose finding is still reported is
+dropped and the others are checked again). Only then is the file replaced,
+atomically, in its original encoding, BOM and newline style. A failed check leaves
+the file byte-identical. SIGTERM, SIGINT and SIGHUP remove the temporary files first
+(``cleanup_on_signals``).
 """
 from __future__ import annotations
 
 import codecs
+import contextlib
 import difflib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,7 +26,7 @@ import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from bnlint.config import Config
 from bnlint.findings import Finding, FixSafety, Severity
@@ -29,7 +34,7 @@ from bnlint.fix.edits import OverlapError, apply_edits, overlapping
 from bnlint.rule import Rule, RuleKind
 from bnlint.sources import SourceError, SourceFile, read_source
 
-__all__ = ["FileOutcome", "FixRun", "fix_paths", "ALLOWED_LEFTOVER"]
+__all__ = ["FileOutcome", "FixRun", "fix_paths", "cleanup_on_signals", "ALLOWED_LEFTOVER"]
 
 # A moved dropout may still reach a later BN through a weight layer (issue #4).
 ALLOWED_LEFTOVER = ("BNL103",)
@@ -81,31 +86,55 @@ def _encode(src: SourceFile, text: str) -> bytes:
 
 
 def _run_equivalence(request: Dict[str, Any], timeout: float) -> Tuple[Optional[Dict[str, Any]], str]:
+    from bnlint.atomic import track_process, track_temp_dir, untrack_process, untrack_temp_dir
+
     with tempfile.TemporaryDirectory(prefix="bnlint-fix-") as tmp:
-        req, res = os.path.join(tmp, "request.json"), os.path.join(tmp, "result.json")
-        with open(req, "w", encoding="utf-8") as fh:
-            json.dump(request, fh)
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-        env.setdefault("OMP_NUM_THREADS", "1")
+        track_temp_dir(tmp)
         try:
-            proc = subprocess.run([sys.executable, "-m", "bnlint.fix.equivalence", req, res],
-                                  stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            return None, f"checking the fixed models timed out after {timeout:g} s"
-        if not os.path.exists(res):
-            tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-            return None, f"the model check exited with status {proc.returncode} ({tail[0][:200]})"
-        with open(res, encoding="utf-8") as fh:
-            return json.load(fh), ""
+            req, res = os.path.join(tmp, "request.json"), os.path.join(tmp, "result.json")
+            with open(req, "w", encoding="utf-8") as fh:
+                json.dump(request, fh)
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+            env.setdefault("OMP_NUM_THREADS", "1")
+            with subprocess.Popen([sys.executable, "-m", "bnlint.fix.equivalence", req, res],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  env=env) as proc:
+                track_process(proc)
+                try:
+                    _, stderr = proc.communicate(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+                    return None, f"checking the fixed models timed out after {timeout:g} s"
+                finally:
+                    untrack_process(proc)
+            if not os.path.exists(res):
+                tail = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+                return None, f"the model check exited with status {proc.returncode} ({tail[0][:200]})"
+            with open(res, encoding="utf-8") as fh:
+                return json.load(fh), ""
+        finally:
+            untrack_temp_dir(tmp)
 
 
 def _problems(findings: Sequence[Finding]) -> Counter:
     return Counter(f.code for f in findings if f.severity is not Severity.INFO)
 
 
+def _subject(f: Finding) -> Tuple[str, Any, str]:
+    """What a finding is about, in terms that survive moving the code: its rule, its
+    model and the dropout as the message names it (``Dropout(p=0.3) 'drop'``)."""
+    head = f.message
+    for sep in (" feeds ", " is applied to "):
+        head = head.split(sep, 1)[0]
+    return f.code, dict(f.details).get("model"), head
+
+
 def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding],
-            before: List[Finding], config: Config, rules: Sequence[Rule], outcome: FileOutcome) -> Optional[str]:
-    """Why the new source must not be written, or None when every check passes."""
+            before: List[Finding], config: Config, rules: Sequence[Rule], outcome: FileOutcome,
+            stuck: Optional[List[Finding]] = None) -> Optional[str]:
+    """Why the new source must not be written, or None when every check passes.
+    ``stuck`` receives the applied findings that are still reported after the fix."""
     import libcst as cst
 
     try:
@@ -113,10 +142,11 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
         compile(new_text, src.path, "exec", dont_inherit=True)
     except (cst.ParserSyntaxError, SyntaxError, ValueError) as exc:
         return f"the fixed source does not parse ({str(exc).splitlines()[0]})"
+    from bnlint.atomic import create_temp, remove_temp
     from bnlint.engine import check_paths
 
     folder = os.path.dirname(abs_path)
-    fd, tmp = tempfile.mkstemp(prefix="_bnlint_fix_", suffix=".py", dir=folder)
+    fd, tmp = create_temp("_bnlint_fix_", ".py", folder)
     side = ThreadPoolExecutor(max_workers=1)  # the re-check runs beside the model comparison
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -152,10 +182,7 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
                         outcome.renamed.append((old, new))
     finally:
         side.shutdown(wait=True)
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        remove_temp(tmp)
     if not model_fix:  # graph rules were not re-run: compare script findings only
         before = [f for f in before if f.code.startswith("BNL2")]
     old, new, fixed = _problems(before), _problems(after), _problems(applied)
@@ -171,6 +198,9 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
             msg = next((f.message for f in after if f.code == code), "")
             return f"the fixed file can no longer be analysed: {msg}"
         if code in fixed:
+            if stuck is not None:
+                still = {_subject(f) for f in after if f.code == code}
+                stuck.extend(f for f in applied if f.code == code and _subject(f) in still)
             return f"{code} is still reported after the fix"
         return f"the fix would introduce {code} ({next((f.message for f in after if f.code == code), '')})"
     return None
@@ -263,7 +293,26 @@ def _fix_file(path: str, findings: List[Finding], all_here: List[Finding], confi
             outcome.rejected = str(exc)
             return outcome
     outcome.applied = chosen
-    why = _verify(src, abs_path, new_text, chosen, all_here, config, rules, outcome)
+    stuck: List[Finding] = []
+    why = _verify(src, abs_path, new_text, chosen, all_here, config, rules, outcome, stuck)
+    if why is not None and stuck and len(stuck) < len(chosen):
+        # One fix that does not remove its finding (the moved dropout still feeds another
+        # BatchNorm) must not hold back the others: check the file without it.
+        rest = [f for f in chosen if f not in stuck]
+        retry = apply_edits(src.text, [e for f in rest for e in f.fix.edits], src.newline)
+        if notebook is not None:
+            from bnlint.notebook import NotebookError, notebook_with_python
+
+            try:
+                notebook = notebook_with_python(src.raw, retry, path)
+            except NotebookError as exc:
+                outcome.rejected = str(exc)
+                return outcome
+        outcome.renamed, outcome.notes = [], []
+        if _verify(src, abs_path, retry, rest, all_here, config, rules, outcome) is None:
+            outcome.applied, new_text, why = rest, retry, None
+            outcome.notes.extend(f"{f.code} at line {f.line} not fixed: {f.code} is still reported after its "
+                                 f"fix ({f.fix.description})" for f in stuck)
     if why is not None:
         outcome.rejected = why
         return outcome
@@ -286,8 +335,64 @@ def _fix_file(path: str, findings: List[Finding], all_here: List[Finding], confi
     return outcome
 
 
+CLEANUP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def cleanup_on_signals() -> Iterator[None]:
+    """While inside: SIGTERM, SIGINT or SIGHUP first removes the temporary files and
+    folders of the fix (``_bnlint_fix_*`` next to the checked files, ``.bnlint-*.tmp``
+    of a write in progress) and kills the model-check processes, then gets the handler
+    that was there before (the default ends the process; Python's SIGINT handler
+    raises KeyboardInterrupt). A file being replaced is either old or new: ``os.replace``
+    is atomic, and a write whose temporary file was removed fails and keeps the old one.
+
+    Only the main thread can install handlers; elsewhere, and when nested, this does
+    nothing. SIGKILL cannot be handled: leftovers of a killed run are ignored by
+    ``bnlint check`` (bnlint.engine).
+    """
+    from bnlint.atomic import remove_all_temporaries, resume
+
+    if threading.current_thread() is not threading.main_thread() or _handling:
+        yield
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        remove_all_temporaries()
+        before = previous.get(signum)
+        if before is None:  # a handler not installed from Python
+            before = signal.SIG_DFL
+        signal.signal(signum, before)
+        if callable(before):
+            before(signum, frame)
+        elif before == signal.SIG_DFL:
+            os.kill(os.getpid(), signum)
+            os._exit(128 + signum)  # only if the default action did not end the process
+
+    try:
+        for sig in CLEANUP_SIGNALS:
+            if signal.getsignal(sig) != signal.SIG_IGN:  # e.g. SIGHUP under nohup stays ignored
+                previous[sig] = signal.signal(sig, handler)
+        _handling.append(True)
+        yield
+    finally:
+        _handling.clear()
+        for sig, before in previous.items():
+            signal.signal(sig, before if before is not None else signal.SIG_DFL)
+        resume()
+
+
+_handling: List[bool] = []
+
+
 def fix_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *, unsafe: bool = False,
               write: bool = True) -> FixRun:
+    with cleanup_on_signals():
+        return _fix_paths(paths, config, rules, unsafe, write)
+
+
+def _fix_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], unsafe: bool, write: bool) -> FixRun:
     from bnlint.engine import check_paths
 
     result = check_paths(paths, config, rules)
@@ -307,4 +412,42 @@ def fix_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *, un
             lambda path: _fix_file(path, by_file[path], here.get(path, []), config, rules, write,
                                    result.raw.get(path)),
             sorted(by_file)))
+        if write:
+            _later_rounds(run, pool, config, rules, unsafe)
     return run
+
+
+MAX_ROUNDS = 8
+
+
+def _later_rounds(run: FixRun, pool: ThreadPoolExecutor, config: Config, rules: Sequence[Rule],
+                  unsafe: bool) -> None:
+    """Fixes left out because their edits overlapped another fix (two dropouts moved to
+    the same place) are applied in further rounds on the written file, as ruff does,
+    so that one ``bnlint fix`` leaves nothing for a second run."""
+    from bnlint.engine import check_paths
+
+    for _ in range(MAX_ROUNDS - 1):
+        pending = {o.path: o for o in run.files if o.rejected is None and o.applied and o.skipped}
+        if not pending:
+            return
+        result = check_paths(sorted(pending), config, rules)
+        by_file: Dict[str, List[Finding]] = {}
+        for f in result.findings:
+            if f.path in pending and _wanted(f, unsafe):
+                by_file.setdefault(f.path, []).append(f)
+        for outcome in pending.values():
+            outcome.skipped = []
+        here = {p: [f for f in result.findings if f.path == p] for p in by_file}
+        rounds = list(pool.map(
+            lambda path: _fix_file(path, by_file[path], here[path], config, rules, True, result.raw.get(path)),
+            sorted(by_file)))
+        for new in rounds:
+            outcome = pending[new.path]
+            if new.rejected is not None:
+                outcome.notes.append(f"{len(new.applied)} more fixes not applied: {new.rejected}")
+                continue
+            outcome.applied += new.applied
+            outcome.skipped = new.skipped
+            outcome.renamed += [r for r in new.renamed if r not in outcome.renamed]
+            outcome.notes += [n for n in new.notes if n not in outcome.notes]

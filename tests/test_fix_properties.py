@@ -1,0 +1,159 @@
+"""Property test for fixes (issue #7): random architectures from the grammar of
+tests/test_properties.py, written as a real model file, are fixed by ``bnlint fix``
+(the in-process entry point ``bnlint.fix.runner.fix_paths``, which runs the same
+workers as the CLI). Every applied fix is safe and
+
+(a) keeps the eval-mode outputs: the fixed model, given the original model's
+    state_dict (randomised weights and BN statistics), computes the same function;
+(b) keeps the state_dict keys identical;
+(c) removes its finding;
+(d) adds no new finding (a BNL103 warning for a moved dropout is allowed: the fixer
+    says so in a note);
+(e) is idempotent: a second ``fix`` changes nothing and fixes nothing.
+
+Architectures come in both spellings (an ``nn.Sequential`` literal and forward code
+``self.x = ...`` / ``x = self.x(x)``, plus a ModuleList loop). Each ``fix`` run costs
+worker processes, so one hypothesis example is a file of 10 to 20 models.
+Profiles: 4 files (about 50 architectures with findings, 30 applied fixes; about 60-90 s
+on 2 cores) by default; ``pytest --slow`` (or BNLINT_PROPERTIES=slow) 40 files,
+BNLINT_PROPERTIES=quick 2.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("hypothesis")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from test_properties import (  # noqa: E402
+    ARCH, INPUT_SHAPE, PROFILE, file_source, import_file, oracle, unique_rates,
+)
+
+FILES = {"quick": 2, "slow": 40}.get(PROFILE, 4)
+PER_FILE = (20, 30)  # drawn; the models without a finding but one are left out
+_RATE = re.compile(r"\(p=([0-9.]+)\)")
+
+
+def _key(finding):
+    """(code, model, dropout rate): rates are unique within a model (unique_rates)."""
+    m = _RATE.search(finding.message)
+    return finding.code, dict(finding.details).get("model"), m.group(1) if m else None
+
+
+def _problems(findings):
+    return Counter(_key(f) for f in findings if f.severity.value != "info")
+
+
+def _randomise(model):
+    """Weights and BN statistics far from their initial values, so that BN in eval
+    mode is not the identity and a misplaced edit shows in the outputs."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
+            else:
+                t.copy_(torch.randn(t.shape, generator=gen))
+
+
+def _has_finding(arch):
+    """Whether the oracle of test_properties flags a dropout (built in memory)."""
+    namespace = {}
+    exec(compile(file_source([arch]), "<arch>", "exec"), namespace)
+    bnl101, bnl102 = oracle(namespace["Net0"]().train())
+    return bool(bnl101 or bnl102)
+
+
+def _check_models(before_path, after_path, count):
+    before, after = import_file(before_path), import_file(after_path)
+    x = torch.randn(*INPUT_SHAPE, generator=torch.Generator().manual_seed(2))
+    for i in range(count):
+        torch.manual_seed(0)
+        old = getattr(before, f"Net{i}")()
+        new = getattr(after, f"Net{i}")()
+        _randomise(old)
+        assert list(new.state_dict()) == list(old.state_dict()), f"Net{i}: state_dict keys changed"  # (b)
+        new.load_state_dict(old.state_dict())
+        old.eval()
+        new.eval()
+        with torch.no_grad():
+            want, got = old(x), new(x)
+        assert torch.allclose(want, got, rtol=1e-5, atol=1e-6), f"Net{i}: eval outputs changed"  # (a)
+
+
+def test_safe_fixes_keep_the_model(tmp_path):
+    from bnlint.config import Config
+    from bnlint.findings import FixSafety
+    from bnlint.fix.runner import fix_paths
+    from bnlint.registry import select_rules
+
+    rules = select_rules(None, [], [])
+    stats = Counter()
+
+    @settings(max_examples=FILES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(st.lists(ARCH, min_size=PER_FILE[0], max_size=PER_FILE[1]))
+    def fixes_keep_the_model(batch):
+        # Models the oracle flags (what a fix can change), and one it does not.
+        archs, kept_clean = [], False
+        for arch in map(unique_rates, batch):
+            if _has_finding(arch):
+                archs.append(arch)
+            elif not kept_clean:
+                archs.append(arch)
+                kept_clean = True
+        folder = tmp_path / f"file{stats['files']}"
+        folder.mkdir()
+        stats["files"] += 1
+        path = folder / "models.py"
+        source = file_source(archs)
+        path.write_text(source)
+        (folder / "before.txt").write_text(source)
+        run = fix_paths([str(path)], Config(), rules)
+        assert not run.fatal, [f.message for f in run.findings if f.code == "BNL001"]
+        for outcome in run.files:
+            assert outcome.rejected is None, outcome.rejected
+            assert not outcome.skipped, "fixes left for a second run"
+        applied = [f for o in run.files for f in o.applied]
+        assert all(f.fix.safety is FixSafety.SAFE for f in applied)
+        fixed = path.read_text()
+        assert (fixed != source) == bool(applied)
+
+        again = fix_paths([str(path)], Config(), rules)  # (e), and the findings after the fix
+        assert path.read_text() == fixed, "a second 'bnlint fix' changed the file"
+        assert again.fixed == 0 and not again.fatal
+        before, after = _problems(run.findings), _problems(again.findings)
+        done = Counter(_key(f) for f in applied)
+        for key in done:
+            assert key not in after, f"{key} is still reported after its fix"  # (c)
+        moved = {(model, p) for _code, model, p in done}
+        for key, n in after.items():
+            if n > before.get(key, 0) - done.get(key, 0):  # (d)
+                assert key[0] == "BNL103" and key[1:] in moved, f"the fixes introduced {key}"
+                assert any("BNL103 warning remains" in note for o in run.files for note in o.notes)
+
+        before_copy = folder / "before_models.py"
+        before_copy.write_text(source)
+        _check_models(before_copy, path, len(archs))  # (a), (b)
+
+        stats["architectures"] += len(archs)
+        stats["applied"] += len(applied)
+        for f in applied:
+            stats[f.code] += 1
+            spelling = archs[int(dict(f.details)["model"][3:])][2]
+            stats[spelling] += 1
+
+    fixes_keep_the_model()
+    # The property was not vacuous: fixes of both rules, in both spellings.
+    assert stats["architectures"] >= FILES * 5
+    assert stats["BNL101"] and stats["BNL102"], stats
+    assert stats["code"] and stats["sequential"], stats
