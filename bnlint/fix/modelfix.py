@@ -157,6 +157,7 @@ class _Planner:
         bn = targets[0]
         if len(set(targets)) > 1:
             raise NoFix("it feeds several BatchNorm layers")
+        self.require_same_layout(drop, bn)
         if self.g.nodes[drop].get("in_sequential"):
             return self.sequential_move_after(drop, bn)
         idx, dcall = self.call_of(drop)
@@ -177,6 +178,26 @@ class _Planner:
             where = f"after {describe(self.g, last)}"
         edits = self.remove(idx, dcall) + self.wrap(idx, dcall, target)
         return Fix(FixSafety.SAFE, f"move {describe(self.g, drop)} {where}", tuple(edits))
+
+    def require_same_layout(self, drop: str, bn: str) -> None:
+        """A channel dropout (Dropout2d/3d, FeatureAlphaDropout: whole feature maps)
+        must not move past a global pooling or a flatten onto pooled features: there
+        it would drop single values instead (PyTorch warns, and will refuse)."""
+        facts = self.g.nodes[drop]
+        name = str(facts.get("module_type") if facts.get("op") == "call_module" else facts.get("target"))
+        name = name.rsplit(".", 1)[-1].lower().replace("_", "")
+        if not name.startswith(("dropout1d", "dropout2d", "dropout3d", "featurealphadropout")):
+            return
+        walk = reach(self.g, drop, VALUE_PRESERVING, frozenset({"batchnorm"}))
+        if bn not in walk.parent:
+            return
+        for node in walk.path_to(bn)[1:-1]:
+            d = self.g.nodes[node]
+            what = str(d.get("module_type") if d.get("op") == "call_module" else d.get("target")).lower()
+            if d.get("kind") == "global-pool" or (d.get("kind") == "reshape" and any(
+                    w in what for w in ("flatten", "view", "reshape", "squeeze"))):
+                raise NoFix(f"moving this channel dropout past {describe(self.g, node)} would apply it to "
+                            f"features of another shape")
 
     def branch_last_weight(self, bn: str) -> Optional[str]:
         """The last weight layer between ``bn`` and the residual add its output reaches."""
