@@ -1833,6 +1833,12 @@ def _seed():
         removable = [rel for rel in written if kinds_of[rel] not in ("model", "init") and rel != "conftest.py"]
         for rel in sorted(removable, key=lambda s: random.Random(seed + len(s)).random())[: len(written) - n_files]:
             del written[rel]
+        # a package's __init__ imports its modules: list only the ones that are left
+        for folder in sorted(folders):
+            init = f"{folder}/__init__.py"
+            if init in written:
+                pkg_mods = sorted({Path(rel).stem for rel in written if str(Path(rel).parent) == folder and not rel.endswith("__init__.py")})
+                written[init] = init_module(ctx(), pkg_mods, model_pkgs.get(folder, []))
 
     for rel, text in written.items():
         path = dest / rel

@@ -277,7 +277,7 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
     # Model files run in worker processes while the script rules run here.
     pool = ThreadPoolExecutor(max_workers=1) if model_jobs else None
     models = pool.submit(check_model_files, model_jobs, config, graph_rules, progress=progress,
-                         workers=jobs) if pool is not None else None
+                         workers=jobs, shown={j.abs_path: j.path for j in files}) if pool is not None else None
     try:
         if script_rules:
             findings.extend(_script_findings(readable, sources, digests, notebooks, script_rules, cache, findings, result))
@@ -307,7 +307,7 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
     findings = _apply_suppressions(findings, sources, config)
     for path, src in sources.items():
         result.raw[path] = src.raw
-    unique = {f.sort_key(): f for f in findings}
+    unique = {f.sort_key(): f for f in _without_echoes(findings)}
     result.findings = [unique[k] for k in sorted(unique)]
     if notebooks:
         result.findings = to_cell_positions(result.findings, notebooks)
@@ -338,3 +338,19 @@ def _script_findings(readable: List[FileJob], sources: Dict[str, SourceFile], di
     if key is not None:
         cache.put(key, out)
     return out
+
+
+def _without_echoes(findings: List[Finding]) -> List[Finding]:
+    """A model of one file that uses a module of another reports that module's
+    problems at their place in the other file ("via" the first): when the other file's
+    own analysis reports the same place and rule, its finding is kept alone."""
+    own = {(f.path, f.line, f.column, f.code) for f in findings if "via" not in dict(f.details)}
+    kept, echoed = [], set()
+    for f in findings:
+        if "via" in dict(f.details):
+            key = (f.path, f.line, f.column, f.code)
+            if key in own or key in echoed:
+                continue
+            echoed.add(key)
+        kept.append(f)
+    return kept

@@ -36,8 +36,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 __all__ = ["ServerPool", "Server", "ServerError", "available", "POOL"]
 
 # What a server imports before forking: the child then starts with them loaded.
+# torch._dynamo (2 s, more with triton) is imported by torch itself the first time a
+# model initialises weights on the meta device (nn.init.kaiming_normal_ and friends go
+# through torch._refs), i.e. for most real models: once per server, not once per file.
 PRELOAD = (
-    "torch", "torch.nn", "torch.fx", "torch.fx.passes.shape_prop", "torch.overrides",
+    "torch", "torch.nn", "torch.fx", "torch.fx.passes.shape_prop", "torch.overrides", "torch._dynamo",
     "bnlint.worker", "bnlint.loader", "bnlint.trace", "bnlint.graphbuild", "bnlint.concrete",
     "bnlint.sites", "bnlint.fix.equivalence",
 )

@@ -185,14 +185,44 @@ def _module_name_for(path: str) -> Tuple[str, str]:
     return name, folder
 
 
+PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", "tox.ini", "pytest.ini", "conftest.py", ".git")
+
+
+def project_root(folder: str) -> Optional[str]:
+    """The nearest folder at or above ``folder`` that looks like a project's root (as
+    pytest finds its rootdir): tests and scripts there import the project's packages
+    by their names, e.g. ``tests/test_net.py`` doing ``from models import Net``."""
+    current = os.path.abspath(folder)
+    while True:
+        if any(os.path.exists(os.path.join(current, m)) for m in PROJECT_MARKERS):
+            return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
 def load_definitions(path: str) -> types.ModuleType:
     """Import ``path`` with its top level filtered to definitions."""
     name, root = _module_name_for(path)
     if root not in sys.path:
         sys.path.insert(0, root)
+    roots = [root]
+    project = project_root(root)
+    if project is not None and project != root:
+        if project not in sys.path:
+            sys.path.insert(sys.path.index(root) + 1, project)
+        roots.append(project)
     if name in sys.modules or name in sys.builtin_module_names or name in getattr(sys, "stdlib_module_names", ()):
         name = "_bnlint_target_" + name.replace(".", "_")
-    install_definitions_hook([root])
+    install_definitions_hook(roots)
+    if "." in name:
+        # Import the packages first, as Python does: a package whose __init__ imports
+        # this very module (``from .net import Net``) must find it complete, not the
+        # half-run module this function would otherwise register.
+        importlib.import_module(name.rsplit(".", 1)[0])
+        if name in sys.modules:
+            return sys.modules[name]
     loader = _DefinitionsLoader(name, os.path.abspath(path))
     spec = importlib.util.spec_from_file_location(name, os.path.abspath(path), loader=loader)
     module = importlib.util.module_from_spec(spec)

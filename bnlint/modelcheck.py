@@ -219,9 +219,14 @@ def graph_from_json(data: Dict[str, Any]) -> nx.DiGraph:
 
 # ---------------------------------------------------------------- locations
 
-def _display_path(file: str, job: ModelJob) -> str:
-    if os.path.abspath(file) == job.abs_path:
+def _display_path(file: str, job: ModelJob, shown: Optional[Dict[str, str]] = None) -> str:
+    """``shown``: display paths of the files being checked, so that a finding one
+    file's model places in another checked file is shown under that file's path."""
+    full = os.path.abspath(file)
+    if full == job.abs_path:
         return job.path
+    if shown and full in shown:
+        return shown[full]
     rel = os.path.relpath(file)
     return rel if not rel.startswith("..") else file
 
@@ -393,7 +398,8 @@ def _graph_findings(job: ModelJob, model: Dict[str, Any], rules: Sequence[Rule],
     return out
 
 
-def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rule]) -> List[Finding]:
+def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rule],
+                     shown: Optional[Dict[str, str]] = None) -> List[Finding]:
     findings: List[Finding] = []
     for note in result.get("notes", []):
         findings.append(_failure(job.path, note, None, severity=Severity.INFO))
@@ -421,6 +427,8 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
         if count > 1:
             message += f" [applied {count} times]"
         details = {"model": model_name, "node": hit.node}
+        if os.path.abspath(file) != job.abs_path:
+            details["via"] = job.path  # found through a model of another file
         if len(models) > 1:
             details["models"] = models
         if loc.definition_line:
@@ -428,15 +436,16 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
         details.update(dict(hit.data))
         findings.append(Finding(
             code=rule.code, name=rule.name, severity=hit.severity or rule.severity,
-            path=_display_path(file, job), line=line, column=column, message=message,
+            path=_display_path(file, job, shown), line=line, column=column, message=message,
             fix=hit.fix, details=tuple(sorted(details.items(), key=lambda kv: kv[0])),
         ))
     return findings
 
 
 def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[Rule], progress=None,
-                      workers: Optional[int] = None) -> ModelCheckResult:
-    """Analyse model files, ``workers`` at a time (default: the number of CPUs)."""
+                      workers: Optional[int] = None, shown: Optional[Dict[str, str]] = None) -> ModelCheckResult:
+    """Analyse model files, ``workers`` at a time (default: the number of CPUs).
+    ``shown``: display paths of every file being checked, by absolute path."""
     result = ModelCheckResult()
 
     def run(job: ModelJob):
@@ -463,7 +472,7 @@ def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[
             result.findings.append(_file_failure(job, answer["error"]))
             result.fatal = True
             continue
-        job_findings = _findings_for_job(job, answer, rules)
+        job_findings = _findings_for_job(job, answer, rules, shown=shown)
         result.by_job[job.path] = job_findings
         result.findings.extend(job_findings)
     return result
