@@ -71,21 +71,107 @@ def _imports_torch(tree: ast.Module) -> bool:
     return False
 
 
+# Where a base class or a return annotation certainly is not an nn.Module: classes from
+# these modules (and the builtins below) are never models, so files whose classes all
+# derive from them need no worker. Anything else (torch.nn, local modules, unknown
+# libraries) may be a module and is left to the worker, which imports and checks.
+_NOT_MODULE_SOURCES = (
+    "torch.utils.data", "torch.optim", "torch.autograd", "torch.distributed", "torch.multiprocessing",
+    "enum", "typing", "typing_extensions", "abc", "collections", "dataclasses", "json", "argparse",
+    "logging", "threading", "multiprocessing", "pathlib", "io", "os", "sys", "numbers", "unittest",
+    "contextlib", "string", "datetime", "queue", "pydantic", "numpy", "pandas",
+)
+_NOT_MODULE_NAMES = frozenset({
+    "object", "type", "dict", "list", "tuple", "set", "frozenset", "str", "bytes", "int", "float", "bool",
+    "complex", "Exception", "BaseException", "None", "Any", "NoReturn", "Optional", "Union", "Dict", "List",
+    "Tuple", "Set", "FrozenSet", "Iterator", "Iterable", "Generator", "Callable", "Sequence", "Mapping",
+    "MutableMapping", "Type", "Tensor", "ndarray", "DataLoader", "Dataset", "IterableDataset", "Sampler",
+    "Optimizer", "Path", "NamedTuple", "TypedDict", "Protocol", "Generic", "Enum", "IntEnum", "ABC",
+    "Namespace", "Logger", "Thread", "TestCase", "Function", "DataFrame", "Series",
+})
+
+
+def _dotted(node: ast.AST) -> Optional[str]:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return f"{inner}.{node.attr}" if inner else None
+    return None
+
+
+def _import_sources(tree: ast.Module) -> Dict[str, str]:
+    """Local name -> the dotted name it stands for (``nn`` -> ``torch.nn``)."""
+    out: Dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                out[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for a in node.names:
+                out[a.asname or a.name] = f"{node.module}.{a.name}"
+    return out
+
+
+def _may_be_module(expr: ast.AST, imports: Dict[str, str], local: Dict[str, bool]) -> bool:
+    """Whether a base-class expression may name an nn.Module subclass."""
+    if isinstance(expr, ast.Subscript):  # Generic[T], SomeBase[Config]
+        expr = expr.value
+    dotted = _dotted(expr)
+    if dotted is None:
+        return True  # a call or other expression: cannot tell
+    head, _, rest = dotted.partition(".")
+    if not rest and head in local:
+        return local[head]
+    last = dotted.rsplit(".", 1)[-1]
+    if last in _NOT_MODULE_NAMES or last.endswith(("Error", "Exception", "Warning")):
+        return False
+    full = imports.get(head, head) + ("." + rest if rest else "")
+    return not any(full == src or full.startswith(src + ".") for src in _NOT_MODULE_SOURCES)
+
+
+def _returns_may_be_module(annotation: ast.AST) -> bool:
+    """Whether a return annotation may name an nn.Module (``-> nn.Module``, ``-> "ResNet"``,
+    ``-> Optional[nn.Sequential]``); ``-> None``, ``-> torch.Tensor``, ``-> Dict[str, float]``
+    cannot."""
+    names: List[str] = []
+    for node in ast.walk(annotation):
+        if isinstance(node, ast.Attribute):
+            names.append(node.attr)
+        elif isinstance(node, ast.Name):
+            names.append(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            try:
+                inner = ast.parse(node.value, mode="eval").body
+            except SyntaxError:
+                return True
+            if _returns_may_be_module(inner):
+                return True
+    roots = {n.value.id for n in ast.walk(annotation) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)}
+    return any(n not in _NOT_MODULE_NAMES and n not in roots for n in names)
+
+
 def may_define_models(tree: ast.Module) -> List[str]:
     """Names of top-level classes and annotated factories that might be nn.Modules.
 
-    Static and cheap: a class with at least one base, in a file that imports torch
-    (directly or through a relative import), or a function annotated to return
-    something. The worker makes the real decision by importing the definitions.
+    Static and cheap: in a file that imports torch (directly or through a relative
+    import), a class with a base that may be an nn.Module (not ``object``, a
+    ``Dataset``, an ``Enum``, an exception, ...) or a function whose return annotation
+    may name one. The worker makes the real decision by importing the definitions.
     """
     has_torch = _imports_torch(tree)
     has_relative = any(isinstance(n, ast.ImportFrom) and n.level > 0 for n in tree.body)
     if not (has_torch or has_relative):
         return []
+    imports = _import_sources(tree)
+    local: Dict[str, bool] = {}
     names: List[str] = []
     for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.bases:
-            names.append(node.name)
+        if isinstance(node, ast.ClassDef):
+            local[node.name] = any(_may_be_module(b, imports, local) for b in node.bases)
+            if local[node.name]:
+                names.append(node.name)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
-            names.append(node.name)
+            if _returns_may_be_module(node.returns):
+                names.append(node.name)
     return names

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Tuple
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, ParentNodeProvider, PositionProvider
+from libcst.metadata import MetadataWrapper, PositionProvider
+
+from bnlint.script.project import _child_fields
 
 __all__ = ["SourceIndex", "Pos", "callee_name"]
 
@@ -26,6 +28,26 @@ def callee_name(call: cst.Call) -> Optional[str]:
     return None
 
 
+def _parents(module: cst.Module) -> Dict[cst.CSTNode, cst.CSTNode]:
+    """Each node's parent, whitespace and punctuation left out. Reads dataclass fields
+    directly: several times faster than libcst's ParentNodeProvider visitor."""
+    parents: Dict[cst.CSTNode, cst.CSTNode] = {}
+    stack: List[cst.CSTNode] = [module]
+    while stack:
+        current = stack.pop()
+        for name in _child_fields(type(current)):
+            value = getattr(current, name)
+            if isinstance(value, cst.CSTNode):
+                parents[value] = current
+                stack.append(value)
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    if isinstance(item, cst.CSTNode):
+                        parents[item] = current
+                        stack.append(item)
+    return parents
+
+
 class SourceIndex:
     """One file's CST with node positions and parents (libcst metadata)."""
 
@@ -35,7 +57,7 @@ class SourceIndex:
         self.module = module if module is not None else cst.parse_module(text)
         wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
         self._pos = wrapper.resolve(PositionProvider)
-        self._parent = wrapper.resolve(ParentNodeProvider)
+        self._parent = _parents(self.module)
         self._lines = text.split("\n")
         self._starts = [0]
         for line in self._lines:
