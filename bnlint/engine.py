@@ -269,8 +269,10 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
                     parts += [dep.encode(), digest.encode()]
                 model_keys[job.path] = cache.key("model", parts)
                 cached = cache.get(model_keys[job.path])
-                if cached is not None:
+                if cached is not None and not _dependency_installed_since(cached):
                     findings.extend(cached)
+                    result.fatal = result.fatal or any(
+                        f.code == "BNL001" and f.severity is Severity.ERROR for f in cached)
                     continue
             model_jobs.append(model_job)
 
@@ -290,7 +292,10 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
         result.fatal = result.fatal or model_result.fatal
         if cache is not None:
             for path, job_findings in model_result.by_job.items():
-                if not any(f.code == "BNL001" and f.severity is Severity.ERROR for f in job_findings):
+                # Failures are cached only when the file decides them (an import error);
+                # a timeout, a crash or a failed build may go another way next time.
+                errors = [f for f in job_findings if f.code == "BNL001" and f.severity is Severity.ERROR]
+                if all(dict(f.details).get("stage") == "import" for f in errors):
                     cache.put(model_keys[path], job_findings)
     if index is not None:
         index.save()
@@ -354,3 +359,19 @@ def _without_echoes(findings: List[Finding]) -> List[Finding]:
             echoed.add(key)
         kept.append(f)
     return kept
+
+
+def _dependency_installed_since(cached: List[Finding]) -> bool:
+    """A cached 'missing dependency' is stale once the package can be found (looked up
+    without importing it)."""
+    import importlib.util
+
+    for f in cached:
+        name = dict(f.details).get("missing_module")
+        if name:
+            try:
+                if importlib.util.find_spec(str(name).split(".")[0]) is not None:
+                    return True
+            except (ImportError, ValueError):
+                pass
+    return False

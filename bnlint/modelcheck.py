@@ -358,7 +358,8 @@ def _file_failure(job: ModelJob, err: Dict[str, Any]) -> Finding:
     else:
         text = (f"importing {job.path} raised {msg}; bnlint imports model files (definitions only) to "
                 f"trace their models: fix the error or exclude the file")
-    return _failure(job.path, text, line, stage=err.get("stage", "import"))
+    extra = {"missing_module": err["missing_module"]} if err.get("missing_module") else {}
+    return _failure(job.path, text, line, stage=err.get("stage", "import"), **extra)
 
 
 def _with_fix(rule: Rule, g: nx.DiGraph, hit: Hit, job: ModelJob, fix_sources: Dict[str, Any]) -> Hit:
@@ -469,8 +470,12 @@ def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[
             result.fatal = True
             continue
         if answer.get("error"):
-            result.findings.append(_file_failure(job, answer["error"]))
+            failure = _file_failure(job, answer["error"])
+            result.findings.append(failure)
             result.fatal = True
+            if answer["error"].get("stage", "import") == "import":
+                # The file's own content decides this one: cacheable (bnlint.cache).
+                result.by_job[job.path] = [failure]
             continue
         job_findings = _findings_for_job(job, answer, rules, shown=shown)
         result.by_job[job.path] = job_findings

@@ -3,6 +3,7 @@ change to a file, to a local module it imports, or to the config is seen."""
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 
 from conftest import run_bnlint
@@ -76,8 +77,37 @@ def test_unchanged_files_are_not_analysed_again(tmp_path):
     assert builds(tmp_path) > n3
 
 
-def test_failures_are_not_cached(tmp_path):
+def test_import_failures_are_cached_until_the_dependency_appears(tmp_path, monkeypatch):
+    import importlib.util
+
+    import bnlint.engine
+    import bnlint.modelcheck
+    from bnlint.cache import ResultCache
+    from bnlint.config import Config
+    from bnlint.engine import check_paths
+    from bnlint.registry import select_rules
+
     (tmp_path / "broken.py").write_text("import torch.nn as nn\nimport not_installed_pkg_abc\n\n\nclass A(nn.Module):\n    pass\n")
-    for _ in range(2):
-        proc = run_bnlint("check", ".", cwd=tmp_path)
-        assert proc.returncode == 2 and "not_installed_pkg_abc" in proc.stdout
+    (tmp_path / "hangs.py").write_text("import torch.nn as nn\n\n\nclass B(nn.Module):\n    def __init__(self):\n"
+                                       "        super().__init__()\n        while True:\n            pass\n")
+    runs = []
+    real = bnlint.modelcheck.run_worker
+    monkeypatch.setattr(bnlint.modelcheck, "run_worker", lambda req, *a: runs.append(req["file"]) or real(req, *a))
+    rules = select_rules(None)
+    config = Config(timeout=3.0)
+
+    def check():
+        runs.clear()
+        cache = ResultCache.for_run(str(tmp_path / ".cache"), repr(config), (r.code for r in rules))
+        result = check_paths([str(tmp_path)], config, rules, cache=cache)
+        assert result.fatal
+        messages = sorted(f.message for f in result.findings if f.code == "BNL001")
+        assert len(messages) == 2 and "timed out" in messages[0] and "not_installed_pkg_abc" in messages[1]
+        return sorted(os.path.basename(p) for p in runs)
+
+    assert check() == ["broken.py", "hangs.py"]
+    assert check() == ["hangs.py"]  # the import error is the file's own: served from the cache
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "not_installed_pkg_abc" else real_find_spec(name, *a))
+    assert check() == ["broken.py", "hangs.py"]  # installed since: analysed again
