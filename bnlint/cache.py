@@ -14,6 +14,7 @@ import ast
 import hashlib
 import os
 import pickle
+import stat
 import sys
 import time
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -183,15 +184,17 @@ def _own_code_digest() -> str:
 
 
 def _libraries() -> str:
-    """Versions of the libraries whose models findings depend on (no import needed)."""
-    from importlib import metadata
-
+    """The installed packages, as the modification times of the folders on sys.path:
+    installing, upgrading or removing any package (torch, torchvision, timm, a model's
+    dependency) changes its folder's entries. Cheap: no metadata is read."""
     out = []
-    for dist in ("torch", "torchvision", "timm", "libcst", "networkx"):
+    for entry in sys.path:
         try:
-            out.append(f"{dist}={metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            pass
+            st = os.stat(entry or ".")
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and ("site-packages" in entry or "dist-packages" in entry):
+            out.append(f"{entry}@{st.st_mtime_ns}")
     return ",".join(out)
 
 

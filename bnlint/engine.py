@@ -321,8 +321,6 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
 
 def _script_findings(readable: List[FileJob], sources: Dict[str, SourceFile], digests: Dict[str, str],
                      notebooks: Dict, script_rules: Sequence[Rule], cache, findings, result) -> List[Finding]:
-    from bnlint.script import run_script_rules
-
     key = None
     if cache is not None:
         key = cache.key("script", [p for j in readable for p in (j.path.encode(), digests[j.path].encode())])
@@ -339,6 +337,8 @@ def _script_findings(readable: List[FileJob], sources: Dict[str, SourceFile], di
                 result.fatal = True
                 continue
         script_sources.append(sources[job.path])
+    from bnlint.script import run_script_rules  # libcst: only when the rules run
+
     out = run_script_rules(script_sources, script_rules)
     if key is not None:
         cache.put(key, out)
