@@ -138,6 +138,10 @@ class _DefinitionsLoader(importlib.machinery.SourceFileLoader):
         return compile_definitions(source, self.path)
 
 
+_OWN_DIRS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d) + os.sep
+                  for d in ("bnlint", "rules"))
+
+
 class _DefinitionsFinder(importlib.abc.MetaPathFinder):
     def __init__(self, roots: Sequence[str]):
         self.roots = [os.path.abspath(r) + os.sep for r in roots]
@@ -147,8 +151,8 @@ class _DefinitionsFinder(importlib.abc.MetaPathFinder):
         if spec is None or not spec.origin or not spec.origin.endswith(".py"):
             return None
         origin = os.path.abspath(spec.origin)
-        if "site-packages" in origin or "dist-packages" in origin:
-            return None
+        if "site-packages" in origin or "dist-packages" in origin or origin.startswith(_OWN_DIRS):
+            return None  # installed code, and bnlint itself (e.g. when checking bnlint's own checkout)
         if not any(origin.startswith(r) for r in self.roots):
             return None
         loader = _DefinitionsLoader(fullname, origin)
