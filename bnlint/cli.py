@@ -169,10 +169,12 @@ def fix(paths, select, ignore, extend_select, config_file, timeout, input_shape,
     except (ConfigError, UnknownRuleError, UsageError, VerifyError) as exc:
         raise _fail(str(exc))
     if settings is not None:
+        from bnlint.fix.runner import cleanup_on_signals
         from bnlint.fix.verify_step import render_verified_run, verify_fix_run
 
         try:
-            results = verify_fix_run(run, settings)
+            with cleanup_on_signals():  # the fixed copies trained beside the originals
+                results = verify_fix_run(run, settings)
         except OSError as exc:
             raise _fail(f"cannot write {report_path}: {exc.strerror or exc}")
         click.echo(render_verified_run(run, results), nl=False)

@@ -124,7 +124,7 @@ def collect_files(paths: Sequence[str], config: Config) -> List[FileJob]:
                 for name in sorted(filenames):
                     if not (name.endswith(".py") or name.endswith(".ipynb")):
                         continue
-                    if name.startswith("_bnlint_fix_"):  # left by a 'bnlint fix' that was killed
+                    if name.startswith(("_bnlint_fix_", "_bnlint_verify_")):  # left by a killed 'bnlint fix'
                         continue
                     fp = Path(dirpath) / name
                     if _excluded(fp, config.exclude, config.root):

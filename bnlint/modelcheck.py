@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from bnlint import forkserver
+from bnlint import atomic, forkserver
 from bnlint.config import Config
 from bnlint.findings import Finding, Severity
 from bnlint.rule import Hit, Rule
@@ -63,42 +63,51 @@ def run_worker(request: Dict[str, Any], timeout: float, module: str = "bnlint.wo
     """Run ``module.main([REQUEST, RESULT])`` in a worker process (a child of a fork
     server, else ``python -m module``); returns (result, None) or (None, why it failed)."""
     with tempfile.TemporaryDirectory(prefix="bnlint-") as tmp:
-        req_path = os.path.join(tmp, "request.json")
-        res_path = os.path.join(tmp, "result.json")
-        progress = os.path.join(tmp, "progress.txt")
-        log_path = os.path.join(tmp, "log.txt")
-        with open(req_path, "w", encoding="utf-8") as fh:
-            json.dump(dict(request, progress=progress), fh)
-        env = _worker_env()
-        code: Any = _FALLBACK
-        if forkserver.available():
-            code = _run_forked(env, module, [req_path, res_path], log_path, progress, timeout)
-        if code is _FALLBACK:
-            code = _run_spawned(env, module, [req_path, res_path], log_path, progress, timeout)
-        if code is _TIMED_OUT:
-            step = _last_step(progress)
-            return None, f"timed out after {timeout:g} s while {step}; raise --timeout or [tool.bnlint] timeout, or exclude the file"
-        if os.path.exists(res_path):
-            try:
-                with open(res_path, encoding="utf-8") as fh:
-                    return json.load(fh), None
-            except ValueError:
-                pass
+        atomic.track_temp_dir(tmp)  # removed by bnlint fix's signal handler too
+        try:
+            return _run_in(tmp, request, timeout, module)
+        finally:
+            atomic.untrack_temp_dir(tmp)
+
+
+def _run_in(tmp: str, request: Dict[str, Any], timeout: float, module: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+    """``run_worker`` in the temporary folder ``tmp``."""
+    req_path = os.path.join(tmp, "request.json")
+    res_path = os.path.join(tmp, "result.json")
+    progress = os.path.join(tmp, "progress.txt")
+    log_path = os.path.join(tmp, "log.txt")
+    with open(req_path, "w", encoding="utf-8") as fh:
+        json.dump(dict(request, progress=progress), fh)
+    env = _worker_env()
+    code: Any = _FALLBACK
+    if forkserver.available():
+        code = _run_forked(env, module, [req_path, res_path], log_path, progress, timeout)
+    if code is _FALLBACK:
+        code = _run_spawned(env, module, [req_path, res_path], log_path, progress, timeout)
+    if code is _TIMED_OUT:
         step = _last_step(progress)
-        if code is not None and code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            why = f"the analysis process was killed by {name} while {step}"
-            if name == "SIGKILL":
-                why += " (out of memory?)"
-        else:
-            why = f"the analysis process exited with status {code} while {step}"
-            tail = _log_tail(log_path)
-            if tail:
-                why += f" ({tail})"
-        return None, why
+        return None, f"timed out after {timeout:g} s while {step}; raise --timeout or [tool.bnlint] timeout, or exclude the file"
+    if os.path.exists(res_path):
+        try:
+            with open(res_path, encoding="utf-8") as fh:
+                return json.load(fh), None
+        except ValueError:
+            pass
+    step = _last_step(progress)
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        why = f"the analysis process was killed by {name} while {step}"
+        if name == "SIGKILL":
+            why += " (out of memory?)"
+    else:
+        why = f"the analysis process exited with status {code} while {step}"
+        tail = _log_tail(log_path)
+        if tail:
+            why += f" ({tail})"
+    return None, why
 
 
 _FALLBACK, _TIMED_OUT = object(), object()
@@ -112,6 +121,7 @@ def _run_spawned(env, module: str, argv: Sequence[str], log_path: str, progress:
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
             start_new_session=True,
         )
+        atomic.track_process(proc)
 
         def poll(delay: float) -> Optional[int]:
             try:
@@ -119,11 +129,24 @@ def _run_spawned(env, module: str, argv: Sequence[str], log_path: str, progress:
             except subprocess.TimeoutExpired:
                 return None
 
-        if _wait(poll, progress, timeout) is None:
-            _kill_group(proc.pid)
-            proc.wait()
-            return _TIMED_OUT
+        try:
+            if _wait(poll, progress, timeout) is None:
+                _kill_group(proc.pid)
+                proc.wait()
+                return _TIMED_OUT
+        finally:
+            atomic.untrack_process(proc)
     return proc.returncode
+
+
+class _ForkedChild:
+    """A fork server's child, as bnlint.atomic's registry kills processes."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def kill(self) -> None:
+        _kill_group(self.pid)
 
 
 def _run_forked(env, module: str, argv: Sequence[str], log_path: str, progress: str, timeout: float):
@@ -131,12 +154,16 @@ def _run_forked(env, module: str, argv: Sequence[str], log_path: str, progress: 
     or _FALLBACK when the server itself failed."""
     server = forkserver.POOL.acquire(env, STARTUP_LIMIT)
     try:
-        pid = server.start_child(module, argv, log_path)
-        code = _wait(server.wait_child, progress, timeout)
-        if code is None:
-            _kill_group(pid)
-            server.wait_child(60.0)
-            code = _TIMED_OUT
+        child = _ForkedChild(server.start_child(module, argv, log_path))
+        atomic.track_process(child)
+        try:
+            code = _wait(server.wait_child, progress, timeout)
+            if code is None:
+                child.kill()
+                server.wait_child(60.0)
+                code = _TIMED_OUT
+        finally:
+            atomic.untrack_process(child)
     except forkserver.ServerError:
         forkserver.POOL.discard(server)
         return _FALLBACK

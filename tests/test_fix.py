@@ -222,3 +222,20 @@ def test_newline_style_is_kept():
     text = "a = 1\r\nb = 2\r\n"
     out = apply_edits(text, [Edit("p", (2, 0), (2, 0), "c = 3\n")], newline="\r\n")
     assert out == "a = 1\r\nc = 3\r\nb = 2\r\n"
+
+
+def test_model_that_is_an_nn_sequential_itself(tmp_path):
+    """A factory returning a bare nn.Sequential: the finding points at the element in
+    the literal (not at bnlint's or Python's frames), and the unsafe reorder fix works
+    with the model itself as the container (keys '2.*' -> '1.*')."""
+    src = FIXTURES / "verify" / "seq_dropout_before_bn.py"
+    target = tmp_path / "net.py"
+    target.write_bytes(src.read_bytes())
+    proc = run_bnlint("check", "--no-cache", "--format", "json", "net.py", cwd=tmp_path)
+    found = [(f["code"], f["path"], f["line"], f["column"]) for f in json.loads(proc.stdout)]
+    assert found == [("BNL101", "net.py", 6, 45)]
+    proc = run_bnlint("fix", "--unsafe-fixes", "net.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3))" \
+        in target.read_text()
+    assert "2.weight -> 1.weight" in proc.stdout

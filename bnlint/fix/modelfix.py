@@ -40,6 +40,13 @@ _PURE_TEST = (cst.Name, cst.Attribute, cst.Comparison, cst.ComparisonTarget, cst
               cst.BooleanOperation, cst.UnaryOperation, cst.SimpleString)
 
 
+
+
+def _sub(parent_path: str, index: int) -> str:
+    """Module path of element ``index`` of the nn.Sequential at ``parent_path``
+    (``""``: the model itself is the nn.Sequential)."""
+    return f"{parent_path}.{index}" if parent_path else str(index)
+
 class NoFix(Exception):
     """No automatic fix; the message says why (shown with the finding)."""
 
@@ -273,9 +280,9 @@ class _Planner:
         facts = self.g.nodes[node]
         idx, ctor = self.constructor_of(node)
         path = str(facts.get("module_path", ""))
-        if "." not in path or not path.rsplit(".", 1)[1].isdigit():
+        if not path.rsplit(".", 1)[-1].isdigit():
             raise NoFix(f"{describe(self.g, node)} is added to its container by name, not listed in order")
-        parent_path, index = path.rsplit(".", 1)[0], int(path.rsplit(".", 1)[1])
+        parent_path, index = (path.rsplit(".", 1)[0] if "." in path else ""), int(path.rsplit(".", 1)[-1])
         holder = idx.parent(ctor)
         elems: Optional[List[cst.BaseExpression]] = None
         if isinstance(holder, cst.Arg):
@@ -294,7 +301,7 @@ class _Planner:
         return idx, elems, parent_path, index
 
     def child_kinds(self, parent_path: str, index: int) -> set:
-        prefix = f"{parent_path}.{index}"
+        prefix = _sub(parent_path, index)
         return {d.get("kind") for _, d in self.g.nodes(data=True)
                 if d.get("module_path") == prefix or str(d.get("module_path", "")).startswith(prefix + ".")}
 
@@ -304,9 +311,10 @@ class _Planner:
 
     def child_index(self, node: str, parent_path: str) -> Optional[int]:
         path = str(self.g.nodes[node].get("module_path") or "")
-        if not path.startswith(parent_path + "."):
+        prefix = parent_path + "." if parent_path else ""
+        if not path.startswith(prefix):
             return None
-        head = path[len(parent_path) + 1:].split(".", 1)[0]
+        head = path[len(prefix):].split(".", 1)[0]
         return int(head) if head.isdigit() else None
 
     def sequential_move_after(self, drop: str, bn: str) -> Fix:
@@ -327,9 +335,9 @@ class _Planner:
             sep = idx.between(idx.end(elems[j - 1]), idx.start(elems[j]))
             at = idx.end(elems[j])
             edits.append(Edit(idx.path, at, at, sep + text))
-        renames = tuple((f"{parent_path}.{m}.", f"{parent_path}.{m - 1}.")
+        renames = tuple((_sub(parent_path, m) + ".", _sub(parent_path, m - 1) + ".")
                         for m in range(i + 1, j + 1) if self.has_state(parent_path, m))
-        last = f"{parent_path}.{j}"
+        last = _sub(parent_path, j)
         return self._reorder_fix(drop, f"after '{last}' (the BatchNorm and its activation)", edits, renames)
 
     def _reorder_fix(self, drop: str, where: str, edits, renames) -> Fix:
@@ -397,9 +405,9 @@ class _Planner:
             edits.append(Edit(idx.path, idx.start(elems[i]), idx.start(elems[i + 1]), ""))
         else:
             edits.append(Edit(idx.path, idx.end(elems[i - 1]), idx.end(elems[i]), ""))
-        renames = tuple((f"{parent_path}.{m}.", f"{parent_path}.{m + 1}.")
+        renames = tuple((_sub(parent_path, m) + ".", _sub(parent_path, m + 1) + ".")
                         for m in range(k, i) if self.has_state(parent_path, m))
-        return self._reorder_fix(drop, f"before the pooling '{parent_path}.{k}'", edits, renames)
+        return self._reorder_fix(drop, f"before the pooling '{_sub(parent_path, k)}'", edits, renames)
 
     def identity_and_new_dropout(self, drop: str, pool: str, idx: SourceIndex, ctor: cst.Call) -> Fix:
         if not isinstance(ctor.func, cst.Attribute):

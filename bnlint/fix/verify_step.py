@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from bnlint.atomic import create_temp, remove_temp
 from bnlint.fix.runner import FileOutcome, FixRun
 
 __all__ = ["VerifySettings", "FileVerification", "verify_fix_run", "render_verified_run"]
@@ -128,7 +129,7 @@ def _verify_file(outcome: FileOutcome, settings: VerifySettings) -> Tuple[FileVe
     from bnlint.fix.runner import _encode
 
     folder = os.path.dirname(outcome.path)
-    fd, tmp = tempfile.mkstemp(prefix="_bnlint_verify_", suffix=".py", dir=folder or ".")
+    fd, tmp = create_temp("_bnlint_verify_", ".py", folder or ".")  # removed on a signal too
     tmp_shown = os.path.join(folder, os.path.basename(tmp)) if folder else os.path.basename(tmp)
     fixed_label = f"{outcome.path} (fixed)"
     texts, verdicts = [], []
@@ -158,10 +159,7 @@ def _verify_file(outcome: FileOutcome, settings: VerifySettings) -> Tuple[FileVe
             result.reports.append(report)
             verdicts.append(report["verdict"])
     finally:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        remove_temp(tmp)
     result.verdict = _combined(verdicts)
     result.text = "\n".join(texts)
     return result, src, new_text
