@@ -1,37 +1,38 @@
-"""Analysis processes that import torch once: a fork server per CLI worker thread.
+"""Analysis processes that import torch once: a fork server.
 
 Starting Python and importing torch costs about 2 s (5 s for CUDA builds), far more
-than tracing a typical model file. So on Linux each model-checking thread of the CLI
-keeps one *server* process (``python -m bnlint.forkserver``) that imports torch and
-bnlint's analysis modules once, then forks a fresh child for every file. The child is
-as isolated as a newly started worker: its own process (and session, so a timeout
-kills everything it started), its own memory limit, its own ``sys.modules``; user code
-never runs in the server. A child that crashes, segfaults or is killed for running
-past its time takes nothing else down, and its exit status is reported exactly as a
-plain worker's would be.
+than tracing a typical model file. So on Linux the CLI keeps one *server* process
+(``python -m bnlint.forkserver``) that imports torch and bnlint's analysis modules
+once, then forks a fresh child for every file, as many at once as the CLI has worker
+threads (``-j``). The child is as isolated as a newly started worker: its own process
+(and session, so a timeout kills everything it started), its own memory limit, its
+own ``sys.modules``; user code never runs in the server. A child that crashes,
+segfaults or is killed for running past its time takes nothing else down, and its
+exit status is reported exactly as a plain worker's would be.
 
 Protocol (one JSON object per line): the server says ``{"ready": true}`` once its
-imports are done; for each ``{"module": M, "argv": [...], "log": PATH}`` on its stdin
-it forks, the child runs ``M.main(argv)``, and the server answers ``{"pid": N}`` at
-once and ``{"exit": CODE}`` (negative: killed by that signal) when the child ends.
-EOF on stdin ends the server.
+imports are done; for each ``{"id": N, "module": M, "argv": [...], "log": PATH}`` on
+its stdin it forks, the child runs ``M.main(argv)``, and the server answers
+``{"id": N, "pid": P}`` at once and ``{"id": N, "exit": CODE}`` (negative: killed by
+that signal) when the child ends. EOF on stdin ends the server once its children have.
 
-The CLI side (:class:`ServerPool`) keys servers by working directory and environment,
-so a server is never reused under different settings, and falls back to one plain
-subprocess per file where fork is not available (or ``BNLINT_FORKSERVER=0``).
+The CLI side (:class:`ServerPool`) keys the server by working directory and
+environment, so it is never reused under different settings, and falls back to one
+plain subprocess per file where fork is not available (or ``BNLINT_FORKSERVER=0``).
 """
 from __future__ import annotations
 
 import atexit
 import json
 import os
+import queue
 import select
 import signal
 import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 __all__ = ["ServerPool", "Server", "ServerError", "available", "POOL"]
 
@@ -102,33 +103,52 @@ def serve() -> None:
         except Exception:
             pass  # the child imports (and reports) what it needs
     out = sys.stdout
-    out.write(json.dumps({"ready": True, "pid": os.getpid()}) + "\n")
-    out.flush()
-    for line in sys.stdin:
-        line = line.strip()
-        if not line:
-            continue
-        request = json.loads(line)
+
+    def send(message: Dict) -> None:
+        out.write(json.dumps(message) + "\n")
         out.flush()
-        pid = os.fork()
-        if pid == 0:
-            _child(request)
-        out.write(json.dumps({"pid": pid}) + "\n")
-        out.flush()
-        while True:
+
+    send({"ready": True, "pid": os.getpid()})
+    stdin = sys.stdin.fileno()
+    children: Dict[int, int] = {}  # pid -> request id
+    buffer, eof = b"", False
+    while not eof or children:
+        if not eof:
+            ready, _, _ = select.select([stdin], [], [], 0.01)
+            if ready:
+                chunk = os.read(stdin, 65536)
+                eof = not chunk
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    request = json.loads(line)
+                    pid = os.fork()
+                    if pid == 0:
+                        _child(request)
+                    children[pid] = request["id"]
+                    send({"id": request["id"], "pid": pid})
+        else:
+            time.sleep(0.01)
+        while children:  # reap every child that has ended
             try:
-                _, status = os.waitpid(pid, 0)
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                children.clear()
                 break
-            except InterruptedError:
-                continue
-        out.write(json.dumps({"exit": os.waitstatus_to_exitcode(status)}) + "\n")
-        out.flush()
+            if pid == 0:
+                break
+            rid = children.pop(pid, None)
+            if rid is not None:
+                send({"id": rid, "exit": os.waitstatus_to_exitcode(status)})
 
 
 # ---------------------------------------------------------------- CLI side
 
 class Server:
-    """One server process; used by one thread at a time."""
+    """One server process, shared by every worker thread: each request gets its own
+    child, so files are analysed concurrently while torch is imported once."""
 
     def __init__(self, env: Dict[str, str], startup_limit: float):
         self.key = _key(env)
@@ -137,60 +157,72 @@ class Server:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, start_new_session=True,
         )
-        self._buffer = b""
-        self._ready = False
         self.startup_limit = startup_limit
+        self._ready = threading.Event()
+        self._dead = False
+        self._write = threading.Lock()
+        self._queues: Dict[int, "queue.Queue"] = {}
+        self._next = 0
+        self._reader = threading.Thread(target=self._read, name="bnlint-forkserver", daemon=True)
+        self._reader.start()
 
-    def _read_line(self, timeout: Optional[float]) -> Optional[Dict]:
-        """The next message; None when ``timeout`` passed first. ServerError on EOF."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if not ready:
-                return None
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                raise ServerError("the analysis server stopped")
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        try:
-            return json.loads(line)
-        except ValueError:
-            raise ServerError(f"the analysis server said {line[:100]!r}") from None
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:
+                break
+            if message.get("ready"):
+                self._ready.set()
+                continue
+            q = self._queues.get(message.get("id"))
+            if q is not None:
+                q.put(message)
+        self._dead = True
+        self._ready.set()
+        for q in list(self._queues.values()):
+            q.put(None)  # wakes every waiter: the server is gone
 
-    def wait_ready(self) -> None:
-        if self._ready:
-            return
-        message = self._read_line(self.startup_limit)
-        if not message or not message.get("ready"):
-            self.close()
+    def start_child(self, module: str, argv: Sequence[str], log: str) -> Tuple[int, int]:
+        """(request id, pid) of a new child running ``module.main(argv)``."""
+        if not self._ready.wait(self.startup_limit) or self._dead:
             raise ServerError("the analysis server did not start")
-        self._ready = True
-
-    def start_child(self, module: str, argv: Sequence[str], log: str) -> int:
-        self.wait_ready()
-        try:
-            self.proc.stdin.write((json.dumps({"module": module, "argv": list(argv), "log": log}) + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
-            raise ServerError("the analysis server stopped") from None
-        message = self._read_line(60.0)
+        with self._write:
+            self._next += 1
+            rid = self._next
+            self._queues[rid] = queue.Queue()
+            try:
+                self.proc.stdin.write((json.dumps({"id": rid, "module": module, "argv": list(argv),
+                                                   "log": log}) + "\n").encode())
+                self.proc.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                raise ServerError("the analysis server stopped") from None
+        message = self._get(rid, 60.0)
         if not message or "pid" not in message:
             raise ServerError("the analysis server did not start a worker")
-        return int(message["pid"])
+        return rid, int(message["pid"])
 
-    def wait_child(self, timeout: float) -> Optional[int]:
-        """The child's exit code, or None when ``timeout`` passed first."""
-        message = self._read_line(timeout)
+    def _get(self, rid: int, timeout: float) -> Optional[Dict]:
+        try:
+            message = self._queues[rid].get(timeout=timeout)
+        except queue.Empty:
+            return {}
         if message is None:
+            raise ServerError("the analysis server stopped")
+        return message
+
+    def wait_child(self, rid: int, timeout: float) -> Optional[int]:
+        """The child's exit code, or None when ``timeout`` passed first."""
+        message = self._get(rid, timeout)
+        if not message:
             return None
         if "exit" not in message:
             raise ServerError(f"the analysis server said {message!r}")
+        self._queues.pop(rid, None)
         return int(message["exit"])
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return not self._dead and self.proc.poll() is None
 
     def close(self) -> None:
         try:
@@ -205,10 +237,6 @@ class Server:
             except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait()
-        try:
-            self.proc.stdout.close()
-        except OSError:
-            pass
 
 
 def _key(env: Dict[str, str]) -> Tuple:
@@ -216,41 +244,33 @@ def _key(env: Dict[str, str]) -> Tuple:
 
 
 class ServerPool:
-    """Idle servers, reused across files (and across runs in one process, e.g. the
-    Python API), only under the same working directory and environment."""
+    """The server of the current working directory and environment, started on first
+    use and kept for the process (e.g. across Python API calls); a server started under
+    other settings is never reused."""
 
-    def __init__(self, keep: int = 4):
-        self._idle: List[Server] = []
+    def __init__(self):
+        self._server: Optional[Server] = None
         self._lock = threading.Lock()
-        self.keep = keep
         self.started = 0  # servers started by this pool (for tests and benchmarks)
 
     def acquire(self, env: Dict[str, str], startup_limit: float) -> Server:
         key = _key(env)
-        stale: List[Server] = []
+        stale = None
         with self._lock:
-            found = None
-            for server in list(self._idle):
-                if server.key == key and server.alive() and found is None:
-                    found = server
-                    self._idle.remove(server)
-                elif server.key != key or not server.alive():
-                    self._idle.remove(server)
-                    stale.append(server)
-            if found is None:
+            if self._server is not None and (self._server.key != key or not self._server.alive()):
+                stale, self._server = self._server, None
+            if self._server is None:
+                self._server = Server(env, startup_limit)
                 self.started += 1
-        for server in stale:
-            server.close()
-        return found if found is not None else Server(env, startup_limit)
-
-    def release(self, server: Server) -> None:
-        with self._lock:
-            if server.alive() and len(self._idle) < self.keep:
-                self._idle.append(server)
-                return
-        server.close()
+            server = self._server
+        if stale is not None:
+            stale.close()
+        return server
 
     def discard(self, server: Server) -> None:
+        with self._lock:
+            if self._server is server:
+                self._server = None
         try:
             os.killpg(server.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -259,12 +279,12 @@ class ServerPool:
 
     def close_all(self) -> None:
         with self._lock:
-            idle, self._idle = self._idle, []
-        for server in idle:
+            server, self._server = self._server, None
+        if server is not None:
             server.close()
 
 
-POOL = ServerPool(keep=max(2, os.cpu_count() or 1))
+POOL = ServerPool()
 atexit.register(POOL.close_all)
 
 

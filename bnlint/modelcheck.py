@@ -150,24 +150,24 @@ class _ForkedChild:
 
 
 def _run_forked(env, module: str, argv: Sequence[str], log_path: str, progress: str, timeout: float):
-    """A child of a fork server (torch already imported): its exit code, _TIMED_OUT,
+    """A child of the fork server (torch already imported): its exit code, _TIMED_OUT,
     or _FALLBACK when the server itself failed."""
     server = forkserver.POOL.acquire(env, STARTUP_LIMIT)
     try:
-        child = _ForkedChild(server.start_child(module, argv, log_path))
+        rid, pid = server.start_child(module, argv, log_path)
+        child = _ForkedChild(pid)
         atomic.track_process(child)
         try:
-            code = _wait(server.wait_child, progress, timeout)
+            code = _wait(lambda delay: server.wait_child(rid, delay), progress, timeout)
             if code is None:
                 child.kill()
-                server.wait_child(60.0)
+                server.wait_child(rid, 60.0)
                 code = _TIMED_OUT
         finally:
             atomic.untrack_process(child)
     except forkserver.ServerError:
         forkserver.POOL.discard(server)
         return _FALLBACK
-    forkserver.POOL.release(server)
     return code
 
 
