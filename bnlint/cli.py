@@ -31,6 +31,15 @@ def _fail(message: str) -> "click.exceptions.Exit":
     return click.exceptions.Exit(EXIT_ERROR)
 
 
+def _interrupted() -> "click.exceptions.Exit":
+    """Ctrl-C: kill the running model workers now (not after their timeout) and exit 130."""
+    from bnlint.atomic import remove_all_temporaries
+
+    remove_all_temporaries()
+    click.echo("bnlint: interrupted", err=True)
+    return click.exceptions.Exit(130)
+
+
 def _parse_shape_option(text: str):
     import json
 
@@ -110,6 +119,8 @@ def check(paths, select, ignore, extend_select, config_file, timeout, input_shap
             cache = ResultCache.for_run(folder, repr(config), (r.code for r in rules))
         try:
             result = check_paths(paths, config, rules, progress=progress, cache=cache, jobs=jobs)
+        except KeyboardInterrupt:
+            raise _interrupted()
         finally:
             progress.close()
     except (ConfigError, UnknownRuleError, UsageError) as exc:
@@ -252,6 +263,5 @@ def verify(before, after, model, seeds, epochs, budget, device, task, report_pat
 def main(argv: Optional[Sequence[str]] = None) -> None:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="bnlint")
-    except KeyboardInterrupt:
-        click.echo("bnlint: interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt:  # outside a command (click turns the rest into "Aborted!")
+        sys.exit(_interrupted().exit_code)

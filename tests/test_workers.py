@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -219,3 +221,43 @@ def test_tests_folder_imports_the_project_by_name(tmp_path):
     proc = run_bnlint("check", "--no-cache", "--format", "json", "tests", cwd=tmp_path)
     found = [(f["code"], f["path"], f["line"], f["details"].get("via")) for f in json.loads(proc.stdout)]
     assert found == [("BNL101", "models/net.py", 17, "tests/test_net.py")]
+
+
+@needs_fork
+def test_ctrl_c_stops_the_model_workers_at_once(tmp_path):
+    (tmp_path / "hang.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+
+
+        class Hang(nn.Module):
+            def __init__(self):
+                super().__init__()
+                while True:
+                    pass
+    """))
+    proc = subprocess.Popen([sys.executable, "-m", "bnlint", "check", "--no-cache", "--timeout", "120", "."],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _children_of(proc.pid):
+        time.sleep(0.2)
+    time.sleep(5)  # the server has imported torch; the model spins in its child
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - started < 20  # not the 120 s timeout
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+
+
+def _children_of(pid):
+    """Processes whose parent is ``pid`` (the fork server, once the CLI has started it)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(entry))
+    return out
