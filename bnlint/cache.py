@@ -23,7 +23,7 @@ from bnlint import __version__
 from bnlint.atomic import write_bytes_atomic
 from bnlint.findings import Finding
 
-__all__ = ["ResultCache", "FileIndex", "local_imports", "direct_imports"]
+__all__ = ["ResultCache", "FileIndex", "direct_imports"]
 
 _FORMAT = b"bnlint-cache-1"
 RACY_NS = 2_000_000_000
@@ -52,20 +52,6 @@ def direct_imports(path: str, tree: ast.Module) -> List[str]:
             if candidate != here and candidate not in out and os.path.isfile(candidate):
                 out.append(candidate)
     return sorted(out)
-
-
-def _parse_file(path: str) -> Optional[ast.Module]:
-    try:
-        with open(path, "rb") as fh:
-            return ast.parse(fh.read())
-    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
-        return None
-
-
-def local_imports(path: str, tree: ast.Module, limit: int = 200) -> List[str]:
-    """Local ``.py`` files ``path`` imports, transitively."""
-    return _closure(os.path.abspath(path), direct_imports(path, tree),
-                    lambda dep: direct_imports(dep, _parse_file(dep) or ast.Module(body=[], type_ignores=[])), limit)
 
 
 def _closure(path: str, direct: Sequence[str], imports_of, limit: int = 200) -> List[str]:

@@ -302,11 +302,11 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
 
     # Analysis failures (BNL001) are always shown: hiding them would hide unchecked code.
     findings = [f for f in findings if f.code in enabled_codes or f.code == "BNL001"]
-    for f in findings:  # suppressions and reports need the text of files with findings
-        job = next((j for j in readable if j.path == f.path), None) if f.path not in sources else None
-        if job is not None:
+    by_path = {j.path: j for j in readable}
+    for path in {f.path for f in findings} - set(sources):  # suppressions need their text
+        if path in by_path:
             try:
-                sources[job.path] = _read(job, notebooks)
+                sources[path] = _read(by_path[path], notebooks)
             except SourceError:
                 pass
     findings = _apply_suppressions(findings, sources, config)
