@@ -25,12 +25,12 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from bnlint.graphbuild import build_graph, graph_to_json, needs_shapes  # noqa: E402
-from bnlint.modelcheck import graph_from_json  # noqa: E402
+from bnlint.model.graphbuild import build_graph, graph_to_json, needs_shapes  # noqa: E402
+from bnlint.model.modelcheck import graph_from_json  # noqa: E402
 from bnlint.registry import select_rules  # noqa: E402
-from bnlint.sites import recording_construction_sites  # noqa: E402
-from bnlint.trace import trace_model  # noqa: E402
-from bnlint.worker import _run_on_inputs  # noqa: E402
+from bnlint.model.sites import recording_construction_sites  # noqa: E402
+from bnlint.model.trace import trace_model  # noqa: E402
+from bnlint.model.worker import _run_on_inputs  # noqa: E402
 
 
 class Block(nn.Module):
@@ -91,8 +91,8 @@ def measure(name, factory, inputs, rules, repeats):
 
 
 def fixture_models():
-    from bnlint.loader import find_auto_targets, load_definitions
-    from bnlint.targets import may_define_models
+    from bnlint.model.loader import find_auto_targets, load_definitions
+    from bnlint.model.targets import may_define_models
     import ast
 
     for path in sorted(glob.glob(os.path.join(ROOT, "fixtures", "BNL10*", "*.py")) +

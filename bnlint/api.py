@@ -5,8 +5,8 @@
 >>> findings = bnlint.check_source(open("train.py").read(), path="train.py")  # doctest: +SKIP
 
 ``check_model`` runs in this process (the model is already built: nothing is
-imported): it traces the model with ``bnlint.trace``, builds the fact graph with
-``bnlint.graphbuild`` and runs the graph rules (BNL1xx). The model is left as it was:
+imported): it traces the model with ``bnlint.model.trace``, builds the fact graph with
+``bnlint.model.graphbuild`` and runs the graph rules (BNL1xx). The model is left as it was:
 train/eval mode, BatchNorm running statistics and the random number generators are
 restored. ``check_source`` runs the script rules (BNL2xx) on a string, statically.
 Both honour ``# noqa`` / ``# bnlint: ignore[...]`` comments and return sorted
@@ -133,12 +133,12 @@ def _display(path: str) -> str:
 
 
 def _analyse(model, inputs: Tuple[Any, ...], name: str, def_line: Optional[int]) -> Dict[str, Any]:
-    """The same record the worker produces for one model (see ``bnlint.worker``)."""
+    """The same record the worker produces for one model (see ``bnlint.model.worker``)."""
     import torch
 
-    from bnlint.graphbuild import build_graph, graph_to_json
-    from bnlint.trace import trace_model
-    from bnlint.worker import _describe, _run_on_inputs
+    from bnlint.model.graphbuild import build_graph, graph_to_json
+    from bnlint.model.trace import trace_model
+    from bnlint.model.worker import _describe, _run_on_inputs
 
     out: Dict[str, Any] = {"name": name, "errors": [], "notes": [], "def_line": def_line}
     model.train()
@@ -175,7 +175,7 @@ def check_model(model, example_inputs, *, select: Optional[Sequence[str]] = None
     """
     import torch
 
-    from bnlint.modelcheck import ModelJob, _findings_for_job
+    from bnlint.model.modelcheck import ModelJob, _findings_for_job
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"check_model() takes a torch.nn.Module, got {type(model).__name__}")

@@ -21,7 +21,7 @@ from bnlint.notebook import is_notebook, read_notebook_source, to_cell_positions
 from bnlint.rule import Rule, RuleKind
 from bnlint.sources import SourceError, SourceFile, read_source
 from bnlint.suppress import parse_suppressions
-from bnlint.targets import TargetSpec, TargetSpecError, may_define_models, parse_target_spec, split_path_spec
+from bnlint.model.targets import TargetSpec, TargetSpecError, may_define_models, parse_target_spec, split_path_spec
 
 __all__ = ["CheckResult", "UsageError", "collect_files", "check_paths", "analysis_failure"]
 
@@ -196,7 +196,7 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
     model files analysed at once (default: the number of CPUs)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from bnlint.modelcheck import ModelJob, check_model_files
+    from bnlint.model.modelcheck import ModelJob, check_model_files
 
     files = collect_files(paths, config)
     enabled_codes = {r.code for r in rules}

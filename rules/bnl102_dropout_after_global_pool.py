@@ -42,7 +42,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator
 
 from bnlint.findings import Severity
-from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, pooled_sources, routes_to
+from bnlint.model.graphwalk import VALUE_PRESERVING, active_dropouts, describe, pooled_sources, routes_to
 from bnlint.rule import Hit, Rule, RuleKind
 
 if TYPE_CHECKING:

@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterator
 
 from bnlint.findings import Severity
-from bnlint.graphwalk import VALUE_PRESERVING, active_dropouts, describe, follow_route, route_ends, routes_to
+from bnlint.model.graphwalk import VALUE_PRESERVING, active_dropouts, describe, follow_route, route_ends, routes_to
 from bnlint.rule import Hit, Rule, RuleKind
 
 if TYPE_CHECKING:

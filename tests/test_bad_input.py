@@ -88,7 +88,7 @@ def test_huge_allocation_hits_the_memory_limit(corpus_run):
 
 
 def test_memory_limit_setting():
-    from bnlint.worker import memory_limit
+    from bnlint.model.worker import memory_limit
 
     env = os.environ.copy()
     try:

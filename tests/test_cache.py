@@ -81,7 +81,7 @@ def test_import_failures_are_cached_until_the_dependency_appears(tmp_path, monke
     import importlib.util
 
     import bnlint.engine
-    import bnlint.modelcheck
+    import bnlint.model.modelcheck
     from bnlint.cache import ResultCache
     from bnlint.config import Config
     from bnlint.engine import check_paths
@@ -91,8 +91,8 @@ def test_import_failures_are_cached_until_the_dependency_appears(tmp_path, monke
     (tmp_path / "hangs.py").write_text("import torch.nn as nn\n\n\nclass B(nn.Module):\n    def __init__(self):\n"
                                        "        super().__init__()\n        while True:\n            pass\n")
     runs = []
-    real = bnlint.modelcheck.run_worker
-    monkeypatch.setattr(bnlint.modelcheck, "run_worker", lambda req, *a: runs.append(req["file"]) or real(req, *a))
+    real = bnlint.model.modelcheck.run_worker
+    monkeypatch.setattr(bnlint.model.modelcheck, "run_worker", lambda req, *a: runs.append(req["file"]) or real(req, *a))
     rules = select_rules(None)
     config = Config(timeout=3.0)
 

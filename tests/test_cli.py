@@ -166,4 +166,4 @@ def test_plain_python_files_never_import_torch(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "torch" not in imported and "bnlint.worker" not in imported
+    assert "torch" not in imported and "bnlint.model.worker" not in imported

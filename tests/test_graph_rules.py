@@ -90,5 +90,5 @@ def test_rule_docs_follow_the_schema_and_rules_import_no_torch():
     import subprocess
 
     proc = subprocess.run([sys.executable, "-c", "import sys; from bnlint.registry import all_rules; all_rules(); "
-                           "import bnlint.graphwalk; print('torch' in sys.modules)"], capture_output=True, text=True)
+                           "import bnlint.model.graphwalk; print('torch' in sys.modules)"], capture_output=True, text=True)
     assert proc.stdout.strip() == "False", proc.stderr

@@ -424,10 +424,10 @@ def oracle(model):
 def bnlint_findings(model, rules):
     """{code: rates of the flagged dropouts}: tracer, graph builder and rules as the
     worker and the CLI run them (the graph goes through its JSON form)."""
-    from bnlint.graphbuild import build_graph, graph_to_json, needs_shapes
-    from bnlint.modelcheck import graph_from_json
-    from bnlint.trace import trace_model
-    from bnlint.worker import _run_on_inputs
+    from bnlint.model.graphbuild import build_graph, graph_to_json, needs_shapes
+    from bnlint.model.modelcheck import graph_from_json
+    from bnlint.model.trace import trace_model
+    from bnlint.model.worker import _run_on_inputs
 
     tr = trace_model(model)
     if any(r.graph is None for r in tr.walk()) or needs_shapes(tr):  # as the worker decides

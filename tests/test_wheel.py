@@ -17,7 +17,7 @@ def test_wheel_installs_and_lists_rules(tmp_path):
     assert len(wheels) == 1
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "bnlint/rules/bnl101_dropout_before_batchnorm.py" in names
-    assert "bnlint/worker.py" in names and not any(n.startswith("tests/") for n in names)
+    assert "bnlint/model/worker.py" in names and not any(n.startswith("tests/") for n in names)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)

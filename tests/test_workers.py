@@ -15,7 +15,7 @@ import pytest
 
 from conftest import run_bnlint
 
-from bnlint import forkserver
+from bnlint.model import forkserver
 from bnlint.config import Config
 from bnlint.engine import check_paths
 from bnlint.registry import select_rules

@@ -43,7 +43,7 @@ def _flatten(value) -> List[Any]:
 def _compare_model(mod_a, mod_b, name: str, renames, input_shape) -> Dict[str, Any]:
     import torch
 
-    from bnlint.worker import _build, _example_inputs
+    from bnlint.model.worker import _build, _example_inputs
 
     out: Dict[str, Any] = {"name": name, "ok": False}
     factory_a, factory_b = getattr(mod_a, name, None), getattr(mod_b, name, None)
@@ -59,7 +59,7 @@ def _compare_model(mod_a, mod_b, name: str, renames, input_shape) -> Dict[str, A
         out["reason"] = f"model {name} does not build after the fix: {type(exc).__name__}: {exc}"
         return out
     try:
-        from bnlint.trace import trace_model
+        from bnlint.model.trace import trace_model
 
         trace_model(b)
     except Exception as exc:
@@ -104,7 +104,7 @@ def _compare_model(mod_a, mod_b, name: str, renames, input_shape) -> Dict[str, A
 def compare_files(request: Dict[str, Any]) -> Dict[str, Any]:
     import torch  # noqa: F401
 
-    from bnlint.loader import find_auto_targets, load_definitions
+    from bnlint.model.loader import find_auto_targets, load_definitions
 
     result: Dict[str, Any] = {"models": [], "error": None}
     try:
@@ -121,7 +121,7 @@ def compare_files(request: Dict[str, Any]) -> Dict[str, Any]:
         if candidates is None:
             import ast
 
-            from bnlint.targets import may_define_models
+            from bnlint.model.targets import may_define_models
 
             with open(request["original"], "rb") as fh:
                 candidates = may_define_models(ast.parse(fh.read()))
@@ -142,14 +142,14 @@ def compare_files(request: Dict[str, Any]) -> Dict[str, Any]:
     if request.get("analyse"):
         # The fixed file's fact graphs, as a check worker would return them: the CLI
         # re-runs the graph rules on them without starting a second process.
-        from bnlint.worker import analyse_file
+        from bnlint.model.worker import analyse_file
 
         result["analysis"] = analyse_file(dict(request["analyse"], file=request["fixed"]))
     return result
 
 
 def main(argv: Sequence[str]) -> None:
-    from bnlint.worker import _limit_memory
+    from bnlint.model.worker import _limit_memory
 
     _limit_memory()  # user code runs here too: same memory limit as the analysis worker
     with open(argv[0], encoding="utf-8") as fh:

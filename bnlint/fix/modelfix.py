@@ -29,7 +29,7 @@ import networkx as nx
 
 from bnlint.findings import Edit, Fix, FixSafety
 from bnlint.fix.cstindex import SourceIndex, callee_name, first_input
-from bnlint.graphwalk import VALUE_PRESERVING, describe, reach
+from bnlint.model.graphwalk import VALUE_PRESERVING, describe, reach
 
 __all__ = ["NoFix", "plan_model_fix", "FIXABLE_GRAPH_CODES"]
 

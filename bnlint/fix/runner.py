@@ -211,7 +211,7 @@ def _graph_findings_of(tmp: str, candidates, analysis: Dict[str, Any], rules: Se
     """Graph-rule findings of the fixed file from the worker's analysis, with the same
     selection and suppressions as ``bnlint check``."""
     from bnlint.engine import _apply_suppressions
-    from bnlint.modelcheck import ModelJob, _file_failure, _findings_for_job
+    from bnlint.model.modelcheck import ModelJob, _file_failure, _findings_for_job
 
     job = ModelJob(path=tmp, abs_path=tmp, candidates=list(candidates))
     if analysis.get("error"):
@@ -231,7 +231,7 @@ def _parsing_check(check_paths, *args):
 def _candidates(text: str) -> List[str]:
     import ast
 
-    from bnlint.targets import may_define_models
+    from bnlint.model.targets import may_define_models
 
     try:
         with _AST_LOCK:

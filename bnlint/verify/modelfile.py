@@ -1,4 +1,4 @@
-"""Models from the user's files: definitions-only import (bnlint.loader), target
+"""Models from the user's files: definitions-only import (bnlint.model.loader), target
 choice, construction and example inputs."""
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ class ModelSource:
 
 
 def _load(path: str) -> types.ModuleType:
-    from bnlint.loader import load_definitions
+    from bnlint.model.loader import load_definitions
 
     try:
         return load_definitions(path)
@@ -72,8 +72,8 @@ def _local_names(module: types.ModuleType) -> List[str]:
 def load_model_source(path: str, model: Optional[str]) -> ModelSource:
     """Import ``path`` (definitions only) and pick the model ``model`` (``Name`` or
     ``Name(arg=1)``), or the single model that builds without arguments."""
-    from bnlint.loader import find_auto_targets
-    from bnlint.targets import TargetSpecError, parse_target_spec
+    from bnlint.model.loader import find_auto_targets
+    from bnlint.model.targets import TargetSpecError, parse_target_spec
 
     module = _load(path)
     if model:

@@ -46,7 +46,7 @@ def _lib_dirs() -> List[str]:
     return _LIB_DIRS
 
 
-_BNLINT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_BNLINT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # the bnlint package
 
 
 @functools.lru_cache(maxsize=4096)

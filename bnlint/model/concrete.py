@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.fx.passes.shape_prop import _extract_tensor_metadata
 from torch.overrides import TorchFunctionMode
 
-from bnlint.sites import call_sites
+from bnlint.model.sites import call_sites
 
 __all__ = ["record_graph"]
 

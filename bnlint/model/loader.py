@@ -138,7 +138,7 @@ class _DefinitionsLoader(importlib.machinery.SourceFileLoader):
         return compile_definitions(source, self.path)
 
 
-_OWN_DIRS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d) + os.sep
+_OWN_DIRS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), d) + os.sep
                   for d in ("bnlint", "rules"))
 
 

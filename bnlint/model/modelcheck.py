@@ -17,12 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
-from bnlint import atomic, forkserver
+from bnlint import atomic
+from bnlint.model import forkserver
 from bnlint.config import Config
 from bnlint.findings import Finding, Severity
 from bnlint.rule import Hit, Rule
-from bnlint.sites import library_module_name
-from bnlint.targets import TargetSpec
+from bnlint.model.sites import library_module_name
+from bnlint.model.targets import TargetSpec
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -59,7 +60,7 @@ def _worker_env() -> Dict[str, str]:
     return env
 
 
-def run_worker(request: Dict[str, Any], timeout: float, module: str = "bnlint.worker") -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
+def run_worker(request: Dict[str, Any], timeout: float, module: str = "bnlint.model.worker") -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
     """Run ``module.main([REQUEST, RESULT])`` in a worker process (a child of a fork
     server, else ``python -m module``); returns (result, None) or (None, why it failed)."""
     with tempfile.TemporaryDirectory(prefix="bnlint-") as tmp:

@@ -1,7 +1,7 @@
 """The worker subprocess: import one model file, build its models, trace them and
 return their fact graphs as JSON. User code runs here, never in the CLI process.
 
-Usage (internal): ``python -m bnlint.worker REQUEST.json RESULT.json``
+Usage (internal): ``python -m bnlint.model.worker REQUEST.json RESULT.json``
 """
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def _example_inputs(module, name: str, model, gm, input_shape, device) -> Tuple[
 def _build(factory, args, kwargs, device: str):
     import torch
 
-    from bnlint.sites import recording_construction_sites
+    from bnlint.model.sites import recording_construction_sites
 
     with recording_construction_sites():
         if device == "meta":
@@ -150,10 +150,10 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _run_on_inputs(model, tr, inputs) -> Optional[BaseException]:
     """Shape propagation over every traced graph; modules fx could not trace are
-    recorded by running them (bnlint.concrete). Returns the first error."""
+    recorded by running them (bnlint.model.concrete). Returns the first error."""
     from torch.fx.passes.shape_prop import ShapeProp
 
-    from bnlint.concrete import record_graph
+    from bnlint.model.concrete import record_graph
 
     nested = [r for r in tr.walk() if r is not tr]
     captured, handles = _capture_inputs(model, [r.path for r in nested])
@@ -197,8 +197,8 @@ def _definition_line(obj, file: str) -> Optional[int]:
 def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progress: Progress, file: str) -> Dict[str, Any]:
     import torch
 
-    from bnlint.graphbuild import needs_shapes
-    from bnlint.trace import trace_model
+    from bnlint.model.graphbuild import needs_shapes
+    from bnlint.model.trace import trace_model
 
     out: Dict[str, Any] = {"name": name, "errors": [], "notes": [], "def_line": _definition_line(factory, file)}
 
@@ -252,7 +252,7 @@ def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progre
 
 
 def _finish(out, model, tr, device, progress, name, no_inputs) -> Dict[str, Any]:
-    from bnlint.graphbuild import build_graph, graph_to_json
+    from bnlint.model.graphbuild import build_graph, graph_to_json
 
     progress.step(f"building the graph of {name}")
     graph, opaque, concrete = build_graph(model, tr)
@@ -274,7 +274,7 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
     progress.step("importing torch")
     import torch  # noqa: F401  (import cost is counted before user code)
 
-    from bnlint.loader import find_auto_targets, load_definitions
+    from bnlint.model.loader import find_auto_targets, load_definitions
 
     progress.step("importing the file's definitions")
     try:

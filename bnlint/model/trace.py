@@ -15,7 +15,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from bnlint.sites import call_sites
+from bnlint.model.sites import call_sites
 
 __all__ = ["TraceResult", "BnTracer", "trace_model", "MAX_LEAF_RETRIES"]
 
@@ -28,7 +28,7 @@ class BnTracer(fx.Tracer):
     def __init__(self, extra_leaves: Set[str]):
         super().__init__()
         # fx's own stack-trace recording imports torch._dynamo (seconds) and formats
-        # every frame; we keep just the two frames bnlint needs (bnlint.sites).
+        # every frame; we keep just the two frames bnlint needs (bnlint.model.sites).
         self.record_stack_traces = False
         self.extra_leaves = extra_leaves
         self.failed_in: Optional[str] = None  # innermost module whose forward raised
@@ -65,7 +65,7 @@ class TraceResult:
 
     path: str  # module path relative to the analysed model ("" for the root)
     # The graph to analyse and the module its call_module targets are relative to:
-    # the fx GraphModule's, or one recorded by running the module (bnlint.concrete).
+    # the fx GraphModule's, or one recorded by running the module (bnlint.model.concrete).
     graph: Optional[fx.Graph] = None
     root: Optional[nn.Module] = None
     concrete: bool = False

@@ -1,4 +1,4 @@
-"""Pure walks over bnlint's fact graphs (networkx DiGraph; see bnlint.graphbuild).
+"""Pure walks over bnlint's fact graphs (networkx DiGraph; see bnlint.model.graphbuild).
 
 No torch here. Every function takes the graph first, never mutates it, and visits
 each node at most once per call, so rules stay linear in the graph size.

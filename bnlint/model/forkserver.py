@@ -2,7 +2,7 @@
 
 Starting Python and importing torch costs about 2 s (5 s for CUDA builds), far more
 than tracing a typical model file. So on Linux the CLI keeps one *server* process
-(``python -m bnlint.forkserver``) that imports torch and bnlint's analysis modules
+(``python -m bnlint.model.forkserver``) that imports torch and bnlint's analysis modules
 once, then forks a fresh child for every file, as many at once as the CLI has worker
 threads (``-j``). The child is as isolated as a newly started worker: its own process
 (and session, so a timeout kills everything it started), its own memory limit, its
@@ -42,8 +42,8 @@ __all__ = ["ServerPool", "Server", "ServerError", "available", "POOL"]
 # through torch._refs), i.e. for most real models: once per server, not once per file.
 PRELOAD = (
     "torch", "torch.nn", "torch.fx", "torch.fx.passes.shape_prop", "torch.overrides", "torch._dynamo",
-    "bnlint.worker", "bnlint.loader", "bnlint.trace", "bnlint.graphbuild", "bnlint.concrete",
-    "bnlint.sites", "bnlint.fix.equivalence",
+    "bnlint.model.worker", "bnlint.model.loader", "bnlint.model.trace", "bnlint.model.graphbuild", "bnlint.model.concrete",
+    "bnlint.model.sites", "bnlint.fix.equivalence",
 )
 
 
@@ -153,7 +153,7 @@ class Server:
     def __init__(self, env: Dict[str, str], startup_limit: float):
         self.key = _key(env)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bnlint.forkserver"],
+            [sys.executable, "-m", "bnlint.model.forkserver"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, start_new_session=True,
         )

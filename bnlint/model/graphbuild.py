@@ -13,7 +13,7 @@ nodes. Node attributes (all plain values):
 ``in_sequential`` the module is applied by an ``nn.Sequential`` container
 ``call``        {file, line, col, ...}: innermost non-torch frame of the call in forward
 ``user_call``   innermost frame of the call in a non-library file
-``defn``/``user_defn``  where the submodule was constructed (see bnlint.sites)
+``defn``/``user_defn``  where the submodule was constructed (see bnlint.model.sites)
 ``shape``       output shape when shape propagation succeeded
 """
 from __future__ import annotations
@@ -27,10 +27,10 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bnlint.sites import (
+from bnlint.model.sites import (
     construction_site, frames_from_stack_trace, is_library_file, is_torch_file, site_dict,
 )
-from bnlint.trace import TraceResult
+from bnlint.model.trace import TraceResult
 
 __all__ = ["build_graph", "graph_to_json", "needs_shapes"]
 
