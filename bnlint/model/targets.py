@@ -6,7 +6,8 @@ import ast
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["TargetSpec", "TargetSpecError", "parse_target_spec", "split_path_spec", "may_define_models"]
+__all__ = ["TargetSpec", "TargetSpecError", "parse_target_spec", "split_path_spec", "may_define_models",
+           "may_define_factories"]
 
 
 class TargetSpecError(ValueError):
@@ -174,4 +175,26 @@ def may_define_models(tree: ast.Module) -> List[str]:
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
             if _returns_may_be_module(node.returns):
                 names.append(node.name)
+    return names
+
+
+def may_define_factories(tree: ast.Module) -> List[str]:
+    """Module-level functions with no required parameters that return a call or a
+    name (``return ResNet(BasicBlock, [2, 2, 2, 2])``, ``model = Net(); return model``):
+    they may be model factories without an annotation. The project plan
+    (bnlint.model.plan) decides from what the call builds."""
+    if not any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in tree.body):
+        return []
+    names: List[str] = []
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        args = node.args
+        positional = list(args.posonlyargs) + list(args.args)
+        if len(positional) > len(args.defaults) or any(d is None for d in args.kw_defaults):
+            continue
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Return) and isinstance(sub.value, (ast.Call, ast.Name)):
+                names.append(node.name)
+                break
     return names
