@@ -529,7 +529,10 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
     for (file, line, column, code), items in grouped.items():
         loc, rule, hit, model_name, how = items[0]
         models = sorted({m for *_, m, _h in items})
-        count = len(items)
+        per_model: Dict[str, int] = {}
+        for item in items:  # a block used N times in one model; other models repeat it
+            per_model[item[3]] = per_model.get(item[3], 0) + 1
+        count = max(per_model.values())
         message = hit.message
         if loc.library:
             message += f" (in {loc.library}, built here)"

@@ -195,15 +195,15 @@ class Planner:
         return out
 
     def users(self, binding: Binding) -> List[Binding]:
-        """Definitions in other project files that read this one (directly)."""
+        """Definitions of the project that read this one (directly), its own file's too."""
         if binding in self._users:
             return self._users[binding]
         out: List[Binding] = []
         for path in self.project.files_mentioning(str(binding.name)):
-            if path == binding.path:
-                continue
             facts = self.project.facts(path)
             for d in sorted(facts.definitions.values(), key=lambda d: d.line):
+                if path == binding.path and d.name == binding.name:
+                    continue
                 if any(self.project.lookup_dotted(path, ref) == binding for ref in sorted(d.refs)):
                     out.append(Binding("def", path, d.name))
         self._users[binding] = out
@@ -253,11 +253,8 @@ class Planner:
         needs: Dict[str, Tuple[str, ...]] = {}
         for d in later:
             binding = Binding("def", path, d.name)
-            if d.kind == "class" and binding in covered:
-                continue
-            if d.kind == "function" and not any(
-                    self.is_model_class(b) and b.path == path and b not in covered for b in self.references(binding)):
-                continue
+            if binding in covered:
+                continue  # built inside a model this file already builds
             target = self.target_for(binding)
             if target is not None:
                 targets.append(target)
@@ -265,8 +262,8 @@ class Planner:
             elif d.kind == "class":
                 needs[d.name] = tuple(p.name for p in parameters_of(self.project, binding) or () if p.required)
         foreign: List[PlannedTarget] = []
-        # Classes no target of this file builds: a model of another file that uses them.
-        for d in classes:
+        # What no target of this file builds: a model of another file that uses it.
+        for d in classes + factories:
             binding = Binding("def", path, d.name)
             if binding in covered or len(foreign) >= MAX_FOREIGN_TARGETS:
                 continue
@@ -277,7 +274,7 @@ class Planner:
         # Classes also used by models of other files: see them in one such context too
         # (a dropout at the end of a block feeding the next block's BN).
         seen_outside = {b for t in foreign for b in self.covered_by(t)}
-        for d in classes:
+        for d in classes + factories:
             binding = Binding("def", path, d.name)
             if binding in seen_outside or len(foreign) >= MAX_FOREIGN_TARGETS:
                 continue
@@ -285,6 +282,7 @@ class Planner:
             if builder is not None and builder not in foreign:
                 foreign.append(builder)
                 seen_outside |= self.covered_by(builder)
+                covered |= self.covered_by(builder)
         def builds(t: PlannedTarget) -> Tuple[str, ...]:
             return tuple(sorted(str(b.name) for b in self.covered_by(t) if b.path == path and b.name != t.name))
 

@@ -49,6 +49,13 @@ class _ModuleRef:
     path: str
 
 
+@dataclass(frozen=True)
+class _Members:
+    """``module.__dict__``: subscripting it looks a name up."""
+
+    owner: Any
+
+
 class _Namespace:
     """The result of ``parse_args()`` (or a parameter holding it): attributes are options."""
 
@@ -275,6 +282,8 @@ class Evaluator:
     def _Subscript(self, node: ast.Subscript) -> Any:
         value = self.node(node.value)
         index = self.node(node.slice)
+        if isinstance(value, _Members) and isinstance(index, str):  # models.__dict__[args.arch]
+            return self.member(value.owner, index)
         if isinstance(value, (dict, list, tuple, str)):
             try:
                 return value[index]
@@ -295,18 +304,30 @@ class Evaluator:
                 base = _NAMESPACE  # args = get_args(); opt, _ = parser.parse_known_args(); ...
             else:
                 raise
+        if node.attr == "__dict__" and isinstance(base, (_ModuleRef, Ext)):
+            return _Members(base)
+        return self.member(base, node.attr)
+
+    def member(self, base: Any, attr: str) -> Any:
+        """``base.attr`` (also ``getattr(base, attr)`` and ``base.__dict__[attr]``)."""
         if isinstance(base, _Namespace):
-            return self.option(node.attr)
+            return self.option(attr)
         if isinstance(base, _ModuleRef):
-            return self.binding(self.project.lookup(base.path, node.attr), node.attr)
+            return self.binding(self.project.lookup(base.path, attr), attr)
         if isinstance(base, Ext):
-            return Ext(f"{base.dotted}.{node.attr}")
-        if isinstance(base, dict) and node.attr in base:  # EasyDict-style configs
-            return base[node.attr]
-        raise Unresolved(node.attr)
+            return Ext(f"{base.dotted}.{attr}")
+        if isinstance(base, dict) and attr in base:  # EasyDict-style configs
+            return base[attr]
+        raise Unresolved(attr)
 
     def _Call(self, node: ast.Call) -> Any:
         func = node.func
+        if isinstance(func, ast.Name) and func.id == "getattr" and len(node.args) == 2 and not node.keywords \
+                and self.project.lookup(self.path, "getattr") is None:
+            attr = self.node(node.args[1])
+            if not isinstance(attr, str):
+                raise Unresolved("getattr")
+            return self.member(self.node(node.args[0]), attr)
         if isinstance(func, ast.Attribute) and func.attr in ("parse_args", "parse_known_args"):
             return _NAMESPACE if func.attr == "parse_args" else (_NAMESPACE, [])
         if isinstance(func, ast.Name) and func.id in _PURE_CALLS and self.project.lookup(self.path, func.id) is None:

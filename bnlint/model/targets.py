@@ -89,6 +89,8 @@ _NOT_MODULE_NAMES = frozenset({
     "MutableMapping", "Type", "Tensor", "ndarray", "DataLoader", "Dataset", "IterableDataset", "Sampler",
     "Optimizer", "Path", "NamedTuple", "TypedDict", "Protocol", "Generic", "Enum", "IntEnum", "ABC",
     "Namespace", "Logger", "Thread", "TestCase", "Function", "DataFrame", "Series",
+    "LightningDataModule", "DataModule", "Callback", "VisionDataset", "ImageFolder", "DatasetFolder",
+    "BatchSampler", "DistributedSampler", "RandomSampler", "SequentialSampler", "ArgumentParser",
 })
 
 
@@ -179,19 +181,16 @@ def may_define_models(tree: ast.Module) -> List[str]:
 
 
 def may_define_factories(tree: ast.Module) -> List[str]:
-    """Module-level functions with no required parameters that return a call or a
-    name (``return ResNet(BasicBlock, [2, 2, 2, 2])``, ``model = Net(); return model``):
-    they may be model factories without an annotation. The project plan
-    (bnlint.model.plan) decides from what the call builds."""
+    """Module-level functions that return a call or a name (``return ResNet(BasicBlock,
+    [2, 2, 2, 2])``, ``model = Net(); return model``, ``def head(width): return
+    nn.Sequential(...)``): they may be model factories without an annotation. The
+    project plan (bnlint.model.plan) decides from what the call builds and, for one
+    with required parameters, from the project's calls of it."""
     if not any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in tree.body):
         return []
     names: List[str] = []
     for node in tree.body:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        args = node.args
-        positional = list(args.posonlyargs) + list(args.args)
-        if len(positional) > len(args.defaults) or any(d is None for d in args.kw_defaults):
             continue
         for sub in ast.walk(node):
             if isinstance(sub, ast.Return) and isinstance(sub.value, (ast.Call, ast.Name)):
