@@ -101,7 +101,9 @@ class CallEvaluator:
         if isinstance(expr, (cst.ListComp, cst.GeneratorExp, cst.SetComp)):
             return self.eval_comprehension(expr, fr, loops)
         if isinstance(expr, cst.IfExp):
-            self.eval(expr.test, fr, loops)
+            test = self.eval(expr.test, fr, loops)[0]
+            if test is not None and test.kind == "const" and "py" in test.attrs:
+                return self.eval(expr.body if test.get("py") else expr.orelse, fr, loops)
             other = self.eval(expr.orelse, fr, loops)
             body = self.eval(expr.body, fr, loops)
             if body[0] is None or other[0] is None or body[0] is other[0]:

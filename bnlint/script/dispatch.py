@@ -132,6 +132,10 @@ class CallDispatch(CallEvaluator):
                 return self.hand_off(call, args, fr, loops), deps
             return None
         kind = rv.kind
+        if kind == "instance":  # the project's own class: its method, whatever its name
+            hit = self.project.method(rv.get("cls"), meth)
+            if hit is not None:
+                return self.call_project(call, (hit[0], hit[1], rv), args, deps, fr, loops)
         if meth == "manual_seed" and kind == "generator":
             self.facts.seeds.append(SeedCall("generator", deps - rdeps, loops, call, file,
                                              self.next_order(), generator=rv))
@@ -164,10 +168,6 @@ class CallDispatch(CallEvaluator):
             return None, deps
         if kind in ("perm", "permuted") and meth in ("tolist", "numpy", "to", "cuda", "long", "cpu", "clone"):
             return rv, deps
-        if kind == "instance":
-            hit = self.project.method(rv.get("cls"), meth)
-            if hit is not None:
-                return self.call_project(call, (hit[0], hit[1], rv), args, deps, fr, loops)
         if kind in ("loader", "hfds", "dataset") and meth in ("with_format", "map", "select", "filter"):
             return rv, deps
         return None

@@ -322,7 +322,7 @@ class Layout:
 
     def _module_file(self, base: str, dotted: str) -> Optional[str]:
         stem = os.path.join(base, *dotted.split(".")) if dotted else base
-        for cand in (stem + ".py", os.path.join(stem, "__init__.py")):
+        for cand in (os.path.join(stem, "__init__.py"), stem + ".py"):  # a package wins, as in Python
             if self.fs.isfile(cand):
                 return cand
         return None

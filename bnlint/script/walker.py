@@ -274,8 +274,7 @@ class Walker(CallDispatch):
             _merge_states(fields, field_states, fr.file, loops, origin)
 
     def walk_if(self, stmt: cst.If, fr: Frame, loops) -> None:
-        self.eval(stmt.test, fr, loops)
-        yes, no = Cond(stmt.test, True, fr.file), Cond(stmt.test, False, fr.file)
+        test = self.eval(stmt.test, fr, loops)[0]
         orelse = stmt.orelse
         if orelse is None:
             other = None
@@ -283,6 +282,11 @@ class Walker(CallDispatch):
             other = orelse  # elif: walked as a statement in the else arm
         else:
             other = orelse.body
+        if test is not None and test.kind == "const" and "py" in test.attrs:
+            # A test known in this call (a helper called with train=True): one arm runs.
+            self.walk_block(stmt.body if test.get("py") else other, fr, loops)
+            return
+        yes, no = Cond(stmt.test, True, fr.file), Cond(stmt.test, False, fr.file)
         self.walk_branches(fr, loops, [(stmt.body, (yes,)), (other, (no,))])
 
     def walk_stmt(self, stmt, fr: Frame, loops) -> None:
