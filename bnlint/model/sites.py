@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 import re
 import sys
@@ -19,7 +20,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["Site", "is_torch_file", "is_library_file", "library_module_name",
            "recording_construction_sites", "construction_site", "frames_from_stack_trace",
-           "call_sites",
+           "call_sites", "forward_is_installed",
            "site_dict"]
 
 Site = Tuple[str, int, int, int, int]  # file, line, col (0-based), end_line, end_col
@@ -140,6 +141,18 @@ def recording_construction_sites() -> Iterator[None]:
         yield
     finally:
         nn.Module.__init__ = original
+
+
+def forward_is_installed(module) -> bool:
+    """Whether ``module``'s forward is installed code (a library, torch) rather than
+    the user's: calls it makes are the library's business, and the user's handle on
+    them is the line that built the module."""
+    forward = getattr(type(module), "forward", None)
+    forward = inspect.unwrap(forward) if forward is not None else None
+    code = getattr(forward, "__code__", None)
+    if code is None:
+        return True
+    return is_torch_file(code.co_filename) or is_library_file(code.co_filename)
 
 
 def call_sites(skip: int = 1) -> Tuple[Optional[Dict[str, int]], Optional[Dict[str, int]]]:
