@@ -168,8 +168,11 @@ def _reduction_is_global(node: fx.Node) -> bool:
         norm = {d % rank for d in dims}
         if 0 in norm or 1 in norm:
             return False
-        shaped = _globally_pooled(node)
-        return bool(shaped) if shaped is not None else norm == set(range(2, rank))
+        if norm == set(range(2, rank)):
+            # Every dimension after batch and channels: global pooling by its form,
+            # whatever the map's size (a guessed input may leave it 1x1).
+            return True
+        return bool(_globally_pooled(node))
     # No shapes: the usual spellings over an NCHW map.
     return set(dims) in ({2, 3}, {-1, -2}, {-2, -1})
 
