@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import itertools
 import os
 import re
 import sys
@@ -84,12 +85,11 @@ def _frame_site(frame) -> Site:
     col, end_line, end_col = 0, line, 0
     if hasattr(code, "co_positions"):
         try:
-            positions = list(code.co_positions())
-            pos = positions[frame.f_lasti // 2]
+            pos = next(itertools.islice(code.co_positions(), frame.f_lasti // 2, None))
             if pos[0] is not None:
                 line, end_line = pos[0], pos[1] or pos[0]
                 col, end_col = pos[2] or 0, pos[3] or 0
-        except (IndexError, ValueError):
+        except (StopIteration, ValueError):
             pass
     return (os.path.abspath(code.co_filename), line, col, end_line, end_col)
 
@@ -163,11 +163,14 @@ def call_sites(skip: int = 1) -> Tuple[Optional[Dict[str, int]], Optional[Dict[s
     while frame is not None:
         filename = frame.f_code.co_filename
         if not is_torch_file(filename):
-            site = {"file": os.path.abspath(filename), "line": frame.f_lineno, "col": 0}
             if call is None:
-                call = site
-            if not is_library_file(filename):
-                return call, site
+                call = {"file": os.path.abspath(filename), "line": frame.f_lineno, "col": 0}
+                if not is_library_file(filename):
+                    return call, dict(call)
+            elif not is_library_file(filename):
+                # The user's call into a library helper: its exact span (the helper's
+                # name is unknown to the graph, so the column cannot be found later).
+                return call, site_dict(_frame_site(frame))
         frame = frame.f_back
     return call, None
 
