@@ -65,11 +65,8 @@ class CallEvaluator:
             return self.eval_attribute(expr, fr, loops)
         if isinstance(expr, _LITERALS):
             value = Value("const", expr, fr.file, loops)
-            if isinstance(expr, (cst.Integer, cst.Float, cst.SimpleString)):
-                try:
-                    value.attrs["py"] = expr.evaluated_value
-                except Exception:  # pragma: no cover - an odd literal
-                    pass
+            if type(expr) is cst.Integer and expr.value.isdigit():
+                value.attrs["py"] = int(expr.value)  # cheap; strings are not needed as values
             return value, _EMPTY
         if isinstance(expr, cst.Subscript):
             return self.eval_subscript(expr, fr, loops)

@@ -437,7 +437,7 @@ class CallDispatch(CallEvaluator):
         globals_ = self.module_envs.get(id(file), {})
         callee = Frame(file, env, globals_, self_val=self_val, cls=owner_cls, depth=fr.depth + 1,
                        stack=fr.stack + (fn,), conds=fr.conds)
-        if any(isinstance(n, cst.Yield) for n in iter_nodes(fn.body, skip_defs=True)):
+        if self.is_generator(fn):
             self.walked.add(id(fn))
             return Value("gen", call, file, loops, fn=fn, env=env, self_val=self_val,
                          cls=owner_cls, depth=fr.depth + 1), deps
@@ -457,6 +457,13 @@ class CallDispatch(CallEvaluator):
                 out |= d
             return None, out
         return None, deps
+
+    def is_generator(self, fn: cst.FunctionDef) -> bool:
+        memo = self.__dict__.setdefault("_generators", {})
+        hit = memo.get(id(fn))
+        if hit is None:
+            hit = memo[id(fn)] = any(type(n) is cst.Yield for n in iter_nodes(fn.body, skip_defs=True))
+        return hit
 
     def bind_params(self, fn: cst.FunctionDef, args, is_method: bool, fr, loops):
         env = {}

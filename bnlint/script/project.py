@@ -40,6 +40,18 @@ def _child_fields(cls: type) -> tuple:
     return names
 
 
+_IS_NODE: Dict[type, bool] = {}
+_DEFS = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
+def _is_node(cls: type) -> bool:
+    """``issubclass(cls, CSTNode)``, memoised (CSTNode is an ABC: isinstance is slow)."""
+    hit = _IS_NODE.get(cls)
+    if hit is None:
+        hit = _IS_NODE[cls] = issubclass(cls, cst.CSTNode)
+    return hit
+
+
 def iter_nodes(node: cst.CSTNode, skip_defs: bool = False) -> Iterator[cst.CSTNode]:
     """Every node under ``node`` (pre-order), without the whitespace nodes.
 
@@ -47,17 +59,25 @@ def iter_nodes(node: cst.CSTNode, skip_defs: bool = False) -> Iterator[cst.CSTNo
     With ``skip_defs`` nested function and class bodies are not entered.
     """
     stack = [node]
+    fields = _FIELDS
+    is_node = _IS_NODE
     while stack:
         current = stack.pop()
         yield current
-        if skip_defs and current is not node and isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+        cls = type(current)
+        if skip_defs and current is not node and cls in _DEFS:
             continue
-        for name in _child_fields(type(current)):
+        names = fields.get(cls)
+        if names is None:
+            names = _child_fields(cls)
+        for name in names:
             value = getattr(current, name)
-            if isinstance(value, cst.CSTNode):
+            vcls = type(value)
+            if vcls is list or vcls is tuple:
+                if value:
+                    stack.extend(reversed([v for v in value if is_node.get(type(v)) or _is_node(type(v))]))
+            elif is_node.get(vcls) or (vcls not in is_node and _is_node(vcls)):
                 stack.append(value)
-            elif isinstance(value, (list, tuple)):
-                stack.extend(reversed([v for v in value if isinstance(v, cst.CSTNode)]))
 
 
 def calls_in(node: cst.CSTNode, skip_defs: bool = True) -> Iterator[cst.Call]:

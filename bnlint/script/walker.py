@@ -28,6 +28,9 @@ __all__ = ["Frame", "Walker", "analyse_project", "MAX_DEPTH"]
 
 MAX_DEPTH = 5
 _NO_GRAD = ("no_grad", "inference_mode")
+# Nodes that may bind a name when walked (assignments, loops, with-as, nested defs).
+_BINDING = {cst.Assign, cst.AugAssign, cst.AnnAssign, cst.NamedExpr, cst.For, cst.AsName, cst.FunctionDef,
+            cst.Del, cst.Import, cst.ImportFrom, cst.ClassDef}
 
 
 class Frame:
@@ -248,9 +251,27 @@ class Walker(CallDispatch):
             return None
         return fr.self_val.attrs.setdefault("fields", {})
 
+    def _binds(self, block) -> bool:
+        """Can walking ``block`` rebind a name or a field? (memoised per block)"""
+        if block is None:
+            return False
+        memo = self.__dict__.setdefault("_binds_memo", {})
+        hit = memo.get(id(block))
+        if hit is None:
+            hit = memo[id(block)] = any(type(n) in _BINDING for n in iter_nodes(block, skip_defs=True))
+        return hit
+
     def walk_branches(self, fr: Frame, loops, arms, origin: str = "branch") -> None:
         """Walk alternative arms ``[(block, conds), ...]`` from the same state and merge
         the names (and ``self`` fields) they bind."""
+        if not any(self._binds(block) for block, _ in arms):
+            conds_before = fr.conds
+            for block, conds in arms:
+                if block is not None:
+                    fr.conds = conds_before + tuple(conds)
+                    self.walk_block(block, fr, loops)
+            fr.conds = conds_before
+            return
         env_before = dict(fr.env)
         fields = self._fields(fr)
         fields_before = dict(fields) if fields is not None else None
