@@ -338,6 +338,10 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
     name = model.get("name", "?")
     def_line = model.get("def_line")
     for err in model.get("errors", []):
+        dependency = _dependency_failure(job, name, err, def_line)
+        if dependency is not None:
+            out.append(dependency)
+            continue
         stage, msg, line = err.get("stage"), err.get("message", ""), err.get("line") or def_line
         if stage == "build" and err.get("exc_type") == "MemoryError":
             text = (f"cannot build model {name}: constructor raised MemoryError (the analysis runs under a "
@@ -376,18 +380,67 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
 
 
 def _file_failure(job: ModelJob, err: Dict[str, Any]) -> Finding:
+    """The BNL001 for a model file that did not import (the worker's error dict)."""
     msg, line = err.get("message", ""), err.get("line")
-    if err.get("missing_module"):
-        text = (f"cannot import {job.path}: missing dependency '{err['missing_module']}'; install it in "
-                f"the environment bnlint runs in, or exclude this file")
+    reason = err.get("reason", "import-failed")
+    models = list(err.get("models") or [])
+    details: Dict[str, Any] = {"stage": err.get("stage", "import"), "not_analysed": reason, "models": models}
+    what = f" ({', '.join(models)} not analysed)" if models else ""
+    severity = Severity.ERROR
+    if reason == "needs-package":
+        package = err.get("package", "?")
+        details["package"] = package
+        details["missing_module"] = package  # the cached finding is dropped once it is installed
+        text = (f"cannot import {job.path}: it needs package '{package}', which is not installed "
+                f"({err.get('what') or msg}); "
+                f"install it in the environment bnlint runs in to analyse its models{what}")
+        severity = Severity.WARNING
+    elif reason == "needs-download":
+        text = (f"cannot import {job.path}: importing it needs a download ({err.get('download', msg)}), and "
+                f"bnlint never downloads{what}")
+        severity = Severity.WARNING
+    elif err.get("missing_module"):
+        details["missing_module"] = err["missing_module"]
+        text = (f"cannot import {job.path}: no module named '{err['missing_module']}'; it is part of the "
+                f"project or was excluded from stand-ins (no-mock-imports): make it importable (is a file "
+                f"missing, or does a script add a folder to sys.path?), or exclude this file{what}")
     elif err.get("exc_type") == "SystemExit":
         text = (f"importing {job.path} called sys.exit(); bnlint imports model files (definitions only) "
-                f"to trace their models: move that call under `if __name__ == \"__main__\":`")
+                f"to trace their models: move that call under `if __name__ == \"__main__\":`{what}")
     else:
         text = (f"importing {job.path} raised {msg}; bnlint imports model files (definitions only) to "
-                f"trace their models: fix the error or exclude the file")
-    extra = {"missing_module": err["missing_module"]} if err.get("missing_module") else {}
-    return _failure(job.path, text, line, stage=err.get("stage", "import"), **extra)
+                f"trace their models: fix the error or exclude the file{what}")
+    return _failure(job.path, text, line, severity=severity, **details)
+
+
+def _dependency_failure(job: ModelJob, name: str, err: Dict[str, Any], def_line: Optional[int]) -> Optional[Finding]:
+    """A model that needs a missing package or a download: a warning, or None for
+    other errors."""
+    reason = err.get("reason")
+    line = err.get("line") or def_line
+    if reason == "needs-package":
+        package = err.get("package", "?")
+        text = (f"model {name} needs package '{package}', which is not installed "
+                f"({err.get('what') or err.get('message', '')}); "
+                f"install it in the environment bnlint runs in to analyse this model")
+        return _failure(job.path, text, line, severity=Severity.WARNING, model=name, stage=err.get("stage"),
+                        not_analysed=reason, package=package, missing_module=package)
+    if reason == "needs-download":
+        text = (f"model {name} cannot be built without a download ({err.get('download', '')}), and bnlint "
+                f"never downloads; give its factory a pretrained=False / weights=None parameter, or name "
+                f"arguments that avoid the download with '{job.path}::{name}(arg=value)'")
+        return _failure(job.path, text, line, severity=Severity.WARNING, model=name, stage=err.get("stage"),
+                        not_analysed=reason)
+    return None
+
+
+def _note_finding(job: ModelJob, note: Any) -> Finding:
+    """An info note of the worker: a string, or a dict with ``message``, ``line`` and
+    details."""
+    if isinstance(note, str):
+        return _failure(job.path, note, None, severity=Severity.INFO)
+    details = {k: v for k, v in note.items() if k not in ("message", "line")}
+    return _failure(job.path, note.get("message", ""), note.get("line"), severity=Severity.INFO, **details)
 
 
 def _with_fix(rule: Rule, g: nx.DiGraph, hit: Hit, job: ModelJob, fix_sources: Dict[str, Any]) -> Hit:
@@ -431,7 +484,7 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
                      shown: Optional[Dict[str, str]] = None) -> List[Finding]:
     findings: List[Finding] = []
     for note in result.get("notes", []):
-        findings.append(_failure(job.path, note, None, severity=Severity.INFO))
+        findings.append(_note_finding(job, note))
     grouped: Dict[Tuple[str, int, int, str], List[Tuple[Location, Rule, Hit, str]]] = {}
     fix_sources: Dict[str, Any] = {}
     for model in result.get("models", []):
@@ -483,6 +536,8 @@ def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[
             "explicit": [t.to_dict() for t in job.explicit],
             "candidates": job.candidates,
             "input_shape": [list(s) for s in config.input_shape] if config.input_shape else None,
+            "mock_imports": list(config.mock_imports),
+            "no_mock_imports": list(config.no_mock_imports),
         }
         outcome = job, run_worker(request, config.timeout)
         if progress is not None:  # e.g. bnlint.progress.ProgressLine
