@@ -73,7 +73,10 @@ def failure_reason(exc: BaseException) -> Dict[str, Any]:
             continue
         seen.add(id(e))
         if isinstance(e, NeedsPackage):
-            return {"reason": "needs-package", "package": e.package, "what": e.what}
+            out = {"reason": "needs-package", "package": e.package, "what": e.what}
+            if e.site:
+                out["site"] = list(e.site)
+            return out
         todo.extend([e.__cause__, e.__context__])
     m = _STANDIN_NAME.search(str(exc))
     if m:

@@ -44,10 +44,11 @@ _MARKER = "StandIn["
 class NeedsPackage(ImportError):
     """Building or running the model needs a package that is not installed."""
 
-    def __init__(self, package: str, what: str):
+    def __init__(self, package: str, what: str, site: Optional[Tuple[str, int]] = None):
         super().__init__(f"needs package {package!r}, which is not installed ({what})", name=package)
         self.package = package
         self.what = what
+        self.site = site  # (file, line) where the stand-in was built, when known
 
 
 def _fail(obj: Any, what: str) -> "NoReturn":  # noqa: F821
@@ -115,7 +116,10 @@ class StandInForMissingPackage(abc.ABCMeta):
             return args[0]  # @numba.jit, @register_model: the function itself
         if _has_tensor(list(args) + list(kwargs.values())):
             _fail(cls, "a tensor was passed to")
-        return super().__call__(*args, **kwargs)
+        instance = super().__call__(*args, **kwargs)
+        caller = sys._getframe(1)
+        nn.Module.__setattr__(instance, "_bnlint_site", (caller.f_code.co_filename, caller.f_lineno))
+        return instance
 
     def __getitem__(cls, item):
         return cls
@@ -249,14 +253,13 @@ def standin_package(obj: Any) -> Optional[str]:
     return getattr(obj, "_bnlint_package", None) if is_standin(obj) else None
 
 
-def find_standins(model: nn.Module) -> Optional[Tuple[str, str]]:
-    """(package, where) of the first stand-in that is the model or one of its
+def find_standins(model: nn.Module) -> Optional[Tuple[str, str, Optional[Tuple[str, int]]]]:
+    """(package, where, (file, line) it was built) of the first stand-in that is the model or one of its
     submodules: building the model needs that package."""
-    if isinstance(model, _PureStandIn):
-        return model._bnlint_package, f"the model is a stand-in for {model._bnlint_dotted}"
     for name, sub in model.named_modules():
         if isinstance(sub, _PureStandIn):
-            return sub._bnlint_package, f"submodule {name} is a stand-in for {sub._bnlint_dotted}"
+            what = f"submodule {name} is" if name else "the model is"
+            return sub._bnlint_package, f"{what} a stand-in for {sub._bnlint_dotted}", sub.__dict__.get("_bnlint_site")
     return None
 
 

@@ -52,6 +52,9 @@ def _error(stage: str, exc: BaseException, file: str, **extra: Any) -> Dict[str,
         from bnlint.model.sandbox import failure_reason
 
         out.update(failure_reason(exc))
+        site = out.pop("site", None)
+        if site and os.path.abspath(site[0]) == file:
+            out["line"] = site[1]  # where the stand-in was built
     out.update(extra)
     return out
 
