@@ -304,13 +304,29 @@ class Location:
     column: int
     library: Optional[str] = None  # library module the offending code lives in
     definition_line: Optional[int] = None
+    library_site: Optional[str] = None  # "file:line" of the offending code inside the library
 
 
-def locate(facts: Dict[str, Any]) -> Optional[Location]:
+def _user_handle(facts: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """The user's line for code that runs inside an installed library: the line that
+    built the module (for a module call, that module; for a function call made by a
+    library's forward, the module whose forward made it), else the innermost user frame
+    of the call (a library helper called from the user's own forward)."""
+    if facts.get("op") == "call_module":
+        order = (facts.get("user_defn"), facts.get("user_call"))
+    elif facts.get("scope_installed"):
+        order = (facts.get("scope_user_defn"), facts.get("user_call"))
+    else:
+        order = (facts.get("user_call"), facts.get("scope_user_defn"))
+    return next((site for site in order if site), None)
+
+
+def locate(facts: Dict[str, Any], default: Optional[Dict[str, Any]] = None) -> Optional[Location]:
     """Where a user edits the node: its call in forward, or its definition when an
-    ``nn.Sequential`` applies it. Library code points at the user's line instead."""
-    call, user_call = facts.get("call"), facts.get("user_call")
-    defn, user_defn = facts.get("defn"), facts.get("user_defn")
+    ``nn.Sequential`` applies it. Library code points at the user's line that built it
+    instead; ``default`` (the model's own definition) when no user line is known."""
+    call = facts.get("call")
+    defn = facts.get("defn")
     use_defn = facts.get("op") == "call_module" and (facts.get("in_sequential") or not call)
     site = defn if use_defn else call
     if site is None:
@@ -318,17 +334,24 @@ def locate(facts: Dict[str, Any]) -> Optional[Location]:
     if site is None:
         return None
     if _is_library(site["file"]):
-        user = user_defn if (use_defn or not user_call) else user_call
-        user = user or user_defn or user_call
-        library = library_module_name(site["file"])
+        user = _user_handle(facts) or default
         if user is None:
             return None
-        return Location(user["file"], user["line"], user.get("col", 0) + 1, library=library)
+        return Location(user["file"], user["line"], user.get("col", 0) + 1,
+                        library=library_module_name(site["file"]),
+                        library_site=f"{site['file']}:{site['line']}")
     if site is defn:
         return Location(site["file"], site["line"], site.get("col", 0) + 1)
     definition_line = defn["line"] if defn and defn["file"] == site["file"] else None
     return Location(site["file"], site["line"], _call_column(site["file"], site["line"], facts),
                     definition_line=definition_line)
+
+
+def _group_key(loc: Location, code: str) -> Tuple[Any, ...]:
+    """Findings with one key are one finding (a block applied N times, or one line
+    reached by several models). Library code is told apart by its own line, so two
+    library models built on one user line stay two findings."""
+    return (loc.file, loc.line, loc.column, code, loc.library_site)
 
 
 # ---------------------------------------------------------------- results -> findings
@@ -459,10 +482,21 @@ def _with_fix(rule: Rule, g: nx.DiGraph, hit: Hit, job: ModelJob, fix_sources: D
     return hit
 
 
+def _in_library(hit: Hit, loc: Location) -> Hit:
+    """A hit inside installed code, reported at the user's line that builds it."""
+    from dataclasses import replace
+
+    return replace(hit, fix=None, data=hit.data + (("library", loc.library), ("library_site", loc.library_site)),
+                   message=(f"{hit.message} (in {loc.library}, built on this line; installed code is not "
+                            f"fixed automatically)"))
+
+
 def _graph_findings(job: ModelJob, model: Dict[str, Any], rules: Sequence[Rule],
                     fix_sources: Optional[Dict[str, Any]] = None) -> List[Tuple[Location, Rule, Hit]]:
     g = graph_from_json(model["graph"])
     fix_sources = {} if fix_sources is None else fix_sources
+    # The model's own definition: where a finding goes when no better line is known.
+    default = {"file": job.abs_path, "line": model.get("def_line") or 1, "col": 0}
     out = []
     for rule in rules:
         try:
@@ -472,10 +506,13 @@ def _graph_findings(job: ModelJob, model: Dict[str, Any], rules: Sequence[Rule],
             out.append((Location(job.abs_path, 1, 1), None, Hit(
                 message=f"rule {rule.code} crashed on model {model.get('name')}: {type(exc).__name__}: {exc}")))
         for hit in hits:
-            hit = _with_fix(rule, g, hit, job, fix_sources)
-            loc = locate(g.nodes[hit.node]) if hit.node in g else None
+            loc = locate(g.nodes[hit.node], default) if hit.node in g else None
             if loc is None:
-                loc = Location(job.abs_path, 1, 1)
+                loc = Location(default["file"], default["line"], 1)
+            if loc.library:
+                hit = _in_library(hit, loc)
+            else:
+                hit = _with_fix(rule, g, hit, job, fix_sources)
             out.append((loc, rule, hit))
     return out
 
@@ -485,7 +522,7 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
     findings: List[Finding] = []
     for note in result.get("notes", []):
         findings.append(_note_finding(job, note))
-    grouped: Dict[Tuple[str, int, int, str], List[Tuple[Location, Rule, Hit, str]]] = {}
+    grouped: Dict[Tuple[Any, ...], List[Tuple[Location, Rule, Hit, str]]] = {}
     fix_sources: Dict[str, Any] = {}
     for model in result.get("models", []):
         if model.get("covered_by_parent"):
@@ -497,15 +534,14 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
             if rule is None:
                 findings.append(_failure(job.path, hit.message))
                 continue
-            key = (loc.file, loc.line, loc.column, rule.code)
+            key = _group_key(loc, rule.code)
             grouped.setdefault(key, []).append((loc, rule, hit, model.get("name", "?")))
-    for (file, line, column, code), items in grouped.items():
+    for items in grouped.values():
         loc, rule, hit, model_name = items[0]
+        file, line, column = loc.file, loc.line, loc.column
         models = sorted({m for *_, m in items})
         count = len(items)
         message = hit.message
-        if loc.library:
-            message += f" (in {loc.library}, built here)"
         if count > 1:
             message += f" [applied {count} times]"
         details = {"model": model_name, "node": hit.node}

@@ -41,6 +41,7 @@ class BnTracer(fx.Tracer):
     def create_node(self, *args, **kwargs):
         node = super().create_node(*args, **kwargs)
         node.meta["bnlint_sites"] = call_sites(skip=1)
+        node.meta["bnlint_scope"] = self.scope.module_path  # whose forward made the call
         return node
 
     def call_module(self, m, forward, args, kwargs):
