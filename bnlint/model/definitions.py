@@ -477,7 +477,11 @@ def _classify(stmt: ast.stmt) -> Tuple[str, Optional[str]]:
             if len(bases) == 1 and None not in bases:
                 return _MUTATE, bases.pop()
             return _CODE, None
-        return (_CONST if _is_constantish(value) else _CALL), None
+        if _is_constantish(value):
+            return _CONST, None
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in MUTATING_METHODS:
+            return _CALL, _root_name(value.func.value)  # group = parser.add_argument_group(...)
+        return _CALL, None
     return _CODE, None
 
 
@@ -557,6 +561,8 @@ def filter_definitions(tree: ast.Module, needed: Iterable[str] = (), forced_out:
     while True:
         included = {i for i, l in enumerate(leaves) if l.kind in (_DEF, _CONST) and i not in out_ids}
         demand: Set[str] = set(external)
+        if everything:
+            demand |= {b for leaf in leaves for b in leaf.binds if not b.startswith("_")}
         for i in included:
             demand |= leaves[i].demand
         grew = True
@@ -574,6 +580,8 @@ def filter_definitions(tree: ast.Module, needed: Iterable[str] = (), forced_out:
                 if wanted:
                     included.add(i)
                     demand |= leaf.demand
+                    if leaf.mutates is not None:
+                        demand |= leaf.binds  # what it binds is part of the object it changes
                     grew = True
         # Forward pass: a statement runs only if every name it reads at once was bound
         # by a statement that runs (or is never bound here: builtins, star imports).

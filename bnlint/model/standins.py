@@ -44,6 +44,8 @@ _MARKER = "StandIn["
 class NeedsPackage(ImportError):
     """Building or running the model needs a package that is not installed."""
 
+    stops_analysis = True  # bnlint.model.trace does not try its fallbacks on it
+
     def __init__(self, package: str, what: str, site: Optional[Tuple[str, int]] = None):
         super().__init__(f"needs package {package!r}, which is not installed ({what})", name=package)
         self.package = package
