@@ -334,8 +334,8 @@ def _importer() -> Tuple[Optional[str], int, bool]:
     here = os.path.abspath(__file__)
     while frame is not None:
         name = frame.f_code.co_filename
-        if frame.f_code.co_name in ("find_spec", "find_loader") and name.endswith(
-                (os.path.join("importlib", "util.py"), "pkgutil.py")):
+        if frame.f_code.co_name in ("find_spec", "find_loader") and (name == "<frozen importlib.util>" or name.endswith(
+                (os.path.join("importlib", "util.py"), "pkgutil.py"))):
             return None, 0, True
         if not (name.startswith("<frozen importlib") or os.path.abspath(name) == here
                 or name.endswith(os.path.join("importlib", "__init__.py"))):
