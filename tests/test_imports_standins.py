@@ -122,6 +122,7 @@ HOOKS = textwrap.dedent("""
     attempt("apex", "from apex.parallel import SyncBatchNorm\\nimport apex.amp")
     attempt("wandb", "import wandb\\nwandb.init(project='x')")
     attempt("yaml", "import yaml\\nassert type(yaml).__name__ != 'StandInModule'")
+    attempt("guarded_after_stub", "try:\\n    from apex.parallel import SyncBatchNorm\\nexcept ImportError:\\n    raise ModuleNotFoundError('fallback')")
     attempt("guarded", "try:\\n    import lmdb\\nexcept ImportError:\\n    raise ModuleNotFoundError('fallback')")
     attempt("probe", "import importlib.util\\nassert importlib.util.find_spec('h5py') is None")
     attempt("local", "import helpers")
@@ -145,6 +146,7 @@ def test_only_packages_that_are_genuinely_missing_are_stubbed(tmp_path):
     out = _hooks(tmp_path)
     assert out["apex"] == "ok" and out["wandb"] == "ok" and out["yaml"] == "ok"
     assert out["guarded"] == "ModuleNotFoundError"  # the code's own fallback runs
+    assert out["guarded_after_stub"] == "ModuleNotFoundError"  # even once another import stubbed it
     assert out["probe"] == "ok"  # find_spec still says it is missing
     assert out["local"] == "ModuleNotFoundError"  # the project's own module: a real error
     assert out["torch_sub"] == "ModuleNotFoundError" and out["sub_of_real"] == "ModuleNotFoundError"

@@ -381,6 +381,10 @@ class StandIns:
             sys.meta_path.insert(0, self.front)
         if self.back not in sys.meta_path:
             sys.meta_path.append(self.back)
+        import builtins
+
+        if not getattr(builtins.__import__, "_bnlint_standins", False):
+            builtins.__import__ = _guarded_import(builtins.__import__, self)
         return self
 
     def local_names(self) -> FrozenSet[str]:
@@ -395,6 +399,25 @@ class StandIns:
     def spec(self, fullname: str, top: str, importer: Tuple[Optional[str], int]):
         self.stubbed.setdefault(top, importer)
         return importlib.machinery.ModuleSpec(fullname, _StandInLoader(top), is_package=True)
+
+
+def _guarded_import(original, owner: StandIns):
+    """``__import__`` that keeps a package already stubbed missing for an import inside
+    ``try: ... except ImportError:`` (the stand-in sits in sys.modules, where no finder
+    is asked again)."""
+
+    def __import__(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0:
+            top = name.partition(".")[0]
+            if top in owner.stubbed and top not in owner.forced:
+                caller = sys._getframe(1)
+                file = caller.f_code.co_filename
+                if any(a <= caller.f_lineno <= b for a, b in _guarded_lines(file)):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return original(name, globals, locals, fromlist, level)
+
+    __import__._bnlint_standins = True  # type: ignore[attr-defined]
+    return __import__
 
 
 class _FrontFinder(importlib.abc.MetaPathFinder):
