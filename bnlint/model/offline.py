@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import socket
 from typing import Any, Callable, Dict, Optional, Tuple
 
 __all__ = ["NetworkBlocked", "block_network", "build_without_downloads", "download_error", "OFFLINE_PARAMETERS"]
 
-# Parameters a factory may take to skip pretrained weights, and the value that does.
+# Parameters a factory may take to skip pretrained weights, and the value that does:
+# pretrained, pretrained_backbone, use_pretrained, encoder_pretrained, ... -> False;
+# weights, weights_backbone, pretrained_path -> None.
 OFFLINE_PARAMETERS: Tuple[Tuple[str, Any], ...] = (
-    ("pretrained", False), ("weights", None), ("pretrained_backbone", False), ("weights_backbone", None),
+    (r"pretrained_(path|file|url|ckpt|checkpoint|weights)", None),
+    (r"((use|load)_)?pretrained(_\w+)?|\w+_pretrained", False), (r"weights(_backbone|_encoder)?", None),
 )
 _OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -125,7 +129,13 @@ def _offline_arguments(factory: Callable) -> Dict[str, Any]:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return {}
-    return {name: value for name, value in OFFLINE_PARAMETERS if name in params}
+    out = {}
+    for name in params:
+        for pattern, value in OFFLINE_PARAMETERS:
+            if re.fullmatch(pattern, name):
+                out[name] = value
+                break
+    return out
 
 
 def build_without_downloads(factory: Callable, args: tuple, kwargs: dict) -> Tuple[Any, Optional[str]]:
