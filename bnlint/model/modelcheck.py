@@ -413,7 +413,8 @@ def _file_failure(job: ModelJob, err: Dict[str, Any]) -> Finding:
     if reason == "needs-package":
         package = err.get("package", "?")
         details["package"] = package
-        details["missing_module"] = package  # the cached finding is dropped once it is installed
+        if not err.get("configured"):
+            details["missing_module"] = package  # the cached finding is dropped once it is installed
         text = (f"cannot import {job.path}: it needs package '{package}', which is not installed "
                 f"({err.get('what') or msg}); "
                 f"install it in the environment bnlint runs in to analyse its models{what}")
@@ -446,8 +447,9 @@ def _dependency_failure(job: ModelJob, name: str, err: Dict[str, Any], def_line:
         text = (f"model {name} needs package '{package}', which is not installed "
                 f"({err.get('what') or err.get('message', '')}); "
                 f"install it in the environment bnlint runs in to analyse this model")
+        extra = {} if err.get("configured") else {"missing_module": package}  # cache: stale once installed
         return _failure(job.path, text, line, severity=Severity.WARNING, model=name, stage=err.get("stage"),
-                        not_analysed=reason, package=package, missing_module=package)
+                        not_analysed=reason, package=package, **extra)
     if reason == "needs-download":
         text = (f"model {name} cannot be built without a download ({err.get('download', '')}), and bnlint "
                 f"never downloads; give its factory a pretrained=False / weights=None parameter, or name "

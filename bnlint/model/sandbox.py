@@ -74,6 +74,9 @@ def failure_reason(exc: BaseException) -> Dict[str, Any]:
         seen.add(id(e))
         if isinstance(e, NeedsPackage):
             out = {"reason": "needs-package", "package": e.package, "what": e.what}
+            standins = installed_standins()
+            if standins is not None and e.package in standins.forced:
+                out["configured"] = True  # mock-imports: installed, replaced on purpose
             if e.site:
                 out["site"] = list(e.site)
             return out
