@@ -379,15 +379,23 @@ def _note_standins(result: Dict[str, Any], standins, file: str) -> None:
     """One info note naming the packages that were replaced by stand-ins."""
     if standins is None or not standins.stubbed:
         return
-    packages = sorted(standins.stubbed)
-    lines = [line for p in packages for f, line in [standins.stubbed[p]] if f and os.path.abspath(f) == file]
-    names = ", ".join(repr(p) for p in packages)
-    result["notes"].append({
-        "message": f"stand-ins replaced {names} (not installed) while the models were built; a model that "
+    missing = standins.missing()
+    configured = sorted(set(standins.stubbed) - set(missing))
+    lines = [line for f, line in standins.stubbed.values() if f and os.path.abspath(f) == file]
+    what = []
+    if missing:
+        what.append(f"{', '.join(map(repr, missing))} (not installed)")
+    if configured:
+        what.append(f"{', '.join(map(repr, configured))} (mock-imports)")
+    note: Dict[str, Any] = {
+        "message": f"stand-ins replaced {' and '.join(what)} while the models were built; a model that "
                    f"really needs one is reported as not analysed",
         "line": min(lines) if lines else None,
-        "stubbed": packages,
-    })
+        "stubbed": missing,
+    }
+    if configured:
+        note["mocked"] = configured
+    result["notes"].append(note)
 
 
 MEMORY_ENV = "BNLINT_MEMORY_LIMIT"
