@@ -48,11 +48,14 @@ def prepare_import(file: str, project_root: Optional[str], mock_imports: Sequenc
                    no_mock_imports: Sequence[str] = ()):
     """Set the worker up to import ``file``; returns its ``StandIns``."""
     from bnlint.model.offline import block_network
-    from bnlint.model.standins import StandIns
+    from bnlint.model.standins import StandIns, installed_standins
 
     sys.argv = [file]
     defaults_only_argparse()
     block_network()
+    existing = installed_standins()
+    if existing is not None:  # a second file in the same worker (bnlint fix's check)
+        return existing
     return StandIns(project_root or os.path.dirname(file), mock_imports, no_mock_imports).install()
 
 
