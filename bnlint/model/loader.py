@@ -23,7 +23,7 @@ import sys
 import traceback
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 from bnlint.model.definitions import FilterResult, definitions_only, filter_definitions
 
@@ -57,13 +57,16 @@ class _LoadState:
         self.needs: Dict[str, Set[str]] = {}  # module name -> names other modules import from it
         self.forced_out: Dict[str, Set[int]] = {}  # file -> first lines of statements left out
         self.results: Dict[str, FilterResult] = {}  # file -> its filter result
+        self.compiled_with: Dict[str, FrozenSet[str]] = {}  # file -> the needs it was filtered with
         self.names: Dict[str, str] = {}  # module name -> file, filtered in this attempt
         self.notes: List[ImportNote] = []
 
     def compile(self, fullname: str, path: str, source: bytes, is_package: bool) -> types.CodeType:
         tree = ast.parse(source, filename=path)
-        result = filter_definitions(tree, self.needs.get(fullname, ()), self.forced_out.get(path, ()))
+        needed = frozenset(self.needs.get(fullname, ()))
+        result = filter_definitions(tree, needed, self.forced_out.get(path, ()))
         self.results[path] = result
+        self.compiled_with[path] = needed
         self.names[fullname] = path
         package = fullname if is_package else fullname.rpartition(".")[0]
         for module, level, names in result.imports:
@@ -79,10 +82,12 @@ class _LoadState:
         would change (the error is the user's to fix)."""
         if isinstance(exc, ImportError) and not isinstance(exc, ModuleNotFoundError) and exc.name in self.names:
             m = re.search(r"cannot import name '(\w+)'", str(exc))
-            result = self.results.get(self.names[exc.name])
-            wanted = self.needs.setdefault(exc.name, set())
-            if m and result is not None and m.group(1) in result.left_out_names and m.group(1) not in wanted:
-                wanted.add(m.group(1))
+            path = self.names[exc.name]
+            result = self.results.get(path)
+            if m and result is not None and m.group(1) in result.left_out_names \
+                    and m.group(1) not in self.compiled_with.get(path, ()):
+                # A module imported it after this one was filtered without it.
+                self.needs.setdefault(exc.name, set()).add(m.group(1))
                 return True
         for frame, lineno in reversed(list(traceback.walk_tb(exc.__traceback__))):
             if frame.f_code.co_name != "<module>":
