@@ -305,20 +305,26 @@ class Location:
     library: Optional[str] = None  # library module the offending code lives in
     definition_line: Optional[int] = None
     library_site: Optional[str] = None  # "file:line" of the offending code inside the library
+    library_how: str = "built"  # how the reported line reaches it: "built", "called", "used"
 
 
-def _user_handle(facts: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """The user's line for code that runs inside an installed library: the line that
-    built the module (for a module call, that module; for a function call made by a
-    library's forward, the module whose forward made it), else the innermost user frame
-    of the call (a library helper called from the user's own forward)."""
+def _user_handle(facts: Dict[str, Any]) -> Tuple[Optional[Dict[str, Any]], str]:
+    """The user's line for code that runs inside an installed library, and how that
+    line reaches it ("built" or "called"): the line that built the module (for a module
+    call, that module; for a function call made by a library's forward, the module whose
+    forward made it), else the innermost user frame of the call (a library helper called
+    from the user's own forward)."""
+    built, called = ("user_defn", "built"), ("user_call", "called")
     if facts.get("op") == "call_module":
-        order = (facts.get("user_defn"), facts.get("user_call"))
+        order = (built, called)
     elif facts.get("scope_installed"):
-        order = (facts.get("scope_user_defn"), facts.get("user_call"))
+        order = (("scope_user_defn", "built"), called)
     else:
-        order = (facts.get("user_call"), facts.get("scope_user_defn"))
-    return next((site for site in order if site), None)
+        order = (called, ("scope_user_defn", "built"))
+    for key, how in order:
+        if facts.get(key):
+            return facts[key], how
+    return None, "built"
 
 
 def locate(facts: Dict[str, Any], default: Optional[Dict[str, Any]] = None) -> Optional[Location]:
@@ -334,12 +340,14 @@ def locate(facts: Dict[str, Any], default: Optional[Dict[str, Any]] = None) -> O
     if site is None:
         return None
     if _is_library(site["file"]):
-        user = _user_handle(facts) or default
+        user, how = _user_handle(facts)
+        if user is None:
+            user, how = default, "used"
         if user is None:
             return None
         return Location(user["file"], user["line"], user.get("col", 0) + 1,
                         library=library_module_name(site["file"]),
-                        library_site=f"{site['file']}:{site['line']}")
+                        library_site=f"{site['file']}:{site['line']}", library_how=how)
     if site is defn:
         return Location(site["file"], site["line"], site.get("col", 0) + 1)
     definition_line = defn["line"] if defn and defn["file"] == site["file"] else None
@@ -489,8 +497,11 @@ def _in_library(hit: Hit, loc: Location) -> Hit:
     from dataclasses import replace
 
     return replace(hit, fix=None, data=hit.data + (("library", loc.library), ("library_site", loc.library_site)),
-                   message=(f"{hit.message} (in {loc.library}, built on this line; installed code is not "
-                            f"fixed automatically)"))
+                   message=(f"{hit.message} (in {loc.library}, {_HOW[loc.library_how]}; installed code is "
+                            f"not fixed automatically)"))
+
+
+_HOW = {"built": "built on this line", "called": "called on this line", "used": "which this model uses"}
 
 
 def _graph_findings(job: ModelJob, model: Dict[str, Any], rules: Sequence[Rule],
