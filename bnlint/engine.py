@@ -364,8 +364,12 @@ def _dependency_installed_since(cached: List[Finding]) -> bool:
     import importlib.util
 
     for f in cached:
-        name = dict(f.details).get("missing_module")
-        if name:
+        details = dict(f.details)
+        # missing_module: an import that failed or a model that needs it; stubbed: the
+        # packages stand-ins replaced (bnlint.model.standins).
+        for name in [details.get("missing_module"), *(details.get("stubbed") or ())]:
+            if not name:
+                continue
             try:
                 if importlib.util.find_spec(str(name).split(".")[0]) is not None:
                     return True
