@@ -584,7 +584,8 @@ class Project:
             for name in filenames:
                 if name.endswith(".py") and not name.startswith(("_bnlint_fix_", "_bnlint_verify_")):
                     full = os.path.join(dirpath, name)
-                    if not (exclude and exclude(full)):
+                    # Regular files only: opening a named pipe would wait for a writer.
+                    if os.path.isfile(full) and not os.path.islink(full) and not (exclude and exclude(full)):
                         files.append(os.path.abspath(full))
             if len(files) > MAX_PROJECT_FILES:
                 break
@@ -595,11 +596,13 @@ class Project:
 
     def raw(self, path: str) -> Optional[bytes]:
         if path not in self._raw:
-            try:
-                with open(path, "rb") as fh:
-                    self._raw[path] = fh.read()
-            except OSError:
-                self._raw[path] = None
+            self._raw[path] = None
+            if os.path.isfile(path):  # a regular file: a named pipe would block
+                try:
+                    with open(path, "rb") as fh:
+                        self._raw[path] = fh.read()
+                except OSError:
+                    pass
         return self._raw[path]
 
     def files_mentioning(self, word: str) -> List[str]:

@@ -251,8 +251,11 @@ def _analyse_model(target: Target, settings: Settings, progress: Progress, laten
             device = "cpu"
             model, tr = build(device)
         except Exception as exc:
-            needs = isinstance(exc, TypeError) and _MISSING_ARGUMENT.search(str(exc))
-            out["errors"].append(_error("build", exc, file, reason="needs-arguments" if needs else "build-failed"))
+            err = _error("build", exc, file)
+            if not err.get("reason"):  # the sandbox explains missing packages and downloads
+                needs = isinstance(exc, TypeError) and _MISSING_ARGUMENT.search(str(exc))
+                err["reason"] = "needs-arguments" if needs else "build-failed"
+            out["errors"].append(err)
             return out
     if device == "meta" and any(r.graph is None for r in tr.walk()):
         # Untraceable forwards are recorded by running them: that needs real tensors.
@@ -296,7 +299,9 @@ def _analyse_model(target: Target, settings: Settings, progress: Progress, laten
             if error is None:
                 break
         if error is not None:
-            out["errors"].append(_error("forward", error, file, inputs=", ".join(tried), reason="forward-failed"))
+            err = _error("forward", error, file, inputs=", ".join(tried))
+            err.setdefault("reason", "forward-failed")
+            out["errors"].append(err)
 
     graph = _finish(out, model, tr, device, progress, name, no_inputs)
     if settings.latent and "graph" in out:
