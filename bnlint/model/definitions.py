@@ -330,6 +330,11 @@ class _CallPolicy:
                         and s.name in ("__init__", "__new__", "__post_init__")]
                 self.functions[stmt.name] = ast.Module(body=init, type_ignores=[])
         self._verdicts: Dict[str, Optional[str]] = {}
+        # Names bound by ``import x`` / ``import x.y as z``: modules, not the file's objects.
+        self.module_names = frozenset(
+            (a.asname or a.name.split(".")[0]) for stmt in _walk_top(tree.body) if isinstance(stmt, ast.Import)
+            for a in stmt.names
+        )
 
     def resolve(self, dotted: str) -> str:
         head, _, rest = dotted.partition(".")
@@ -468,7 +473,7 @@ class _Leaf:
     attributes: Set[Tuple[str, str]]
 
 
-def _classify(stmt: ast.stmt) -> Tuple[str, Optional[str]]:
+def _classify(stmt: ast.stmt, modules: FrozenSet[str] = frozenset()) -> Tuple[str, Optional[str]]:
     """(kind, mutated base name)."""
     if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)):
         return _DEF, None
@@ -492,9 +497,12 @@ def _classify(stmt: ast.stmt) -> Tuple[str, Optional[str]]:
         plain = all(_plain_target(t) for t in targets)
         if not plain:
             bases = {_root_name(t) for t in targets}
-            if len(bases) == 1 and None not in bases:
-                return _MUTATE, bases.pop()
-            return _CODE, None
+            if len(bases) != 1 or None in bases:
+                return _CODE, None
+            base = bases.pop()
+            if base in modules and not _is_constantish(value):
+                return _CODE, None  # sys.stdout = Logger(...): only constants go into modules
+            return _MUTATE, base
         if _is_constantish(value):
             return _CONST, None
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in MUTATING_METHODS:
@@ -534,7 +542,7 @@ def _leaves(body: Sequence[ast.stmt], guard_reads: Set[str], guard_denied: Optio
             for part in (stmt.body, *[h.body for h in stmt.handlers], stmt.orelse, stmt.finalbody):
                 _leaves(part, guard_reads, guard_denied, policy, future, out)
             continue
-        kind, base = _classify(stmt)
+        kind, base = _classify(stmt, policy.module_names)
         star = isinstance(stmt, ast.ImportFrom) and any(a.name == "*" for a in stmt.names)
         if kind == _DEF:
             denied = guard_denied
