@@ -219,6 +219,15 @@ def build() -> nn.Module:
     return gated(drop_rate=0.3)
 """
 
+SUBCLASS = """\
+import torch.nn as nn
+from fakevision.models import GatedNet
+
+
+class MyGated(GatedNet):
+    \"\"\"Our own name for the library's model; its forward is the library's.\"\"\"
+"""
+
 MNAS = """\
 import torch
 import torch.nn as nn
@@ -246,6 +255,7 @@ def _project(tmp_path):
     (proj / "train_models.py").write_text(USER)
     (proj / "helper_head.py").write_text(HELPER)
     (proj / "gated_model.py").write_text(GATED)
+    (proj / "subclass_model.py").write_text(SUBCLASS)
     (proj / "mnas_inferred.py").write_text(MNAS)
     (proj / "mnas_given.py").write_text(MNAS_INPUTS)
     return proj, dict(os.environ, PYTHONPATH=str(lib.parent))
@@ -284,7 +294,7 @@ def test_library_findings_name_the_library_and_offer_no_fix(checked):
     _, _, findings = checked
     in_lib = [f for f in findings if f["path"] == "train_models.py"]
     for f in in_lib:
-        assert "fakevision.models" in f["message"], f["message"]
+        assert "(in fakevision.models, built on this line;" in f["message"], f["message"]
         assert f["details"]["library"] == "fakevision.models"
         assert f["fix"] is None
     small = next(f for f in in_lib if f["details"]["model"] == "dense_small")
@@ -300,6 +310,7 @@ def test_library_helper_called_from_user_forward_is_reported_at_the_call(checked
     assert _at(findings, "helper_head.py") == [("BNL102", 15, 13, "Head")]
     f = next(f for f in findings if f["path"] == "helper_head.py")
     assert f["details"]["library"] == "fakevision.ops"
+    assert "(in fakevision.ops, called on this line;" in f["message"], f["message"]
 
 
 def test_untraceable_library_forward_is_reported_at_the_users_line(checked):
@@ -308,6 +319,14 @@ def test_untraceable_library_forward_is_reported_at_the_users_line(checked):
     # It was recorded by running it, which an info note says.
     assert any(f["path"] == "gated_model.py" and f["code"] == "BNL001" and f["severity"] == "info"
                for f in everything)
+
+
+def test_library_forward_of_a_user_subclass_is_reported_at_the_class(checked):
+    # No user line built or called the library code: the model's own definition.
+    _, _, findings = checked
+    assert _at(findings, "subclass_model.py") == [("BNL102", 5, 1, "MyGated")]
+    f = next(f for f in findings if f["path"] == "subclass_model.py")
+    assert "(in fakevision.models, which this model uses;" in f["message"], f["message"]
 
 
 def test_same_findings_with_and_without_example_inputs(checked):

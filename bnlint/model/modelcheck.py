@@ -305,20 +305,26 @@ class Location:
     library: Optional[str] = None  # library module the offending code lives in
     definition_line: Optional[int] = None
     library_site: Optional[str] = None  # "file:line" of the offending code inside the library
+    library_how: str = "built"  # how the reported line reaches it: "built", "called", "used"
 
 
-def _user_handle(facts: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """The user's line for code that runs inside an installed library: the line that
-    built the module (for a module call, that module; for a function call made by a
-    library's forward, the module whose forward made it), else the innermost user frame
-    of the call (a library helper called from the user's own forward)."""
+def _user_handle(facts: Dict[str, Any]) -> Tuple[Optional[Dict[str, Any]], str]:
+    """The user's line for code that runs inside an installed library, and how that
+    line reaches it ("built" or "called"): the line that built the module (for a module
+    call, that module; for a function call made by a library's forward, the module whose
+    forward made it), else the innermost user frame of the call (a library helper called
+    from the user's own forward)."""
+    built, called = ("user_defn", "built"), ("user_call", "called")
     if facts.get("op") == "call_module":
-        order = (facts.get("user_defn"), facts.get("user_call"))
+        order = (built, called)
     elif facts.get("scope_installed"):
-        order = (facts.get("scope_user_defn"), facts.get("user_call"))
+        order = (("scope_user_defn", "built"), called)
     else:
-        order = (facts.get("user_call"), facts.get("scope_user_defn"))
-    return next((site for site in order if site), None)
+        order = (called, ("scope_user_defn", "built"))
+    for key, how in order:
+        if facts.get(key):
+            return facts[key], how
+    return None, "built"
 
 
 def locate(facts: Dict[str, Any], default: Optional[Dict[str, Any]] = None) -> Optional[Location]:
@@ -334,12 +340,14 @@ def locate(facts: Dict[str, Any], default: Optional[Dict[str, Any]] = None) -> O
     if site is None:
         return None
     if _is_library(site["file"]):
-        user = _user_handle(facts) or default
+        user, how = _user_handle(facts)
+        if user is None:
+            user, how = default, "used"
         if user is None:
             return None
         return Location(user["file"], user["line"], user.get("col", 0) + 1,
                         library=library_module_name(site["file"]),
-                        library_site=f"{site['file']}:{site['line']}")
+                        library_site=f"{site['file']}:{site['line']}", library_how=how)
     if site is defn:
         return Location(site["file"], site["line"], site.get("col", 0) + 1)
     definition_line = defn["line"] if defn and defn["file"] == site["file"] else None
@@ -361,6 +369,10 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
     name = model.get("name", "?")
     def_line = model.get("def_line")
     for err in model.get("errors", []):
+        dependency = _dependency_failure(job, name, err, def_line)
+        if dependency is not None:
+            out.append(dependency)
+            continue
         stage, msg, line = err.get("stage"), err.get("message", ""), err.get("line") or def_line
         if stage == "build" and err.get("exc_type") == "MemoryError":
             text = (f"cannot build model {name}: constructor raised MemoryError (the analysis runs under a "
@@ -399,18 +411,69 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
 
 
 def _file_failure(job: ModelJob, err: Dict[str, Any]) -> Finding:
+    """The BNL001 for a model file that did not import (the worker's error dict)."""
     msg, line = err.get("message", ""), err.get("line")
-    if err.get("missing_module"):
-        text = (f"cannot import {job.path}: missing dependency '{err['missing_module']}'; install it in "
-                f"the environment bnlint runs in, or exclude this file")
+    reason = err.get("reason", "import-failed")
+    models = list(err.get("models") or [])
+    details: Dict[str, Any] = {"stage": err.get("stage", "import"), "not_analysed": reason, "models": models}
+    what = f" ({', '.join(models)} not analysed)" if models else ""
+    severity = Severity.ERROR
+    if reason == "needs-package":
+        package = err.get("package", "?")
+        details["package"] = package
+        if not err.get("configured"):
+            details["missing_module"] = package  # the cached finding is dropped once it is installed
+        text = (f"cannot import {job.path}: it needs package '{package}', which is not installed "
+                f"({err.get('what') or msg}); "
+                f"install it in the environment bnlint runs in to analyse its models{what}")
+        severity = Severity.WARNING
+    elif reason == "needs-download":
+        text = (f"cannot import {job.path}: importing it needs a download ({err.get('download', msg)}), and "
+                f"bnlint never downloads{what}")
+        severity = Severity.WARNING
+    elif err.get("missing_module"):
+        details["missing_module"] = err["missing_module"]
+        text = (f"cannot import {job.path}: no module named '{err['missing_module']}'; it is part of the "
+                f"project or was excluded from stand-ins (no-mock-imports): make it importable (is a file "
+                f"missing, or does a script add a folder to sys.path?), or exclude this file{what}")
     elif err.get("exc_type") == "SystemExit":
         text = (f"importing {job.path} called sys.exit(); bnlint imports model files (definitions only) "
-                f"to trace their models: move that call under `if __name__ == \"__main__\":`")
+                f"to trace their models: move that call under `if __name__ == \"__main__\":`{what}")
     else:
         text = (f"importing {job.path} raised {msg}; bnlint imports model files (definitions only) to "
-                f"trace their models: fix the error or exclude the file")
-    extra = {"missing_module": err["missing_module"]} if err.get("missing_module") else {}
-    return _failure(job.path, text, line, stage=err.get("stage", "import"), **extra)
+                f"trace their models: fix the error or exclude the file{what}")
+    return _failure(job.path, text, line, severity=severity, **details)
+
+
+def _dependency_failure(job: ModelJob, name: str, err: Dict[str, Any], def_line: Optional[int]) -> Optional[Finding]:
+    """A model that needs a missing package or a download: a warning, or None for
+    other errors."""
+    reason = err.get("reason")
+    line = err.get("line") or def_line
+    if reason == "needs-package":
+        package = err.get("package", "?")
+        text = (f"model {name} needs package '{package}', which is not installed "
+                f"({err.get('what') or err.get('message', '')}); "
+                f"install it in the environment bnlint runs in to analyse this model")
+        extra = {} if err.get("configured") else {"missing_module": package}  # cache: stale once installed
+        return _failure(job.path, text, line, severity=Severity.WARNING, model=name, stage=err.get("stage"),
+                        not_analysed=reason, package=package, **extra)
+    if reason == "needs-download":
+        text = (f"model {name} cannot be built without a download ({err.get('download', '')}), and bnlint "
+                f"never downloads; give its factory a pretrained=False / weights=None parameter, or name "
+                f"arguments that avoid the download with '{job.path}::{name}(arg=value)'")
+        return _failure(job.path, text, line, severity=Severity.WARNING, model=name, stage=err.get("stage"),
+                        not_analysed=reason)
+    return None
+
+
+def _note_finding(job: ModelJob, note: Any) -> Finding:
+    """An info note of the worker: a string, or a dict with ``message``, ``line`` and
+    details."""
+    if isinstance(note, str):
+        return _failure(job.path, note, None, severity=Severity.INFO)
+    details = {k: v for k, v in note.items() if k not in ("message", "line")}
+    return _failure(job.path, note.get("message", ""), note.get("line"), severity=Severity.INFO, **details)
 
 
 def _with_fix(rule: Rule, g: nx.DiGraph, hit: Hit, job: ModelJob, fix_sources: Dict[str, Any]) -> Hit:
@@ -434,8 +497,11 @@ def _in_library(hit: Hit, loc: Location) -> Hit:
     from dataclasses import replace
 
     return replace(hit, fix=None, data=hit.data + (("library", loc.library), ("library_site", loc.library_site)),
-                   message=(f"{hit.message} (in {loc.library}, built on this line; installed code is not "
-                            f"fixed automatically)"))
+                   message=(f"{hit.message} (in {loc.library}, {_HOW[loc.library_how]}; installed code is "
+                            f"not fixed automatically)"))
+
+
+_HOW = {"built": "built on this line", "called": "called on this line", "used": "which this model uses"}
 
 
 def _graph_findings(job: ModelJob, model: Dict[str, Any], rules: Sequence[Rule],
@@ -468,7 +534,7 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
                      shown: Optional[Dict[str, str]] = None) -> List[Finding]:
     findings: List[Finding] = []
     for note in result.get("notes", []):
-        findings.append(_failure(job.path, note, None, severity=Severity.INFO))
+        findings.append(_note_finding(job, note))
     grouped: Dict[Tuple[Any, ...], List[Tuple[Location, Rule, Hit, str]]] = {}
     fix_sources: Dict[str, Any] = {}
     for model in result.get("models", []):
@@ -519,6 +585,8 @@ def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[
             "explicit": [t.to_dict() for t in job.explicit],
             "candidates": job.candidates,
             "input_shape": [list(s) for s in config.input_shape] if config.input_shape else None,
+            "mock_imports": list(config.mock_imports),
+            "no_mock_imports": list(config.no_mock_imports),
         }
         outcome = job, run_worker(request, config.timeout)
         if progress is not None:  # e.g. bnlint.progress.ProgressLine

@@ -1,0 +1,467 @@
+"""Stand-ins for packages that are not installed, so that ``import wandb`` or ``from
+apex import amp`` in a model file does not stop its models from being built (as
+Sphinx's ``autodoc_mock_imports`` does for documentation builds).
+
+Runs inside the worker subprocess only (it imports torch). A stand-in module returns
+a stand-in for any public attribute; stand-ins can be called, subclassed, used as
+decorators and context managers, iterated (nothing), indexed and compared for
+identity. Called, a stand-in returns an ``nn.Module`` instance of itself, so a
+stand-in layer placed in a model shows up as a submodule: ``find_standins`` reports
+it, and a stand-in that meets a tensor (a torch function, a call with a tensor,
+arithmetic) raises ``NeedsPackage`` naming the package. A user class that derives
+from a stand-in (``class Net(pl.LightningModule)``) is an ordinary ``nn.Module``.
+
+Only top-level packages that genuinely cannot be found are stubbed; never torch,
+never a module of the project itself (a missing local module is a real error), never
+an import inside ``try: ... except ImportError:`` (the code has its own fallback), and
+never when code only asks whether a package exists (``importlib.util.find_spec``).
+"""
+from __future__ import annotations
+
+import abc
+import ast
+import functools
+import importlib.abc
+import importlib.machinery
+import inspect
+import os
+import sys
+import types
+from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+
+import torch
+from torch import nn
+
+__all__ = [
+    "NeedsPackage", "StandIns", "installed_standins", "find_standins", "check_no_standins", "is_standin", "standin_package", "standin_bases",
+]
+
+# Never stubbed, whatever the configuration says.
+NEVER_STUBBED = frozenset({"torch", "bnlint", "__main__", "builtins"})
+_MARKER = "StandIn["
+
+
+class NeedsPackage(ImportError):
+    """Building or running the model needs a package that is not installed."""
+
+    stops_analysis = True  # bnlint.model.trace does not try its fallbacks on it
+
+    def __init__(self, package: str, what: str, site: Optional[Tuple[str, int]] = None):
+        super().__init__(f"needs package {package!r}, which is not installed ({what})", name=package)
+        self.package = package
+        self.what = what
+        self.site = site  # (file, line) where the stand-in was built, when known
+
+
+def _fail(obj: Any, what: str) -> "NoReturn":  # noqa: F821
+    cls = obj if isinstance(obj, type) else type(obj)
+    raise NeedsPackage(cls._bnlint_package, f"{what} {cls._bnlint_dotted}")
+
+
+def _has_tensor(values: Iterable[Any]) -> bool:
+    from torch.fx import Proxy
+
+    for v in values:
+        if isinstance(v, (torch.Tensor, Proxy)):
+            return True
+        if isinstance(v, (list, tuple)) and any(isinstance(x, (torch.Tensor, Proxy)) for x in v):
+            return True
+    return False
+
+
+def _is_decorated(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bool:
+    return len(args) == 1 and not kwargs and (inspect.isfunction(args[0]) or inspect.isclass(args[0])
+                                              or inspect.ismethod(args[0]))
+
+
+def _raiser(what: str):
+    def method(self, *args, **kwargs):
+        _fail(self, what)
+    return method
+
+
+_ARITHMETIC = (
+    "add", "radd", "sub", "rsub", "mul", "rmul", "truediv", "rtruediv", "floordiv", "rfloordiv",
+    "mod", "rmod", "pow", "rpow", "matmul", "rmatmul", "neg", "pos", "abs", "invert", "lt", "le",
+    "gt", "ge", "index", "int", "float", "and", "rand", "or", "ror", "lshift", "rshift",
+)
+
+
+class StandInForMissingPackage(abc.ABCMeta):
+    """Metaclass of stand-ins: class-level attribute access, calls and arithmetic."""
+
+    def __new__(mcls, name, bases, namespace, **kwargs):
+        if namespace.get("_bnlint_pure"):
+            return super().__new__(mcls, name, bases, namespace, **kwargs)
+        # A user's class derives from a stand-in: make it an ordinary class on
+        # _StandInBase (an nn.Module that accepts any constructor arguments).
+        standins = [b for b in bases if isinstance(b, StandInForMissingPackage)]
+        new_bases: List[type] = []
+        for b in bases:
+            b = _StandInBase if isinstance(b, StandInForMissingPackage) else b
+            if b not in new_bases:
+                new_bases.append(b)
+        namespace = dict(namespace)
+        namespace.setdefault("_bnlint_standin_of", tuple(s._bnlint_dotted for s in standins))
+        namespace.setdefault("_bnlint_package", standins[0]._bnlint_package)
+        return types.new_class(name, tuple(new_bases), kwargs, lambda ns: ns.update(namespace))
+
+    def __getattr__(cls, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        child = make_standin(f"{cls._bnlint_dotted}.{name}", cls._bnlint_package)
+        type.__setattr__(cls, name, child)
+        return child
+
+    def __call__(cls, *args, **kwargs):
+        if _is_decorated(args, kwargs):
+            return args[0]  # @numba.jit, @register_model: the function itself
+        if _has_tensor(list(args) + list(kwargs.values())):
+            _fail(cls, "a tensor was passed to")
+        instance = super().__call__(*args, **kwargs)
+        caller = sys._getframe(1)
+        nn.Module.__setattr__(instance, "_bnlint_site", (caller.f_code.co_filename, caller.f_lineno))
+        return instance
+
+    def __getitem__(cls, item):
+        return cls
+
+    def __iter__(cls):
+        return iter(())
+
+    def __len__(cls) -> int:
+        return 0
+
+    def __bool__(cls) -> bool:
+        return False
+
+    def __repr__(cls) -> str:
+        return f"<stand-in for {cls._bnlint_dotted} (package {cls._bnlint_package!r} is not installed)>"
+
+    for _op in _ARITHMETIC:
+        locals()[f"__{_op}__"] = _raiser(f"'{_op}' was applied to")
+    del _op
+
+
+class _StandInBase(nn.Module):
+    """Base of stand-in instances and of user classes derived from a stand-in."""
+
+    _bnlint_package = "?"
+    _bnlint_standin_of: Tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)  # parameters, buffers, submodules
+        except AttributeError:
+            if name.startswith("_"):
+                raise
+        base = type(self)._bnlint_standin_of[0] if type(self)._bnlint_standin_of else type(self).__name__
+        return make_standin(f"{base}.{name}", type(self)._bnlint_package)
+
+
+class _PureStandIn(_StandInBase):
+    """An instance of a stand-in (the result of calling one): an nn.Module that fails
+    as soon as a tensor reaches it."""
+
+    _bnlint_pure = True
+    _bnlint_dotted = "?"
+
+    def __getattr__(self, name: str):
+        try:
+            return nn.Module.__getattr__(self, name)
+        except AttributeError:
+            if name.startswith("_"):
+                raise
+        return getattr(type(self), name)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        if _is_decorated(args, kwargs) or (len(args) == 1 and not kwargs and callable(args[0])
+                                           and not isinstance(args[0], torch.Tensor)):
+            return args[0]  # @numba.jit(nopython=True) applied to a function
+        if _has_tensor(list(args) + list(kwargs.values())):
+            _fail(self, "a tensor reached")
+        return type(self)()
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        raise NeedsPackage(cls._bnlint_package, f"{getattr(func, '__name__', func)}() was applied to {cls._bnlint_dotted}")
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __getitem__(self, item):
+        return self
+
+    def __contains__(self, item) -> bool:
+        return False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"<stand-in {self._bnlint_dotted}() (package {self._bnlint_package!r} is not installed)>"
+
+    for _op in _ARITHMETIC:
+        locals()[f"__{_op}__"] = _raiser(f"'{_op}' was applied to")
+    del _op
+
+
+def make_standin(dotted: str, package: str) -> type:
+    """A stand-in class for ``dotted`` (a name inside the missing ``package``)."""
+    return StandInForMissingPackage(f"{_MARKER}{dotted}]", (_PureStandIn,), {
+        "_bnlint_pure": True, "_bnlint_dotted": dotted, "_bnlint_package": package,
+        "__module__": dotted.rpartition(".")[0] or dotted, "__qualname__": f"{_MARKER}{dotted}]",
+    })
+
+
+class StandInModule(types.ModuleType):
+    """A module that stands in for a package that is not installed."""
+
+    def __init__(self, name: str, package: str):
+        super().__init__(name)
+        self.__path__: List[str] = []
+        self.__all__: List[str] = []
+        self.__version__ = "0.0"
+        self._bnlint_package = package
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        child = make_standin(f"{self.__name__}.{name}", self._bnlint_package)
+        setattr(self, name, child)
+        return child
+
+    def __repr__(self) -> str:
+        return f"<stand-in module {self.__name__!r} (not installed)>"
+
+
+def is_standin(obj: Any) -> bool:
+    return isinstance(obj, (_PureStandIn, StandInModule)) or isinstance(obj, StandInForMissingPackage)
+
+
+def standin_package(obj: Any) -> Optional[str]:
+    return getattr(obj, "_bnlint_package", None) if is_standin(obj) else None
+
+
+def find_standins(model: nn.Module) -> Optional[Tuple[str, str, Optional[Tuple[str, int]]]]:
+    """(package, where, (file, line) it was built) of the first stand-in that is the model or one of its
+    submodules: building the model needs that package."""
+    for name, sub in model.named_modules():
+        if isinstance(sub, _PureStandIn):
+            what = f"submodule {name} is" if name else "the model is"
+            return sub._bnlint_package, f"{what} a stand-in for {sub._bnlint_dotted}", sub.__dict__.get("_bnlint_site")
+    return None
+
+
+def check_no_standins(model: Any) -> None:
+    """Raise ``NeedsPackage`` when a stand-in is the built model or one of its submodules."""
+    if isinstance(model, nn.Module):
+        found = find_standins(model)
+        if found is not None:
+            raise NeedsPackage(*found)
+    elif is_standin(model):
+        raise NeedsPackage(standin_package(model) or "?", f"the factory returned a stand-in: {model!r}")
+
+
+def standin_bases(model: nn.Module) -> List[Tuple[str, str]]:
+    """(class name, stand-in base) for the model's classes that derive from a stand-in."""
+    out = []
+    seen: Set[type] = set()
+    for sub in model.modules():
+        cls = type(sub)
+        if cls in seen or isinstance(sub, _PureStandIn):
+            continue
+        seen.add(cls)
+        for klass in cls.__mro__:
+            for base in klass.__dict__.get("_bnlint_standin_of", ()):
+                out.append((klass.__qualname__, base))
+    return sorted(set(out))
+
+
+# ---------------------------------------------------------------- import machinery
+
+class _StandInLoader(importlib.abc.Loader):
+    def __init__(self, package: str):
+        self.package = package
+
+    def create_module(self, spec):
+        return StandInModule(spec.name, self.package)
+
+    def exec_module(self, module):
+        pass
+
+
+@functools.lru_cache(maxsize=256)
+def _guarded_lines(filename: str) -> Tuple[Tuple[int, int], ...]:
+    """Line ranges of ``try:`` bodies in ``filename`` whose handlers catch ImportError."""
+    try:
+        with open(filename, "rb") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError):
+        return ()
+    catching = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
+
+    def catches(h: ast.ExceptHandler) -> bool:
+        if h.type is None:
+            return True
+        names = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]
+        return any((n.id if isinstance(n, ast.Name) else n.attr if isinstance(n, ast.Attribute) else "") in catching
+                   for n in names)
+
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(catches(h) for h in node.handlers) and node.body:
+            out.append((node.body[0].lineno, max(getattr(s, "end_lineno", s.lineno) for s in node.body)))
+    return tuple(out)
+
+
+def _importer() -> Tuple[Optional[str], int, bool]:
+    """(file, line) of the code that is importing, and whether it only asks whether
+    the module exists (importlib.util.find_spec)."""
+    frame = sys._getframe(2)
+    here = os.path.abspath(__file__)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if frame.f_code.co_name in ("find_spec", "find_loader") and (name == "<frozen importlib.util>" or name.endswith(
+                (os.path.join("importlib", "util.py"), "pkgutil.py"))):
+            return None, 0, True
+        if not (name.startswith("<frozen importlib") or os.path.abspath(name) == here
+                or name.endswith(os.path.join("importlib", "__init__.py"))):
+            return name, frame.f_lineno, False
+        frame = frame.f_back
+    return None, 0, False
+
+
+def _project_module_names(root: Optional[str], limit: int = 20000) -> FrozenSet[str]:
+    """Top-level names the project's own files could be imported by: every ``x.py``
+    and every folder holding Python files, anywhere below ``root``."""
+    if not root:
+        return frozenset()
+    names: Set[str] = set()
+    seen = 0
+    skip = {"__pycache__", "node_modules", "site-packages", "dist-packages", "venv", "env"}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in skip]
+        seen += len(files) + len(dirs)
+        if any(f.endswith(".py") for f in files):
+            names.add(os.path.basename(folder))
+        names.update(f[:-3] for f in files if f.endswith(".py"))
+        if seen > limit:
+            break
+    return frozenset(n for n in names if n.isidentifier())
+
+
+class StandIns:
+    """The stand-in import hooks of one worker and what they stubbed."""
+
+    def __init__(self, project_root: Optional[str], mock: Sequence[str] = (), never: Sequence[str] = ()):
+        self.project_root = project_root
+        self.forced = frozenset(m.split(".")[0] for m in mock) - NEVER_STUBBED
+        self.never = frozenset(n.split(".")[0] for n in never if n != "*") | NEVER_STUBBED
+        self.enabled = "*" not in never
+        self.stubbed: Dict[str, Tuple[Optional[str], int]] = {}  # package -> first importer (file, line)
+        self._local: Optional[FrozenSet[str]] = None
+        self.front = _FrontFinder(self)
+        self.back = _BackFinder(self)
+
+    def install(self) -> "StandIns":
+        if self.front not in sys.meta_path:
+            sys.meta_path.insert(0, self.front)
+        if self.back not in sys.meta_path:
+            sys.meta_path.append(self.back)
+        import builtins
+
+        if not getattr(builtins.__import__, "_bnlint_standins", False):
+            builtins.__import__ = _guarded_import(builtins.__import__, self)
+        return self
+
+    def local_names(self) -> FrozenSet[str]:
+        if self._local is None:
+            self._local = _project_module_names(self.project_root)
+        return self._local
+
+    def missing(self) -> List[str]:
+        """Stubbed packages that are genuinely not installed (not forced ones)."""
+        return sorted(p for p in self.stubbed if p not in self.forced)
+
+    def spec(self, fullname: str, top: str, importer: Tuple[Optional[str], int]):
+        self.stubbed.setdefault(top, importer)
+        return importlib.machinery.ModuleSpec(fullname, _StandInLoader(top), is_package=True)
+
+
+def _guarded_import(original, owner: StandIns):
+    """``__import__`` that keeps a package already stubbed missing for an import inside
+    ``try: ... except ImportError:`` (the stand-in sits in sys.modules, where no finder
+    is asked again)."""
+
+    def __import__(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0:
+            top = name.partition(".")[0]
+            if top in owner.stubbed and top not in owner.forced:
+                caller = sys._getframe(1)
+                file = caller.f_code.co_filename
+                if any(a <= caller.f_lineno <= b for a, b in _guarded_lines(file)):
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return original(name, globals, locals, fromlist, level)
+
+    __import__._bnlint_standins = True  # type: ignore[attr-defined]
+    return __import__
+
+
+class _FrontFinder(importlib.abc.MetaPathFinder):
+    """Stubs ``mock-imports`` packages even when installed, and the submodules of
+    packages already stubbed."""
+
+    def __init__(self, owner: StandIns):
+        self.owner = owner
+
+    def find_spec(self, fullname, path=None, target=None):
+        top = fullname.partition(".")[0]
+        if top in self.owner.forced or ("." in fullname and top in self.owner.stubbed):
+            file, line, probe = _importer()
+            if probe and top not in self.owner.forced:
+                return None
+            return self.owner.spec(fullname, top, (file, line))
+        return None
+
+
+class _BackFinder(importlib.abc.MetaPathFinder):
+    """Consulted after every other finder: a top-level package nobody found."""
+
+    def __init__(self, owner: StandIns):
+        self.owner = owner
+
+    def find_spec(self, fullname, path=None, target=None):
+        owner = self.owner
+        if "." in fullname or not owner.enabled or fullname in owner.never:
+            return None
+        if fullname in getattr(sys, "stdlib_module_names", ()):
+            return None
+        file, line, probe = _importer()
+        if probe:
+            return None
+        if file is not None and any(a <= line <= b for a, b in _guarded_lines(file)):
+            return None  # try: import x / except ImportError: the code has a fallback
+        if fullname in owner.local_names():
+            return None  # the project's own module, not on the path: a real error
+        return owner.spec(fullname, fullname, (file, line))
+
+
+def installed_standins() -> Optional[StandIns]:
+    """The ``StandIns`` whose hooks this process has installed, if any."""
+    for finder in sys.meta_path:
+        if isinstance(finder, _FrontFinder):
+            return finder.owner
+    return None

@@ -1,0 +1,290 @@
+"""The project layer of the script rules: layout (imports between files, the context a
+file is analysed with), name resolution by qualified name, entry points, and the
+results cache of a pre-commit-sized run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+
+import pytest
+
+from bnlint.cache import ResultCache
+from bnlint.config import Config
+from bnlint.engine import check_paths
+from bnlint.registry import all_rules
+from bnlint.rule import RuleKind
+from bnlint.script import run_script_rules
+from bnlint.script.layout import Layout, scan_imports
+from bnlint.sources import SourceFile
+
+SCRIPT_RULES = [r for r in all_rules() if r.kind is RuleKind.SCRIPT]
+
+
+def _src(path, text):
+    text = textwrap.dedent(text)
+    return SourceFile(path=path, text=text, encoding="utf-8", bom=False, newline="\n", raw=text.encode())
+
+
+def _run(files):
+    return [(f.path, f.code, f.line) for f in run_script_rules([_src(p, t) for p, t in files], SCRIPT_RULES)]
+
+
+# ---------------------------------------------------------------- layout
+
+def test_scan_imports_reads_every_spelling():
+    refs = scan_imports(textwrap.dedent("""\
+        import os, torch.nn as nn
+        from . import loaders
+        from ..utils.data import (make_loader,
+                                  seed_all as seed)  # comment
+        from models import *
+        def f():
+            import helpers
+        x = 1; from x import y
+        """))
+    got = {(r.level, r.module, r.names) for r in refs}
+    assert (0, "os", ()) in got and (0, "torch.nn", ()) in got
+    assert (1, "", ("loaders",)) in got
+    assert (2, "utils.data", ("make_loader", "seed_all")) in got
+    assert (0, "models", ("*",)) in got
+    assert (0, "helpers", ()) in got
+
+
+def test_context_is_importers_and_what_they_import():
+    layout = Layout.virtual({
+        "train.py": "from data import build_loaders\nimport engine\n",
+        "eval.py": "import engine\n",
+        "engine.py": "from utils.meters import Meter\n",
+        "data/__init__.py": "from .loaders import build_loaders\n",
+        "data/loaders.py": "from .transforms import flip\n",
+        "data/transforms.py": "",
+        "utils/meters.py": "",
+        "other.py": "import os\n",
+    })
+    ctx = [layout.rel(p) for p in layout.context([layout.abs("data/transforms.py")])]
+    assert ctx == ["data/__init__.py", "data/loaders.py", "data/transforms.py", "engine.py", "train.py",
+                   "utils/meters.py"]
+    # eval.py imports engine, which train.py also imports: it cannot reach data/.
+    assert "eval.py" not in ctx and "other.py" not in ctx
+    assert [layout.rel(p) for p in layout.context([layout.abs("other.py")])] == ["other.py"]
+
+
+def test_imports_resolve_as_python_runs_scripts():
+    layout = Layout.virtual({
+        "tools/train.py": "from utils import seed\nfrom mypkg.data import make\n",
+        "tools/utils.py": "",
+        "utils/__init__.py": "",
+        "src/mypkg/__init__.py": "",
+        "src/mypkg/data.py": "",
+        "pkg/__init__.py": "",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/a.py": "from ..b import x\nfrom . import c\n",
+        "pkg/b.py": "",
+        "pkg/sub/c.py": "",
+        "nsdir/mod.py": "",
+        "run.py": "import nsdir.mod\nimport pkg.sub.a\n",
+    })
+    rel = lambda path: sorted(layout.rel(p) for p in layout.imports_of(layout.abs(path)))  # noqa: E731
+    # the script's own folder first (sys.path[0]), then the project root, then src/
+    assert rel("tools/train.py") == ["src/mypkg/__init__.py", "src/mypkg/data.py", "tools/utils.py"]
+    assert rel("pkg/sub/a.py") == ["pkg/b.py", "pkg/sub/__init__.py", "pkg/sub/c.py"]
+    # a namespace folder (no __init__.py) still holds modules; packages run on the way
+    assert rel("run.py") == ["nsdir/mod.py", "pkg/__init__.py", "pkg/sub/__init__.py", "pkg/sub/a.py"]
+    assert layout.module_name(layout.abs("pkg/sub/a.py")) == "pkg.sub.a"
+    assert layout.module_name(layout.abs("tools/train.py")) == "train"
+
+
+# ---------------------------------------------------------------- resolution
+
+LOADERS = """\
+    from torch.utils.data import DataLoader, DistributedSampler
+
+
+    def build(ds):
+        return DataLoader(ds, batch_size=8, sampler=DistributedSampler(ds))
+    """
+
+TRAIN = """\
+    import torch
+    {imp}
+
+
+    def main():
+        ds = torch.utils.data.TensorDataset(torch.randn(8, 2), torch.randn(8, 1))
+        loader = {call}
+        model = torch.nn.Linear(2, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for epoch in range(3):
+            for x, y in loader:
+                model(x).sum().backward()
+                opt.step()
+
+
+    main()
+    """
+
+
+@pytest.mark.parametrize("files, imp, call", [
+    ({"data/loaders.py": LOADERS, "data/__init__.py": "from .loaders import build\n"},
+     "from data import build", "build(ds)"),
+    ({"data/loaders.py": LOADERS, "data/__init__.py": "from .loaders import *\n"},
+     "import data", "data.build(ds)"),
+    ({"data/loaders.py": LOADERS}, "import data.loaders as dl", "dl.build(ds)"),
+    ({"data/loaders.py": LOADERS}, "import data.loaders", "data.loaders.build(ds)"),
+    ({"data/loaders.py": LOADERS + "make_loader = build\n", "data/__init__.py": "from .loaders import make_loader as mk\n"},
+     "from data import mk", "mk(ds)"),
+])
+def test_helpers_resolve_through_packages_and_aliases(files, imp, call):
+    train = TRAIN.format(imp=imp, call=call)
+    got = _run([("train.py", train)] + list(files.items()))
+    assert got == [("data/loaders.py", "BNL201", 5)]
+
+
+def test_a_same_named_function_elsewhere_is_a_different_function():
+    """The issue's first report: train() started by mp.spawn, beside a script whose own
+    train() is called directly with other arguments."""
+    ddp = """\
+        import torch
+        import torch.multiprocessing as mp
+        from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+
+        def train(rank, epochs):
+            ds = TensorDataset(torch.randn(8, 2), torch.randn(8, 1))
+            loader = DataLoader(ds, sampler=DistributedSampler(ds))
+            model = torch.nn.Linear(2, 1)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for epoch in range(epochs):
+                for x, y in loader:
+                    model(x).sum().backward()
+                    opt.step()
+
+
+        if __name__ == "__main__":
+            mp.spawn(train, args=(10,), nprocs=2)
+        """
+    sibling = """\
+        def train(loader, epochs):
+            for x in loader:
+                pass
+
+
+        def main():
+            train([], 0)
+
+
+        main()
+        """
+    alone = _run([("ddp.py", ddp)])
+    assert alone == [("ddp.py", "BNL201", 8)]
+    assert _run([("ddp.py", ddp), ("single.py", sibling)]) == alone
+
+
+@pytest.mark.parametrize("entry", [
+    "import typer\napp = typer.Typer()\n\n\n@app.command()\ndef run(epochs: int = 3):\n    work(epochs)\n",
+    "import fire\n\n\ndef run(epochs=3):\n    work(epochs)\n\n\nif __name__ == '__main__':\n    fire.Fire(run)\n",
+    "import threading\n\n\ndef run():\n    work(3)\n\n\nthreading.Thread(target=run).start()\n",
+    "from concurrent.futures import ProcessPoolExecutor\n\n\ndef run(epochs):\n    work(epochs)\n\n\n"
+    "with ProcessPoolExecutor() as pool:\n    pool.submit(run, 3)\n",
+    "import torch.multiprocessing as mp\n\n\ndef main():\n    def worker(rank):\n        work(3)\n"
+    "    mp.spawn(worker, nprocs=2)\n\n\nmain()\n",
+])
+def test_entry_points_are_walked(entry):
+    work = textwrap.dedent("""\
+        import torch
+        from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+
+
+        def work(epochs):
+            ds = TensorDataset(torch.randn(8, 2), torch.randn(8, 1))
+            sampler = DistributedSampler(ds)
+            loader = DataLoader(ds, sampler=sampler)
+            model = torch.nn.Linear(2, 1)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for epoch in range(epochs):
+                for x, y in loader:
+                    model(x).sum().backward()
+                    opt.step()
+
+
+        """)
+    text = work + entry
+    assert _run([("launch.py", text)]) == [("launch.py", "BNL201", 7)]
+    told = text.replace("        for x, y in loader:", "        sampler.set_epoch(epoch)\n        for x, y in loader:")
+    assert _run([("launch.py", told)]) == []
+
+
+def test_a_helper_called_with_context_is_not_also_walked_without_it():
+    """A default (shuffle=False) the only caller overrides is not a finding."""
+    text = textwrap.dedent("""\
+        import torch
+        from torch.utils.data import DataLoader, TensorDataset
+
+
+        def make(ds, shuffle=False):
+            return DataLoader(ds, batch_size=4, shuffle=shuffle)
+
+
+        def main():
+            ds = TensorDataset(torch.randn(8, 2), torch.randn(8, 1))
+            loader = make(ds, shuffle=True)
+            model = torch.nn.Linear(2, 1)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for epoch in range(3):
+                for x, y in loader:
+                    model(x).sum().backward()
+                    opt.step()
+
+
+        main()
+        """)
+    assert _run([("t.py", text)]) == []
+    assert _run([("t.py", text.replace("shuffle=True)", "shuffle=False)"))]) == [("t.py", "BNL203", 6)]
+
+
+# ---------------------------------------------------------------- the cache
+
+PROJECT = {
+    "train.py": TRAIN.format(imp="from data import build", call="build(ds)"),
+    "data/__init__.py": "from .loaders import build\n",
+    "data/loaders.py": LOADERS,
+    "other.py": "from torch.utils.data import DataLoader\n\n\ndef make(ds):\n    return DataLoader(ds)\n",
+}
+
+
+def _write(root, files):
+    for rel, text in files.items():
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
+            fh.write(textwrap.dedent(text))
+
+
+def test_precommit_run_on_one_file_parses_only_its_context(tmp_path, monkeypatch):
+    import bnlint.script.analysis as analysis
+
+    _write(tmp_path, PROJECT)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    parsed = []
+    real = analysis.parse_file
+    monkeypatch.setattr(analysis, "parse_file", lambda path, *a: parsed.append(os.path.basename(path)) or real(path, *a))
+    cache = lambda: ResultCache.for_run(str(tmp_path / ".bnlint_cache"), "cfg", [r.code for r in SCRIPT_RULES])  # noqa: E731
+
+    def check(*paths, use_cache=True):
+        parsed.clear()
+        result = check_paths(list(paths), Config(), SCRIPT_RULES, cache=cache() if use_cache else None)
+        return [(f.path, f.code, f.line) for f in result.findings]
+
+    full = check(".")
+    assert full == [("data/loaders.py", "BNL201", 5)]
+    assert check("data/loaders.py") == full and parsed == []  # from the entries the full run stored
+    # Another file changes: the checked file's context did not, nothing is parsed.
+    (tmp_path / "other.py").write_text("from torch.utils.data import DataLoader\n")
+    assert check("data/loaders.py") == full and parsed == []
+    # A file of its context changes: only that context is parsed again.
+    (tmp_path / "train.py").write_text((tmp_path / "train.py").read_text() + "\n# touched\n")
+    assert check("data/loaders.py") == full
+    assert sorted(parsed) == ["__init__.py", "loaders.py", "train.py"]  # not other.py
+    assert check("data/loaders.py", use_cache=False) == full
