@@ -27,7 +27,7 @@ import inspect
 import os
 import sys
 import types
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, NoReturn, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
@@ -53,7 +53,7 @@ class NeedsPackage(ImportError):
         self.site = site  # (file, line) where the stand-in was built, when known
 
 
-def _fail(obj: Any, what: str) -> "NoReturn":  # noqa: F821
+def _fail(obj: Any, what: str) -> NoReturn:
     cls = obj if isinstance(obj, type) else type(obj)
     raise NeedsPackage(cls._bnlint_package, f"{what} {cls._bnlint_dotted}")
 
