@@ -104,7 +104,7 @@ def test_a_stand_in_inside_the_model_is_found(apex):
 HOOKS = textwrap.dedent("""
     import json, os, sys
     import importlib.util
-    from bnlint.model.standins import StandIns
+    from bnlint.model.standin_imports import StandIns
     root = sys.argv[1]
     sys.path.insert(0, root)
     mock = json.loads(sys.argv[2]); never = json.loads(sys.argv[3])
