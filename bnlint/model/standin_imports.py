@@ -125,6 +125,16 @@ class StandIns:
             self._local = _project_module_names(self.project_root)
         return self._local
 
+    def from_project(self, file: Optional[str]) -> bool:
+        """Whether ``file`` (an importer) is the project's code, not an installed
+        package's: ``import tensorboard`` inside torch means the package, even when
+        the project has a utils/tensorboard.py."""
+        if not file or not self.project_root:
+            return False
+        path = os.path.abspath(file)
+        return path.startswith(os.path.abspath(self.project_root) + os.sep) and not any(
+            part in path for part in ("site-packages", "dist-packages"))
+
     def missing(self) -> List[str]:
         """Stubbed packages that are genuinely not installed (not forced ones)."""
         return sorted(p for p in self.stubbed if p not in self.forced)
@@ -187,7 +197,7 @@ class _BackFinder(importlib.abc.MetaPathFinder):
             return None
         if file is not None and any(a <= line <= b for a, b in _guarded_lines(file)):
             return None  # try: import x / except ImportError: the code has a fallback
-        if fullname in owner.local_names():
+        if owner.from_project(file) and fullname in owner.local_names():
             return None  # the project's own module, not on the path: a real error
         return owner.spec(fullname, fullname, (file, line))
 

@@ -16,10 +16,11 @@ The import hooks that install them are in bnlint.model.standin_imports.
 from __future__ import annotations
 
 import abc
+import re
 import inspect
 import sys
 import types
-from typing import Any, Dict, Iterable, List, NoReturn, Optional, Set, Tuple
+from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
@@ -84,11 +85,13 @@ class StandInForMissingPackage(abc.ABCMeta):
         if namespace.get("_bnlint_pure"):
             return super().__new__(mcls, name, bases, namespace, **kwargs)
         # A user's class derives from a stand-in: make it an ordinary class on
-        # _StandInBase (an nn.Module that accepts any constructor arguments).
+        # _StandInBase (an nn.Module that accepts any constructor arguments) when it
+        # looks like a model, else on _PlainStandInBase (``class Cfg(yacs.CfgNode)``).
         standins = [b for b in bases if isinstance(b, StandInForMissingPackage)]
+        replacement = _StandInBase if _looks_like_module(standins, namespace) else _PlainStandInBase
         new_bases: List[type] = []
         for b in bases:
-            b = _StandInBase if isinstance(b, StandInForMissingPackage) else b
+            b = replacement if isinstance(b, StandInForMissingPackage) else b
             if b not in new_bases:
                 new_bases.append(b)
         namespace = dict(namespace)
@@ -113,6 +116,17 @@ class StandInForMissingPackage(abc.ABCMeta):
         nn.Module.__setattr__(instance, "_bnlint_site", (caller.f_code.co_filename, caller.f_lineno))
         return instance
 
+    @classmethod
+    def __torch_function__(mcls, func, types, args=(), kwargs=None):
+        # A stand-in class itself passed to torch (torch.empty((4, cfg.WIDTH))).
+        values = list(args) + list((kwargs or {}).values())
+        values += [v for x in list(values) if isinstance(x, (tuple, list)) for v in x]
+        found = next((v for v in values if isinstance(v, StandInForMissingPackage)), None)
+        name = getattr(func, "__name__", func)
+        if found is None:
+            raise NeedsPackage("?", f"{name}() was applied to a stand-in")
+        raise NeedsPackage(found._bnlint_package, f"{name}() was applied to {found._bnlint_dotted}")
+
     def __getitem__(cls, item):
         return cls
 
@@ -133,6 +147,38 @@ class StandInForMissingPackage(abc.ABCMeta):
     del _op
 
 
+_MODULE_NAMES = re.compile(r"(Module|Model|Net|Network|Layer|Block|Backbone|Head|Encoder|Decoder)$")
+_MODULE_METHODS = ("forward", "training_step", "validation_step", "configure_optimizers")
+
+
+def _looks_like_module(standins: Sequence[type], namespace: Dict[str, Any]) -> bool:
+    """A user class derived from a stand-in is an nn.Module when it defines forward (or
+    Lightning's hooks), or derives from a name such as LightningModule or PreTrainedModel."""
+    return any(m in namespace for m in _MODULE_METHODS) or any(
+        _MODULE_NAMES.search(s._bnlint_dotted.rsplit(".", 1)[-1]) for s in standins)
+
+
+def _standin_attribute(owner: type, name: str):
+    base = owner._bnlint_standin_of[0] if owner._bnlint_standin_of else owner.__name__
+    return make_standin(f"{base}.{name}", owner._bnlint_package)
+
+
+class _PlainStandInBase:
+    """Base of a user class derived from a stand-in that is not a model (a config node,
+    a logger): accepts any constructor arguments; unknown attributes are stand-ins."""
+
+    _bnlint_package = "?"
+    _bnlint_standin_of: Tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _standin_attribute(type(self), name)
+
+
 class _StandInBase(nn.Module):
     """Base of stand-in instances and of user classes derived from a stand-in."""
 
@@ -148,8 +194,20 @@ class _StandInBase(nn.Module):
         except AttributeError:
             if name.startswith("_"):
                 raise
-        base = type(self)._bnlint_standin_of[0] if type(self)._bnlint_standin_of else type(self).__name__
-        return make_standin(f"{base}.{name}", type(self)._bnlint_package)
+        return _standin_attribute(type(self), name)
+
+
+class _Structural:
+    """An nn.Module method that exposes structure (children, parameters, ...): on a
+    stand-in, calling it means the model is built from the missing package."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type):
+        def missing(*args: Any, **kwargs: Any) -> NoReturn:
+            _fail(owner, f"{self.name}() was called on")
+        return missing
 
 
 class _PureStandIn(_StandInBase):
@@ -165,7 +223,12 @@ class _PureStandIn(_StandInBase):
         except AttributeError:
             if name.startswith("_"):
                 raise
-        return getattr(type(self), name)
+        child = getattr(type(self), name)
+        return child() if isinstance(child, StandInForMissingPackage) else child
+
+    children, named_children, modules, named_modules = (_Structural() for _ in range(4))
+    parameters, named_parameters, buffers, named_buffers = (_Structural() for _ in range(4))
+    state_dict, load_state_dict, get_submodule, get_parameter = (_Structural() for _ in range(4))
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if _is_decorated(args, kwargs) or (len(args) == 1 and not kwargs and callable(args[0])
@@ -223,7 +286,7 @@ class StandInModule(types.ModuleType):
         super().__init__(name)
         self.__path__: List[str] = []
         self.__all__: List[str] = []
-        self.__version__ = "0.0"
+        self.__version__ = "99.0.0"  # passes "needs version >= X" checks at import
         self._bnlint_package = package
 
     def __getattr__(self, name: str):
@@ -248,10 +311,17 @@ def standin_package(obj: Any) -> Optional[str]:
 def find_standins(model: nn.Module) -> Optional[Tuple[str, str, Optional[Tuple[str, int]]]]:
     """(package, where, (file, line) it was built) of the first stand-in that is the model or one of its
     submodules: building the model needs that package."""
-    for name, sub in model.named_modules():
+    todo = [("", model)]  # by _modules: a stand-in's own children() raises
+    seen = set()
+    while todo:
+        name, sub = todo.pop(0)
+        if id(sub) in seen:
+            continue
+        seen.add(id(sub))
         if isinstance(sub, _PureStandIn):
             what = f"submodule {name} is" if name else "the model is"
             return sub._bnlint_package, f"{what} a stand-in for {sub._bnlint_dotted}", sub.__dict__.get("_bnlint_site")
+        todo.extend((f"{name}.{k}" if name else k, m) for k, m in sub._modules.items() if m is not None)
     return None
 
 
