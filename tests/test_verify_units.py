@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
@@ -71,6 +72,24 @@ def test_evidence_needs_the_interval_beyond_the_margin_or_the_sign_test():
     assert has_evidence(wide, 0.02)
     assert not has_evidence(wide[:5], 0.02)  # 5 of 5: p = 0.0625
     assert not has_evidence([0.5, 0.5, float("nan")], 0.0)
+
+
+def test_ratio_metrics_are_compared_on_the_log_scale():
+    """A variance shift of 20, 17 and 120 before and about 1.4 after (a channel dropout
+    feeding BN, measured at three seeds): on the raw scale the t-interval spans zero, as
+    log-ratios it is clear."""
+    before, after = [20.5, 16.6, 120.7], [1.29, 1.36, 1.39]
+    raw = compare_metric(MetricSpec("variance_shift", "lower", "mechanistic", tolerance=0.02), before, after)
+    assert raw.decision == "no clear difference"
+    log = compare_metric(MetricSpec("variance_shift", "lower", "mechanistic", tolerance=math.log(1.02), log=True),
+                         before, after)
+    assert log.decision == "better"
+    assert log.before_mean == pytest.approx((20.5 * 16.6 * 120.7) ** (1 / 3))
+    diff, interval = log.factor_text()
+    assert diff.startswith("x0.0") and interval.startswith("[x")
+    assert log.to_dict()["scale"] == "log"
+    same = compare_metric(log.spec, [1.5, 1.6, 1.7], [1.5, 1.6, 1.7])
+    assert same.decision == "no clear difference" and same.diff_mean == 0
 
 
 def test_shift_ties_within_the_margin_are_inconclusive():

@@ -120,9 +120,10 @@ def _root_name(node: ast.AST) -> Optional[str]:
     return node.id if isinstance(node, ast.Name) else None
 
 
-def _stored_names(nodes: Iterable[ast.AST]) -> Set[str]:
+def _stored_names(nodes: Iterable[ast.AST], declared: Optional[Set[str]] = None) -> Set[str]:
     """Names bound in ``nodes`` in their own scope (nested functions and classes bind
-    only their own name)."""
+    only their own name). ``declared`` receives the names of ``global`` / ``nonlocal``
+    statements of that scope."""
     out: Set[str] = set()
 
     def visit(node: ast.AST) -> None:
@@ -131,15 +132,24 @@ def _stored_names(nodes: Iterable[ast.AST]) -> Set[str]:
             return
         if isinstance(node, ast.Lambda):
             return
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            out.add(node.id)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+        if isinstance(node, ast.Name):
+            if isinstance(node.ctx, (ast.Store, ast.Del)):
+                out.add(node.id)
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
             for alias in node.names:
                 if alias.name != "*":
                     out.add(alias.asname or alias.name.split(".")[0])
-        elif isinstance(node, ast.ExceptHandler) and node.name:
+            return
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
+            if declared is not None:
+                declared.update(node.names)
+            return
+        if isinstance(node, ast.ExceptHandler) and node.name:
             out.add(node.name)
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.expr_context, ast.Constant)):
+                continue
             visit(child)
 
     for n in nodes:
@@ -158,6 +168,7 @@ class _Reads:
         self.deep = deep
         self.lazy_annotations = future_annotations
         self.names: Set[str] = set()
+        self.attributes: Set[Tuple[str, str]] = set()  # (name, attribute) for ``name.attribute``
 
     def expr(self, node: Optional[ast.AST], local: FrozenSet[str] = frozenset()) -> None:
         if node is None:
@@ -186,6 +197,8 @@ class _Reads:
         if isinstance(node, ast.NamedExpr):
             self.expr(node.value, local)
             return
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id not in local:
+            self.attributes.add((node.value.id, node.attr))
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.stmt):
                 self.stmt(child, local)
@@ -210,8 +223,8 @@ class _Reads:
             self._annotation(node.returns)
             if self.deep:
                 params = {a.arg for a in _all_args(node.args)}
-                declared = {n for s in ast.walk(node) if isinstance(s, (ast.Global, ast.Nonlocal)) for n in s.names}
-                own = (_stored_names(node.body) | params) - declared
+                declared: Set[str] = set()
+                own = (_stored_names(node.body, declared) | params) - declared
                 for s in node.body:
                     self.stmt(s, local | frozenset(own))
             return
@@ -256,12 +269,16 @@ def _all_args(args: ast.arguments) -> List[ast.arg]:
 
 
 def _reads(node: ast.AST, deep: bool, future: bool) -> Set[str]:
+    return _reader(node, deep, future).names
+
+
+def _reader(node: ast.AST, deep: bool, future: bool) -> _Reads:
     r = _Reads(deep, future)
     if isinstance(node, ast.stmt):
         r.stmt(node)
     else:
         r.expr(node)
-    return r.names
+    return r
 
 
 # ---------------------------------------------------------------- calls
@@ -313,6 +330,11 @@ class _CallPolicy:
                         and s.name in ("__init__", "__new__", "__post_init__")]
                 self.functions[stmt.name] = ast.Module(body=init, type_ignores=[])
         self._verdicts: Dict[str, Optional[str]] = {}
+        # Names bound by ``import x`` / ``import x.y as z``: modules, not the file's objects.
+        self.module_names = frozenset(
+            (a.asname or a.name.split(".")[0]) for stmt in _walk_top(tree.body) if isinstance(stmt, ast.Import)
+            for a in stmt.names
+        )
 
     def resolve(self, dotted: str) -> str:
         head, _, rest = dotted.partition(".")
@@ -448,9 +470,10 @@ class _Leaf:
     reads_now: Set[str]
     demand: Set[str]  # names it needs when run or called later
     denied: Optional[str]
+    attributes: Set[Tuple[str, str]]
 
 
-def _classify(stmt: ast.stmt) -> Tuple[str, Optional[str]]:
+def _classify(stmt: ast.stmt, modules: FrozenSet[str] = frozenset()) -> Tuple[str, Optional[str]]:
     """(kind, mutated base name)."""
     if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)):
         return _DEF, None
@@ -474,9 +497,12 @@ def _classify(stmt: ast.stmt) -> Tuple[str, Optional[str]]:
         plain = all(_plain_target(t) for t in targets)
         if not plain:
             bases = {_root_name(t) for t in targets}
-            if len(bases) == 1 and None not in bases:
-                return _MUTATE, bases.pop()
-            return _CODE, None
+            if len(bases) != 1 or None in bases:
+                return _CODE, None
+            base = bases.pop()
+            if base in modules and not _is_constantish(value):
+                return _CODE, None  # sys.stdout = Logger(...): only constants go into modules
+            return _MUTATE, base
         if _is_constantish(value):
             return _CONST, None
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in MUTATING_METHODS:
@@ -516,16 +542,18 @@ def _leaves(body: Sequence[ast.stmt], guard_reads: Set[str], guard_denied: Optio
             for part in (stmt.body, *[h.body for h in stmt.handlers], stmt.orelse, stmt.finalbody):
                 _leaves(part, guard_reads, guard_denied, policy, future, out)
             continue
-        kind, base = _classify(stmt)
+        kind, base = _classify(stmt, policy.module_names)
         star = isinstance(stmt, ast.ImportFrom) and any(a.name == "*" for a in stmt.names)
         if kind == _DEF:
             denied = guard_denied
         else:
             denied = guard_denied or policy.statement_denied(stmt)
-        demand = set() if _is_training_function(stmt) else _reads(stmt, True, future)
+        deep = _reader(stmt, True, future)
+        demand = set() if _is_training_function(stmt) else deep.names
         out.append(_Leaf(
             node=stmt, kind=kind, binds=_stored_names([stmt]), star=star, mutates=base,
             reads_now=guard_reads | _reads(stmt, False, future), demand=guard_reads | demand, denied=denied,
+            attributes=deep.attributes,
         ))
 
 
@@ -606,7 +634,7 @@ def filter_definitions(tree: ast.Module, needed: Iterable[str] = (), forced_out:
     kept_ids = included
     kept_nodes = {id(leaves[i].node) for i in kept_ids}
     body = _rebuild(tree.body, kept_nodes)
-    module = ast.fix_missing_locations(ast.Module(body=body, type_ignores=[]))
+    module = ast.Module(body=body, type_ignores=[])  # new nodes copy their locations
 
     kept_names: Set[str] = set()
     left_names: Set[str] = set()
@@ -634,20 +662,11 @@ def filter_definitions(tree: ast.Module, needed: Iterable[str] = (), forced_out:
         left_out_names=frozenset(left_names - kept_names),
         kept_leaves=leaves_out,
         imports=tuple(imports),
-        module_attribute_reads=tuple(sorted(_module_attribute_reads(tree, policy))),
+        module_attribute_reads=tuple(sorted(
+            (policy.aliases[name], attr) for leaf in leaves for name, attr in leaf.attributes if name in policy.aliases
+        )),
         left_out=left_out,
     )
-
-
-def _module_attribute_reads(tree: ast.Module, policy: _CallPolicy) -> Set[Tuple[str, str]]:
-    """(module, attribute) for ``mod.attr`` reads of imported modules (``import conf``
-    then ``conf.settings``): the attribute is needed from that module."""
-    modules = {alias: full for alias, full in policy.aliases.items()}
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
-            out.add((modules[node.value.id], node.attr))
-    return out
 
 
 def _rebuild(body: Sequence[ast.stmt], kept: Set[int]) -> List[ast.stmt]:

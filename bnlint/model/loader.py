@@ -35,6 +35,7 @@ __all__ = [
     "find_auto_targets",
     "required_parameters",
     "project_root",
+    "is_definitions_file",
 ]
 
 # How many times an import starts again after leaving out a statement that raised.
@@ -178,6 +179,14 @@ def install_definitions_hook(roots: Sequence[str]) -> _DefinitionsFinder:
     finder = _DefinitionsFinder(roots)
     sys.meta_path.insert(0, finder)
     return finder
+
+
+def is_definitions_file(path: str) -> bool:
+    """Whether ``path`` (absolute) was imported through the definitions filter."""
+    for finder in sys.meta_path:
+        if isinstance(finder, _DefinitionsFinder):
+            return path in finder.state.results
+    return False
 
 
 def _module_name_for(path: str) -> Tuple[str, str]:
