@@ -45,8 +45,9 @@ def check_in_project(files: Sequence[CheckedFile], rules, *, cache=None, index=N
     if not rules or not files:
         return []
     groups: Dict[tuple, List[CheckedFile]] = {}
+    roots: Dict[str, object] = {}
     for f in files:
-        root = find_project_root(f.abs_path)
+        root = find_project_root(f.abs_path, roots)
         key = (root, False) if root is not None else (_package_base(f.abs_path), True)
         groups.setdefault(key, []).append(f)
     out: List[Finding] = []
