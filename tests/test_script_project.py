@@ -323,3 +323,22 @@ def test_precommit_run_on_one_file_parses_only_its_context(tmp_path, monkeypatch
     assert check("data/loaders.py") == full
     assert sorted(parsed) == ["__init__.py", "loaders.py", "train.py"]  # not other.py
     assert check("data/loaders.py", use_cache=False) == full
+
+
+def test_a_new_version_of_a_file_is_checked_in_place_with_its_project(tmp_path):
+    """What a fixer needs: the fixed text of data/loaders.py, before it is written,
+    checked with the scripts that import it."""
+    from bnlint.script.scope import CheckedFile, check_in_project
+
+    _write(tmp_path, PROJECT)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    target = str(tmp_path / "data" / "loaders.py")
+    old = (tmp_path / "data" / "loaders.py").read_text()
+
+    def checked(text):
+        return CheckedFile("data/loaders.py", target, lambda: _src("data/loaders.py", text), in_memory=True)
+
+    assert [(f.code, f.line) for f in check_in_project([checked(old)], SCRIPT_RULES)] == [("BNL201", 5)]
+    fixed = old.replace("sampler=DistributedSampler(ds))", "shuffle=True)")
+    assert check_in_project([checked(fixed)], SCRIPT_RULES) == []
+    assert (tmp_path / "data" / "loaders.py").read_text() == old
