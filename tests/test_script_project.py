@@ -342,3 +342,47 @@ def test_a_new_version_of_a_file_is_checked_in_place_with_its_project(tmp_path):
     fixed = old.replace("sampler=DistributedSampler(ds))", "shuffle=True)")
     assert check_in_project([checked(fixed)], SCRIPT_RULES) == []
     assert (tmp_path / "data" / "loaders.py").read_text() == old
+
+
+def test_a_loop_run_with_train_false_does_not_train():
+    """minGPT-DDP's trainer: one _run_epoch for both loaders, set_epoch and backward
+    under `if train:`; the evaluation pass (train=False) trains nothing."""
+    text = textwrap.dedent("""\
+        import torch
+        from torch.utils.data import DataLoader, DistributedSampler
+
+
+        class Trainer:
+            def __init__(self, model, train_set, test_set, optimizer):
+                self.model = model
+                self.optimizer = optimizer
+                self.train_loader = self._prepare_dataloader(train_set)
+                self.test_loader = self._prepare_dataloader(test_set)
+
+            def _prepare_dataloader(self, dataset):
+                return DataLoader(dataset, batch_size=32, shuffle=False, sampler=DistributedSampler(dataset))
+
+            def _run_batch(self, source, targets, train=True):
+                with torch.set_grad_enabled(train):
+                    loss = self.model(source, targets)
+                if train:
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    self.optimizer.step()
+                return loss.item()
+
+            def _run_epoch(self, epoch, dataloader, train=True):
+                if train:
+                    dataloader.sampler.set_epoch(epoch)
+                for source, targets in dataloader:
+                    self._run_batch(source, targets, train)
+
+            def train(self, max_epochs):
+                for epoch in range(max_epochs):
+                    self._run_epoch(epoch, self.train_loader, train=True)
+                    self._run_epoch(epoch, self.test_loader, train=False)
+        """)
+    assert _run([("trainer.py", text)]) == []
+    forgot = text.replace("dataloader.sampler.set_epoch(epoch)", "pass")
+    assert forgot != text
+    assert _run([("trainer.py", forgot)]) == [("trainer.py", "BNL201", 13)]
