@@ -169,3 +169,20 @@ def test_top_level_code_of_the_project_cannot_write_files(tmp_path):
     assert "os.makedirs('logs')" in out["notes"][0][2] and "open('BNLINT_TRAP_results.csv', 'a')" in out["notes"][1][2]
     assert not list(project.rglob("BNLINT_TRAP*")) and not (project / "logs").exists()
     assert (installed / "cache").is_dir() and (project / "net.py.after").exists()
+
+
+def test_relative_imports_in_a_folder_without_init(tmp_path):
+    # models/ has no __init__.py: the project imports it as the namespace package `models`.
+    _write(tmp_path, {
+        ".git/HEAD": "",
+        "models/op/__init__.py": "",
+        "models/op/blocks.py": "WIDTH = 4\n",
+        "models/helpers.py": "SCALE = 3\n",
+        "models/net.py": """
+            from .op.blocks import WIDTH
+            from helpers import SCALE  # a sibling, as a script in models/ would import it
+
+            RESULT = WIDTH * SCALE
+        """,
+    })
+    assert _load(tmp_path, "models/net.py")["value"] == "12"
