@@ -81,7 +81,8 @@ from bnlint.runtime.orders import (
 )
 
 
-def _hint(facts: LoaderFacts, rebuilt: bool) -> str:
+def reshuffle_hint(facts: LoaderFacts, rebuilt: bool) -> str:
+    """What most likely makes this loader repeat its order, and what to do."""
     if facts.iterable:
         return (f"{facts.dataset}.__iter__ yields the same samples in the same order every pass: "
                 f"reshuffle per pass, e.g. seed it with seed + epoch through a set_epoch(epoch) "
@@ -116,7 +117,7 @@ def _message(facts: LoaderFacts, found: Repeat) -> str:
     built = " (a new loader each pass)" if rebuilt else ""
     return (f"training {describe_loader(facts)}{built} drew the same order in {passes} (first "
             f"{found.compared} {what} identical): every epoch sees the same batches (Single "
-            f"Shuffle), which BatchNorm turns into a distorted optimum; {_hint(facts, rebuilt)}")
+            f"Shuffle), which BatchNorm turns into a distorted optimum; {reshuffle_hint(facts, rebuilt)}")
 
 
 def find_order_repeated_at_runtime(record: RuntimeRecord) -> Iterator[Hit]:

@@ -58,6 +58,29 @@ def _print_traceback(exc: BaseException) -> None:
     traceback.print_exception(type(exc), exc, tb)
 
 
+def _run_file(path: str) -> None:
+    """Execute ``path`` as the ``__main__`` module (``__file__`` absolute, as Python
+    3.9+ sets it for a script named on the command line; ``sys.argv[0]`` untouched)."""
+    import builtins
+    import io
+    import types
+    from importlib.machinery import SourceFileLoader
+
+    with io.open_code(path) as fh:
+        source = fh.read()
+    code = compile(source, path, "exec", dont_inherit=True)
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=path, __cached__=None, __package__=None, __spec__=None,
+                           __loader__=SourceFileLoader("__main__", path), __builtins__=builtins)
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = module
+    try:
+        exec(code, module.__dict__)
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
 def run_script(script: str, args: Sequence[str]) -> int:
     """Run ``script`` with ``args``; returns its exit status. ``sys.argv``,
     ``sys.path[0]`` and ``sys.modules['__main__']`` are restored afterwards."""
@@ -71,7 +94,10 @@ def run_script(script: str, args: Sequence[str]) -> int:
         sys.path.insert(0, folder)
     status: Optional[int] = None
     try:
-        runpy.run_path(path, run_name="__main__")
+        if os.path.isdir(path):
+            runpy.run_path(script, run_name="__main__")  # a folder's __main__.py, as python runs it
+        else:
+            _run_file(path)
         status = 0
     except SystemExit as exc:
         status = _exit_status(exc)
