@@ -286,3 +286,33 @@ def test_progress_bar_silent_without_a_tty():
     bar.advance(4)
     bar.close()
     assert "verify [" in tty.getvalue() and "4/4" in tty.getvalue()
+
+
+def test_seed_group_worker_matches_the_in_process_seed(tmp_path):
+    """The multi-GPU runner's worker (bnlint.verify.parallel), run here on CPU: it
+    rebuilds the pair from the files and returns the same plain records."""
+    from pathlib import Path
+
+    from bnlint.verify.model_experiment import make_task
+    from bnlint.verify.model_seed import SeedWork, measure_seed, train_seed
+    from bnlint.verify.parallel import run_seed_group, split_seeds
+    from bnlint.verify.sources import model_pair_from_files
+    from bnlint.verify.speed import SpeedChoice
+
+    fix = Path(__file__).resolve().parent.parent / "fixtures" / "verify"
+    before, after = str(fix / "mlp_dropout_before_bn.py"), str(fix / "mlp_dropout_after_bn.py")
+    options = VerifyOptions(progress=False)
+    work = SeedWork(64, 64, ("bn",), options, SpeedChoice(1, torch.float32, False, 0.0, 32), "cpu")
+    measured = run_seed_group(before, after, None, None, work, "measure", [0, 1], 1, None)
+    trained = run_seed_group(before, after, None, None, work, "train", [0], 1, None)
+    pair = model_pair_from_files(before, after, None)
+    task_for = make_task(pair, options, pair.build_before())
+    here = measure_seed(pair, task_for(1), 1, work, True)
+    for record in (measured[1], here):
+        record.pop("seconds")
+    assert measured[1] == here
+    assert measured[0]["before"]["at_init"]["judged"] > 1.5  # p = 0.5 feeds the BN
+    assert set(trained[0]["before"]) >= {"trained", "curve", "steps", "val_loss"}
+    expected = train_seed(pair, task_for(0), 0, work, 1)
+    assert trained[0]["after"]["curve"] == expected["after"]["curve"]
+    assert split_seeds([0, 1, 2, 3, 4], 2) == [[0, 2, 4], [1, 3]]

@@ -11,8 +11,8 @@
    not count validation.
 4. Paired statistics and the verdict (``bnlint.verify.stats``): the mechanistic metric
    is phase 1's variance shift at the judged BNs (same weights, only the change
-   differs); validation metrics count only when training moved them (see
-   ``_validation_counts``) and can then confirm or veto.
+   differs); validation metrics count only when training moved them and can then
+   veto (``bnlint.verify.model_verdict``).
 """
 from __future__ import annotations
 
@@ -20,28 +20,25 @@ import math
 import time
 from typing import Callable, List, Optional, Tuple
 
-import torch
 from torch import nn
 
-from bnlint.verify.batching import BatchSource
 from bnlint.verify.bnstats import batchnorm_layers, bn_input_positions, functional_batchnorm_buffers
 from bnlint.verify.budget import time_one_step
 from bnlint.verify.environment import cpu_threads, default_budget, environment_info, pick_device
 from bnlint.verify.judged import JudgedBatchNorms, dropout_fed_batchnorms, judged_batchnorms
 from bnlint.verify.model_seed import ModelPair, SeedWork, build_pair, measure_seed, renamed_module, train_seed
+from bnlint.verify.model_verdict import (divergence, merge_records, shift_comparisons, validation_comparisons,
+                                         validation_counts)
 from bnlint.verify.options import VerifyError, VerifyOptions
 from bnlint.verify.plan import Costs, RunPlan, Sizes, make_plan
 from bnlint.verify.progress import ProgressBar
 from bnlint.verify.report import VerifyReport
 from bnlint.verify.speed import choose_speed
-from bnlint.verify.stats import INCONCLUSIVE, MIN_SEEDS, REGRESSED, MetricSpec, compare_metric, verdict_from
+from bnlint.verify.stats import INCONCLUSIVE, verdict_from
 from bnlint.verify.tasks import TaskData, load_user_task, output_width, synthetic_task
 from bnlint.verify.weights import check_eval_equivalence
 
-__all__ = ["ModelPair", "run_model_experiment", "build_pair", "make_task", "VAL_PROGRESS", "SHIFT_MARGIN"]
-
-VAL_PROGRESS = 0.8  # validation counts when training brought its loss to at most this x the initial loss
-SHIFT_MARGIN = math.log(1.02)  # variance shifts within 2% of each other do not differ
+__all__ = ["ModelPair", "run_model_experiment", "build_pair", "make_task"]
 
 
 def make_task(pair: ModelPair, options: VerifyOptions, probe: nn.Module) -> Callable[[int], TaskData]:
@@ -85,6 +82,7 @@ class _Experiment:
         self.deadline = self.start + self.budget
         self.notes: List[str] = []
         self.timing: dict = {}
+        self._time_step: Callable[[], float] = lambda: math.nan  # set by _plan: times one step now
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -223,37 +221,14 @@ class _Experiment:
 
     def _report(self, phase1: List[dict], trained: Optional[List[dict]], epochs: int, task0: TaskData,
                 judged: JudgedBatchNorms, speed, equivalence, plan: RunPlan) -> VerifyReport:
-        seeds = _merge(phase1, trained)
-        stage = "at_init"  # the verdict's measurement: same weights, only the change differs
-        comparisons = []
-        has_bn = bool(seeds) and all(s[arm][stage]["judged"] is not None for s in seeds for arm in ("before", "after"))
-        if has_bn:
-            comparisons.append(_compare(seeds, lambda side: side[stage]["judged"],
-                                        MetricSpec("variance_shift", "lower", "mechanistic", tolerance=SHIFT_MARGIN, log=True)))
-            if all(s[arm][stage]["other_max"] is not None for s in seeds for arm in ("before", "after")):
-                comparisons.append(_compare(seeds, lambda side: side[stage]["other_max"],
-                                            MetricSpec("variance_shift_other_max", "lower", "info",
-                                                       tolerance=SHIFT_MARGIN, log=True)))
-            if trained:
-                comparisons.append(_compare(seeds, lambda side: side["trained"]["judged"],
-                                            MetricSpec("variance_shift_trained", "lower", "info",
-                                                       tolerance=SHIFT_MARGIN, log=True)))
-        elif seeds:
+        seeds = merge_records(phase1, trained)
+        comparisons = shift_comparisons(seeds, bool(trained))
+        if seeds and not comparisons:
             self.notes.append("the models have no BatchNorm layer that tracks running statistics: there is no "
                               "variance shift to measure")
-        counted, why = _validation_counts(seeds, trained, epochs, self.options.epochs == 0)
-        validation = {"counted": counted, "reason": why}
+        counted, why = validation_counts(seeds, trained, epochs, self.options.epochs == 0)
         if trained:
-            role = "validation" if counted else "info"
-            if task0.is_classification:
-                comparisons.append(_compare(seeds, lambda side: side["val_acc"],
-                                            MetricSpec("val_acc", "higher", role, margin=self.options.acc_margin)))
-                comparisons.append(_compare(seeds, lambda side: side["val_loss"],
-                                            MetricSpec("val_loss", "lower", "info", tolerance=0.005)))
-            else:
-                comparisons.append(_compare(seeds, lambda side: side["val_loss"],
-                                            MetricSpec("val_loss", "lower", role, tolerance=0.005,
-                                                       margin=self.options.loss_margin, relative_margin=True)))
+            comparisons += validation_comparisons(seeds, task0.is_classification, counted, self.options)
         self.notes.append(f"validation metrics {'count' if counted else 'do not count'}: {why}")
         if any(c.spec.name == "variance_shift_other_max" for c in comparisons):
             self.notes.append("variance_shift_other_max is the most shifted BN outside the judged ones, for "
@@ -264,14 +239,12 @@ class _Experiment:
                               f"{', and after training: variance_shift_trained' if trained else ''}) on "
                               f"{plan.recal_samples} re-estimation and {plan.measure_samples} measurement examples")
         verdict, reason = verdict_from(comparisons) if seeds else (INCONCLUSIVE, "no seed ran in the budget")
-        if trained and len(seeds) >= MIN_SEEDS and all(s["after"]["diverged"] and not s["before"]["diverged"]
-                                                       for s in seeds):
-            verdict, reason = REGRESSED, "the after model diverged (non-finite loss) in every seed; the before model did not"
-        elif trained and any(s["after"]["diverged"] != s["before"]["diverged"] for s in seeds):
-            self.notes.append("a model diverged (non-finite loss) in some seeds: "
-                              + ", ".join(f"seed {s['seed']}: " + "/".join(a for a in ("before", "after")
-                                                                           if s[a]["diverged"]) for s in seeds
-                                          if s["after"]["diverged"] != s["before"]["diverged"]))
+        if trained:
+            diverged, note = divergence(seeds)
+            if diverged is not None:
+                verdict, reason = diverged
+            if note:
+                self.notes.append(note)
         environment = environment_info(self.device)
         environment.update(cpu_threads=speed.threads or environment["cpu_threads"],
                            mixed_precision=speed.to_dict()["mixed_precision"], speed=speed.to_dict())
@@ -283,69 +256,10 @@ class _Experiment:
             kind="model", verdict=verdict, reason=reason, before=self.pair.before_label, after=self.pair.after_label,
             comparisons=comparisons, seeds=seeds, task=task0.description, environment=environment,
             options=self.options.to_dict(), equivalence=equivalence.to_dict(), epochs=epochs if trained else 0,
-            notes=self.notes, timing=self.timing, judged=judged.to_dict(), validation=validation,
+            notes=self.notes, timing=self.timing, judged=judged.to_dict(),
+            validation={"counted": counted, "reason": why},
         )
 
 
 def options_seeds(options: VerifyOptions) -> List[int]:
     return list(range(options.first_seed, options.first_seed + options.seeds))
-
-
-def _merge(phase1: List[dict], trained: Optional[List[dict]]) -> List[dict]:
-    """One record per seed: phase 1's measurement, phase 2's training when it ran."""
-    by_seed = {r["seed"]: r for r in (trained or [])}
-    merged = []
-    for rec in phase1:
-        out = {"seed": rec["seed"], "phase1_seconds": rec["seconds"]}
-        extra = by_seed.get(rec["seed"])
-        if extra is not None:
-            out["phase2_seconds"] = extra["seconds"]
-        for arm in ("before", "after"):
-            side = dict(rec[arm])
-            if extra is not None:
-                side.update(extra[arm])
-            side["variance_shift"] = side["at_init"]["variance_shift"]
-            out[arm] = side
-        merged.append(out)
-    return merged
-
-
-def _compare(seeds: List[dict], value: Callable[[dict], float], spec: MetricSpec):
-    def num(x) -> float:
-        return math.nan if x is None else float(x)
-
-    return compare_metric(spec, [num(value(s["before"])) for s in seeds], [num(value(s["after"])) for s in seeds])
-
-
-def _validation_counts(seeds: List[dict], trained: Optional[List[dict]], epochs: int,
-                       requested_zero: bool = False) -> Tuple[bool, str]:
-    """Validation counts when training went far enough to move it: in every seed, at
-    least one of the two models brought its validation loss to at most ``VAL_PROGRESS``
-    times its initial value (a model that did not learn while the other did is a
-    result; two that did not move are not)."""
-    if not trained:
-        if epochs:
-            return False, "training did not finish in the budget"
-        return False, "the models were not trained" + (" (--epochs 0)" if requested_zero else
-                                                       " (see the note on the budget)")
-    worst = None
-    for s in seeds:
-        best = None
-        for arm in ("before", "after"):
-            side = s[arm]
-            initial, final = side.get("initial_val_loss"), side.get("val_loss")
-            if initial is None or final is None or not math.isfinite(final) or not initial > 0:
-                continue
-            if best is None or final / initial < best[0]:
-                best = (final / initial, arm)
-        if best is None:
-            return False, f"seed {s['seed']}: neither model has a finite validation loss"
-        if worst is None or best[0] > worst[0]:
-            worst = (best[0], s["seed"], best[1])
-    assert worst is not None
-    steps = seeds[0]["before"].get("steps", 0)
-    if worst[0] > VAL_PROGRESS:
-        return False, (f"{epochs} epochs ({steps} steps) brought the validation loss only to {worst[0]:.2g}x its "
-                       f"initial value (seed {worst[1]}, best model); it counts from {VAL_PROGRESS}x")
-    return True, (f"{epochs} epochs ({steps} steps) brought the validation loss to at most {worst[0]:.2g}x its "
-                  f"initial value in every seed (the better of the two models)")
