@@ -53,6 +53,8 @@ def test_missing_optional_packages_are_stubbed_and_named(tmp_path):
     assert {"pytorch_lightning", "tensorboardX"} <= set(heads["details"]["stubbed"])
     assert heads["line"] == 5  # its first import of a missing package
     assert "lmdb" not in str(notes)  # lmdb_dataset.py defines no model: never imported
+    [lit] = [f for f in data if "derives from a stand-in" in f["message"]]
+    assert lit["line"] == 19 and "pytorch_lightning.LightningModule" in lit["message"]
 
 
 def test_top_level_code_never_runs_and_argparse_gives_defaults(tmp_path):
@@ -142,3 +144,18 @@ def test_a_missing_local_module_is_a_real_error(tmp_path):
     [failure] = data
     assert failure["severity"] == "error" and "no module named 'layers'" in failure["message"]
     assert failure["details"]["missing_module"] == "layers"
+
+
+def test_mock_import_keys_are_validated(tmp_path):
+    from conftest import run_bnlint
+
+    (tmp_path / "net.py").write_text("x = 1\n")
+    for table, message in [
+        ('mock-imports = ["apex.amp"]', "mock-imports in pyproject.toml: 'apex.amp' is not a top-level package name"),
+        ('no-mock-imports = "torch"', "no-mock-imports in pyproject.toml: torch is never replaced by a stand-in"),
+        ('mock-imports = ["wandb"]\nno-mock-imports = ["wandb"]', "'wandb' is in both mock-imports and no-mock-imports"),
+        ('mock-import = ["wandb"]', "did you mean 'mock-imports'?"),
+    ]:
+        (tmp_path / "pyproject.toml").write_text(f"[tool.bnlint]\n{table}\n")
+        proc = run_bnlint("check", "net.py", cwd=tmp_path)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

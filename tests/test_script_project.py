@@ -243,6 +243,41 @@ def test_a_helper_called_with_context_is_not_also_walked_without_it():
     assert _run([("t.py", text.replace("shuffle=True)", "shuffle=False)"))]) == [("t.py", "BNL203", 6)]
 
 
+def test_sampler_class_chosen_by_a_condition_and_fixes_only_where_guardable():
+    text = textwrap.dedent("""\
+        import torch
+        from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+        from torch.utils.data.distributed import DistributedSampler
+
+
+        def main(args):
+            ds = TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+            cls = RandomSampler if args.local_rank == -1 else DistributedSampler
+            loader = DataLoader(ds, sampler=cls(ds), batch_size=8)
+            sampler = DistributedSampler(ds) if args.distributed else RandomSampler(ds)
+            loader2 = DataLoader(ds, sampler=sampler, batch_size=8)
+            sampler3 = DistributedSampler(ds) if args.distributed else None
+            loader3 = DataLoader(ds, sampler=sampler3, batch_size=8, shuffle=sampler3 is None)
+            model = torch.nn.Linear(4, 2)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for epoch in range(args.epochs):
+                for batches in (loader, loader2, loader3):
+                    pass
+                for x, y in loader:
+                    model(x).sum().backward()
+                    opt.step()
+                for x, y in loader2:
+                    model(x).sum().backward()
+                    opt.step()
+                for x, y in loader3:
+                    model(x).sum().backward()
+                    opt.step()
+        """)
+    found = run_script_rules([_src("fm.py", text)], SCRIPT_RULES)
+    assert [(f.code, f.line, f.fix is not None) for f in found] == [
+        ("BNL201", 9, False), ("BNL201", 10, False), ("BNL201", 12, True)]
+
+
 # ---------------------------------------------------------------- the cache
 
 PROJECT = {
@@ -288,3 +323,66 @@ def test_precommit_run_on_one_file_parses_only_its_context(tmp_path, monkeypatch
     assert check("data/loaders.py") == full
     assert sorted(parsed) == ["__init__.py", "loaders.py", "train.py"]  # not other.py
     assert check("data/loaders.py", use_cache=False) == full
+
+
+def test_a_new_version_of_a_file_is_checked_in_place_with_its_project(tmp_path):
+    """What a fixer needs: the fixed text of data/loaders.py, before it is written,
+    checked with the scripts that import it."""
+    from bnlint.script.scope import CheckedFile, check_in_project
+
+    _write(tmp_path, PROJECT)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    target = str(tmp_path / "data" / "loaders.py")
+    old = (tmp_path / "data" / "loaders.py").read_text()
+
+    def checked(text):
+        return CheckedFile("data/loaders.py", target, lambda: _src("data/loaders.py", text), in_memory=True)
+
+    assert [(f.code, f.line) for f in check_in_project([checked(old)], SCRIPT_RULES)] == [("BNL201", 5)]
+    fixed = old.replace("sampler=DistributedSampler(ds))", "shuffle=True)")
+    assert check_in_project([checked(fixed)], SCRIPT_RULES) == []
+    assert (tmp_path / "data" / "loaders.py").read_text() == old
+
+
+def test_a_loop_run_with_train_false_does_not_train():
+    """minGPT-DDP's trainer: one _run_epoch for both loaders, set_epoch and backward
+    under `if train:`; the evaluation pass (train=False) trains nothing."""
+    text = textwrap.dedent("""\
+        import torch
+        from torch.utils.data import DataLoader, DistributedSampler
+
+
+        class Trainer:
+            def __init__(self, model, train_set, test_set, optimizer):
+                self.model = model
+                self.optimizer = optimizer
+                self.train_loader = self._prepare_dataloader(train_set)
+                self.test_loader = self._prepare_dataloader(test_set)
+
+            def _prepare_dataloader(self, dataset):
+                return DataLoader(dataset, batch_size=32, shuffle=False, sampler=DistributedSampler(dataset))
+
+            def _run_batch(self, source, targets, train=True):
+                with torch.set_grad_enabled(train):
+                    loss = self.model(source, targets)
+                if train:
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    self.optimizer.step()
+                return loss.item()
+
+            def _run_epoch(self, epoch, dataloader, train=True):
+                if train:
+                    dataloader.sampler.set_epoch(epoch)
+                for source, targets in dataloader:
+                    self._run_batch(source, targets, train)
+
+            def train(self, max_epochs):
+                for epoch in range(max_epochs):
+                    self._run_epoch(epoch, self.train_loader, train=True)
+                    self._run_epoch(epoch, self.test_loader, train=False)
+        """)
+    assert _run([("trainer.py", text)]) == []
+    forgot = text.replace("dataloader.sampler.set_epoch(epoch)", "pass")
+    assert forgot != text
+    assert _run([("trainer.py", forgot)]) == [("trainer.py", "BNL201", 13)]

@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 SCRIPT_RULES = [r for r in all_rules() if r.kind is RuleKind.SCRIPT]
 
-SINGLE_FOLDERS = sorted(FIXTURES.glob("BNL2*")) + [FIXTURES / "scripts_clean"]
+# Script rules' folders (fixtures/BNL206 holds what `bnlint run` reports: tests/test_runtime.py).
+SINGLE_FOLDERS = [FIXTURES / r.code for r in SCRIPT_RULES] + [FIXTURES / "scripts_clean"]
 REPOS = sorted((FIXTURES / "repos").glob("scripts_*"))
 
 DECOY_TRAIN = '''\

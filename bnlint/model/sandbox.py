@@ -22,7 +22,8 @@ __all__ = ["prepare_import", "failure_reason", "defaults_only_argparse"]
 
 def defaults_only_argparse() -> None:
     """``parse_args()`` / ``parse_known_args()`` with no explicit argument list parse
-    an empty command line, and required options and positionals default to None."""
+    an empty command line; required options and positionals default to None, or to
+    their first choice when they have ``choices``."""
     parser_class = argparse.ArgumentParser
     if getattr(parser_class, "_bnlint_defaults_only", False):
         return
@@ -31,14 +32,16 @@ def defaults_only_argparse() -> None:
     def parse_known_args(self, args=None, namespace=None):
         if args is None:
             args = []
-        saved = [(action, action.required) for action in self._actions]
-        for action, _ in saved:
+        saved = [(action, action.required, action.default) for action in self._actions]
+        for action, required, default in saved:
             action.required = False
+            if required and default is None and action.choices:
+                action.default = next(iter(action.choices))  # --dataset {cifar10,mnist}: the first
         try:
             return original(self, args, namespace)
         finally:
-            for action, required in saved:
-                action.required = required
+            for action, required, default in saved:
+                action.required, action.default = required, default
 
     parser_class.parse_known_args = parse_known_args
     parser_class._bnlint_defaults_only = True
@@ -48,7 +51,7 @@ def prepare_import(file: str, project_root: Optional[str], mock_imports: Sequenc
                    no_mock_imports: Sequence[str] = ()):
     """Set the worker up to import ``file``; returns its ``StandIns``."""
     from bnlint.model.offline import block_network
-    from bnlint.model.standins import StandIns, installed_standins
+    from bnlint.model.standin_imports import StandIns, installed_standins
 
     sys.argv = [file]
     defaults_only_argparse()
@@ -66,7 +69,8 @@ def failure_reason(exc: BaseException) -> Dict[str, Any]:
     """``reason`` (and ``package`` / ``download``) for an error the setup explains:
     a stand-in that was really needed, or a refused download. Empty otherwise."""
     from bnlint.model.offline import download_error
-    from bnlint.model.standins import NeedsPackage, installed_standins
+    from bnlint.model.standin_imports import installed_standins
+    from bnlint.model.standins import NeedsPackage
 
     seen = set()
     todo = [exc]

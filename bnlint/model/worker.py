@@ -110,7 +110,7 @@ def _build(factory, args, kwargs, device: str, notes: Optional[List[str]] = None
 
     from bnlint.model.offline import build_without_downloads
     from bnlint.model.sites import recording_construction_sites
-    from bnlint.model.standins import check_no_standins
+    from bnlint.model.standins import check_no_standins, standin_bases
 
     with recording_construction_sites():
         if device == "meta":
@@ -121,8 +121,11 @@ def _build(factory, args, kwargs, device: str, notes: Optional[List[str]] = None
     check_no_standins(model)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"returned {type(model).__name__}, not an nn.Module")
-    if notes is not None and note and note not in notes:
-        notes.append(note)
+    if notes is not None:
+        texts = [note] if note else []
+        texts += [f"{cls} derives from a stand-in for {base} (not installed): it was analysed as a plain nn.Module"
+                  for cls, base in standin_bases(model)]
+        notes.extend(t for t in texts if t not in notes)
     model.train()
     return model
 
@@ -524,14 +527,16 @@ def _import_definitions(file: str, request: Dict[str, Any], result: Dict[str, An
     """Import the file's definitions with stand-ins for missing packages, no network and
     argparse defaults (bnlint.model.sandbox). Returns (module, standins); the module is
     None when the import failed, and ``result["error"]`` says why."""
-    from bnlint.model.loader import load_definitions, project_root
+    from bnlint.model.loader import is_definitions_file, load_definitions, project_root
+    from bnlint.model.nowrites import no_top_level_writes
     from bnlint.model.sandbox import prepare_import
 
     standins = prepare_import(file, project_root(os.path.dirname(file)), request.get("mock_imports") or (),
                               request.get("no_mock_imports") or ())
     notes: List[Any] = []
     try:
-        module = load_definitions(file, notes)
+        with no_top_level_writes(is_definitions_file):
+            module = load_definitions(file, notes)
     except BaseException as exc:  # SystemExit and friends from user code, too
         if isinstance(exc, KeyboardInterrupt):
             raise

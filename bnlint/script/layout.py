@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 __all__ = [
-    "PROJECT_MARKERS", "SKIP_DIRS", "ImportRef", "Layout", "project_root", "scan_imports",
+    "PROJECT_MARKERS", "SKIP_DIRS", "ImportRef", "Layout", "project_root", "find_project_root", "scan_imports",
     "MAX_PROJECT_FILES",
 ]
 
@@ -46,21 +46,38 @@ SKIP_DIRS = {
 }
 # Files left by an interrupted 'bnlint fix' / 'fix --verify' are never context.
 _TEMP_PREFIXES = ("_bnlint_fix_", "_bnlint_verify_")
-MAX_PROJECT_FILES = 20000
+MAX_PROJECT_FILES = 5000  # files listed per project at most (a home folder with .git)
+
+
+def find_project_root(path: str, _memo: Optional[Dict[str, Optional[str]]] = None) -> Optional[str]:
+    """The nearest folder at or above ``path``'s folder with a project marker
+    (``pyproject.toml``, ``setup.py``, ``.git``, ...), or None. ``_memo`` (folder ->
+    root) saves the walk up for files that share folders."""
+    current = os.path.dirname(os.path.abspath(path))
+    seen = []
+    found = None
+    while True:
+        if _memo is not None and current in _memo:
+            found = _memo[current]
+            break
+        seen.append(current)
+        if any(os.path.exists(os.path.join(current, m)) for m in PROJECT_MARKERS):
+            found = current
+            break
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    if _memo is not None:
+        for folder in seen:
+            _memo[folder] = found
+    return found
 
 
 def project_root(path: str) -> str:
-    """The nearest folder at or above ``path``'s folder with a project marker
-    (``pyproject.toml``, ``setup.py``, ``.git``, ...), else the file's own folder."""
-    start = os.path.dirname(os.path.abspath(path))
-    current = start
-    while True:
-        if any(os.path.exists(os.path.join(current, m)) for m in PROJECT_MARKERS):
-            return current
-        parent = os.path.dirname(current)
-        if parent == current:
-            return start
-        current = parent
+    """``find_project_root``, else the file's own folder (a loose script: its folder
+    and the packages in it are its project, see ``Layout(shallow=True)``)."""
+    return find_project_root(path) or os.path.dirname(os.path.abspath(path))
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,7 @@ class _Disk:
     def __init__(self) -> None:
         self._isfile: Dict[str, bool] = {}
         self._isdir: Dict[str, bool] = {}
+        self._names: Dict[str, Set[str]] = {}
 
     def isfile(self, path: str) -> bool:
         hit = self._isfile.get(path)
@@ -154,7 +172,19 @@ class _Disk:
         except OSError:
             return None
 
-    def listing(self, root: str) -> List[str]:
+    def names(self, folder: str) -> Set[str]:
+        """Entries of ``folder`` (memoised): an import's first name is looked up here
+        before any path is built."""
+        hit = self._names.get(folder)
+        if hit is None:
+            try:
+                hit = set(os.listdir(folder))
+            except OSError:
+                hit = set()
+            self._names[folder] = hit
+        return hit
+
+    def listing(self, root: str, shallow: bool = False) -> List[str]:
         out: List[str] = []
         seen: Set[str] = set()
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -166,6 +196,7 @@ class _Disk:
             dirnames[:] = sorted(
                 d for d in dirnames
                 if d not in SKIP_DIRS and not d.startswith(".") and not d.endswith(".egg-info")
+                and (not shallow or os.path.isfile(os.path.join(dirpath, d, "__init__.py")))
             )
             for name in sorted(filenames):
                 if name.endswith(".py") and not name.startswith(_TEMP_PREFIXES):
@@ -196,13 +227,17 @@ class _Memory:
     def isdir(self, path: str) -> bool:
         return path in self.dirs
 
+    def names(self, folder: str) -> Set[str]:
+        prefix = folder.rstrip(os.sep) + os.sep
+        return {p[len(prefix):].split(os.sep, 1)[0] for p in self.files if p.startswith(prefix)}
+
     def read(self, path: str) -> Optional[bytes]:
         return self.files.get(path)
 
     def stat(self, path: str):
         return None
 
-    def listing(self, root: str) -> List[str]:
+    def listing(self, root: str, shallow: bool = False) -> List[str]:
         prefix = root.rstrip(os.sep) + os.sep
         return sorted(p for p in self.files if p.startswith(prefix) and p.endswith(".py"))
 
@@ -227,8 +262,11 @@ class Layout:
     _FIELD = "script-layout-1"
 
     def __init__(self, root: str, fs=None, *, index=None, hint: Optional[Callable[[str], bool]] = None,
-                 overrides: Optional[Mapping[str, str]] = None) -> None:
+                 overrides: Optional[Mapping[str, str]] = None, shallow: bool = False) -> None:
         self.root = os.path.abspath(root) if fs is None else root
+        # A folder with no project marker: its own files and the packages in it only
+        # (never every .py file below a home or a temporary folder).
+        self.shallow = shallow
         self.fs = fs or _Disk()
         self.index = index
         self.hint = hint or (lambda text: True)
@@ -256,7 +294,7 @@ class Layout:
     def files(self) -> List[str]:
         """Every ``.py`` file of the project (build, VCS and environment folders left out)."""
         if self._files is None:
-            self._files = self.fs.listing(self.root)
+            self._files = self.fs.listing(self.root, self.shallow)
         return self._files
 
     def package_base(self, path: str) -> str:
@@ -334,6 +372,11 @@ class Layout:
         return out
 
     def _module_file(self, base: str, dotted: str) -> Optional[str]:
+        if dotted:
+            head = dotted.split(".", 1)[0]
+            names = self.fs.names(base)
+            if head not in names and head + ".py" not in names:
+                return None  # not here (torch, numpy, ...): no path built, no stat
         stem = os.path.join(base, *dotted.split(".")) if dotted else base
         for cand in (os.path.join(stem, "__init__.py"), stem + ".py"):  # a package wins, as in Python
             if self.fs.isfile(cand):
@@ -343,7 +386,7 @@ class Layout:
     def resolve_module(self, importer: str, level: int, dotted: str) -> Optional[str]:
         """The file of module ``dotted`` as imported from ``importer`` (``level`` leading
         dots), or None when it is not a project file (a library)."""
-        key = (os.path.dirname(importer) if level else importer, level, dotted)
+        key = (os.path.dirname(importer), level, dotted)  # the bases depend on the folder only
         if key in self._resolved:
             return self._resolved[key]
         found = None

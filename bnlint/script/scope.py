@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from bnlint.findings import Finding
 from bnlint.script.known import SCRIPT_HINT, may_matter
-from bnlint.script.layout import Layout, project_root
+from bnlint.script.layout import Layout, find_project_root
 
 __all__ = ["CheckedFile", "check_in_project", "PER_FILE_LOOKUPS"]
 
@@ -31,12 +31,17 @@ PER_FILE_LOOKUPS = 64
 @dataclass(frozen=True)
 class CheckedFile:
     """A file named for checking: ``path`` as shown, ``read()`` its ``SourceFile``
-    (raises ``bnlint.sources.SourceError``), ``notebook`` when it is a notebook's code."""
+    (raises ``bnlint.sources.SourceError``), ``notebook`` when it is a notebook's code.
+
+    ``in_memory``: ``read()`` gives text that is not (yet) on disk at ``abs_path``, e.g.
+    a fixed version of the file before it is written; it is analysed in place of the
+    file, with the file's project around it (nothing is cached for it)."""
 
     path: str
     abs_path: str
     read: Callable
     notebook: bool = False
+    in_memory: bool = False
 
 
 def check_in_project(files: Sequence[CheckedFile], rules, *, cache=None, index=None,
@@ -44,23 +49,35 @@ def check_in_project(files: Sequence[CheckedFile], rules, *, cache=None, index=N
     rules = [r for r in rules if r.check is not None]
     if not rules or not files:
         return []
-    groups: Dict[str, List[CheckedFile]] = {}
+    groups: Dict[tuple, List[CheckedFile]] = {}
+    roots: Dict[str, object] = {}
     for f in files:
-        groups.setdefault(project_root(f.abs_path), []).append(f)
+        root = find_project_root(f.abs_path, roots)
+        key = (root, False) if root is not None else (_package_base(f.abs_path), True)
+        groups.setdefault(key, []).append(f)
     out: List[Finding] = []
-    for root in sorted(groups):
-        out.extend(_check_group(root, groups[root], rules, cache, index, on_error))
+    for key in sorted(groups):
+        out.extend(_check_group(key, groups[key], rules, cache, index, on_error))
     return sorted(out, key=Finding.sort_key)
 
 
-def _check_group(root, group, rules, cache, index, on_error) -> List[Finding]:
+def _package_base(path: str) -> str:
+    """The folder above ``path``'s top-level package (its own folder for a script)."""
+    folder = os.path.dirname(path)
+    while os.path.isfile(os.path.join(folder, "__init__.py")) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def _check_group(key, group, rules, cache, index, on_error) -> List[Finding]:
+    root, shallow = key
     from bnlint.sources import SourceError
 
     sources: Dict[str, object] = {}
     overrides = {}
     given: List[CheckedFile] = []
     for f in group:
-        if f.notebook:  # its Python exists only as read: read it now
+        if f.notebook or f.in_memory:  # its text exists only as read: read it now
             try:
                 sources[f.abs_path] = f.read()
             except SourceError as exc:
@@ -69,7 +86,7 @@ def _check_group(root, group, rules, cache, index, on_error) -> List[Finding]:
                 continue
             overrides[f.abs_path] = sources[f.abs_path].text
         given.append(f)
-    layout = Layout(root, index=index, hint=may_matter, overrides=overrides)
+    layout = Layout(root, index=index, hint=may_matter, overrides=overrides, shallow=shallow)
     paths = [f.abs_path for f in given]
 
     def file_key(f: CheckedFile) -> str:
@@ -78,6 +95,8 @@ def _check_group(root, group, rules, cache, index, on_error) -> List[Finding]:
     combined = None
     found: List[Finding] = []
     missed = given
+    if any(f.in_memory for f in given):
+        cache = None
     if cache is not None:
         parts = [p for f in given for p in (f.path.encode(), f.abs_path.encode())]
         parts += [(layout.rel(p) + "\0" + layout.digest(p)).encode() for p in layout.context(paths)]
