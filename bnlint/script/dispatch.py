@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import libcst as cst
 
-from bnlint.script import known, kwargs
+from bnlint.script import batchnorm, known, kwargs
 from bnlint.script.calls import _EMPTY, _SELF_RETURNING, CallEvaluator, _const_bool, _kw, perm_of
 from bnlint.script.facts import VARIES, SeedCall, SetEpochCall, Value, options, union
 from bnlint.script.names import dotted, last_part
@@ -91,10 +91,12 @@ class CallDispatch(CallEvaluator):
                 return out
         if local is not None and local[0] is not None and local[0].kind == "model":
             self.use_model(local[0], loops)
+            self.model_called(local[0], call, fr, loops)
         elif isinstance(func, cst.Attribute) and recv is not None:
             called = self.eval_attribute(func, fr, loops)[0]
             if called is not None and called.kind == "model":
                 self.use_model(called, loops)
+                self.model_called(called, call, fr, loops)
         name = q or (func.value if isinstance(func, cst.Name) else None)
         pure = name in known.PURE_CALLS
         for _, (v, _) in args:
@@ -140,6 +142,8 @@ class CallDispatch(CallEvaluator):
             # An unresolved receiver is kept too: it may be the sampler (benefit of doubt).
             self.facts.set_epochs.append(SetEpochCall(rv, loops, call))
             return None, deps
+        if meth in ("eval", "train") and (rv is None or rv.kind == "model"):
+            self.switch_mode(rv, meth, args, loops)
         if rv is None:
             if meth == "shuffle" and (args or _kw(call, "seed")):
                 return self.hf_shuffle(call, None, fr, loops), deps
@@ -178,6 +182,10 @@ class CallDispatch(CallEvaluator):
         if kind == "model":
             if meth in ("parameters", "named_parameters", "train", "forward"):
                 self.use_model(rv, loops)
+            if meth == "forward":
+                self.model_called(rv, call, fr, loops)
+            elif meth not in _SELF_RETURNING:
+                self.model_method(rv, meth, args)
             if meth in _SELF_RETURNING:
                 return rv, deps
             return None, deps
@@ -258,9 +266,12 @@ class CallDispatch(CallEvaluator):
             if isinstance(inner, Value):
                 self.mark_handed_off(inner)
 
-    def new_model(self, node, file, loops, has_bn: bool) -> Value:
-        model = Value("model", node, file, loops, has_bn=has_bn)
+    def new_model(self, node, file, loops, has_bn: bool, bn=None, cls=None) -> Value:
+        """A model built here; ``bn`` is its ``bnlint.script.batchnorm.BNProfile`` (None:
+        unknown), ``cls`` its class in the project."""
+        model = Value("model", node, file, loops, has_bn=has_bn, bn=bn, cls=cls)
         self.facts.models.append(model)
+        self.modes.new_model(model)
         return model
 
     def use_model(self, model: Value, loops) -> None:
@@ -327,9 +338,10 @@ class CallDispatch(CallEvaluator):
             first_str = call.args[0].value.evaluated_value
         has_bn = known.library_model_has_bn(q, first_str if isinstance(first_str, str) else None)
         if has_bn is not None:
-            return self.new_model(call, file, loops, has_bn), deps
+            return self.new_model(call, file, loops, has_bn, bn=batchnorm.library_profile(call, has_bn)), deps
         if last_part(q) in ("Sequential", "ModuleList", "ModuleDict") and q.startswith("torch"):
-            return self.new_model(call, file, loops, self.project.node_has_bn(file, call)), deps
+            return self.new_model(call, file, loops, self.project.node_has_bn(file, call),
+                                  bn=batchnorm.node_profile(self.project, file, call)), deps
         return None
 
     def kw_value(self, call, args, name) -> Optional[Value]:
@@ -451,7 +463,7 @@ class CallDispatch(CallEvaluator):
         env = self.bind_params(fn, args, self_val is not None, fr, loops)
         globals_ = self.module_envs.get(id(file), {})
         callee = Frame(file, env, globals_, self_val=self_val, cls=owner_cls, depth=fr.depth + 1,
-                       stack=fr.stack + (fn,), conds=fr.conds)
+                       stack=fr.stack + (fn,), conds=fr.conds, outer_no_grad=fr.no_grad or fr.outer_no_grad)
         if self.is_generator(fn):
             self.walked.add(id(fn))
             return Value("gen", call, file, loops, fn=fn, env=env, self_val=self_val,
@@ -508,7 +520,8 @@ class CallDispatch(CallEvaluator):
         bases = project.base_names(cls)
         file = fr.file
         if "Module" in bases or "LightningModule" in bases:
-            return self.new_model(call, file, loops, project.class_has_bn(cls)), deps
+            return self.new_model(call, file, loops, project.class_has_bn(cls),
+                                  bn=batchnorm.class_profile(project, cls), cls=cls), deps
         if project.is_iterable_dataset(cls):
             return Value("dataset", call, file, loops, iterable=True, cls=cls), deps
         if project.method(cls, "set_epoch") is not None or "Sampler" in bases:
