@@ -114,6 +114,8 @@ def _scan(project, file, node, scan: _Scan, depth: int, seen: set) -> None:
                 scan.tracked += 1  # a BN class passed around (norm_layer=nn.BatchNorm2d)
             elif name in _SEQUENCE_CONVS:
                 scan.sequence_convs = True
+            elif depth < _MAX_DEPTH and dotted(n) is not None:
+                _follow_reference(project, file, n, scan, depth, seen, node)
 
 
 def _follow(project, file, call: cst.Call, scan: _Scan, depth: int, seen: set) -> None:
@@ -129,6 +131,54 @@ def _follow(project, file, call: cst.Call, scan: _Scan, depth: int, seen: set) -
     if library_model_has_bn(q, _first_str(call)):
         scan.kinds.add("BatchNorm2d")
         scan.tracked += 1
+
+
+def _follow_reference(project, file, expr, scan: _Scan, depth: int, seen: set, scope) -> None:
+    """A class or factory named without a call (``block=BasicBlock``, ``model_fun =
+    resnet50``), or a module-level table of them (``model_dict = {"resnet50": [resnet50,
+    2048]}``) read by name."""
+    if isinstance(expr, cst.Name) and expr.value in ("self", "cls"):
+        return
+    sym = project.resolver.resolve(file, expr)
+    if sym is not None and sym.kind in ("class", "function"):
+        if sym.kind == "class":
+            for c in project.base_classes(sym.node):
+                _scan(project, c.file, c.node, scan, depth + 1, seen)
+        else:
+            _scan(project, sym.file, sym.node, scan, depth + 1, seen)
+        return
+    if isinstance(expr, cst.Name):
+        table = _module_tables(file).get(expr.value)
+        if table is not None and _calls_a_local(scope):
+            _scan(project, file, table, scan, depth + 1, seen)
+
+
+def _calls_a_local(scope) -> bool:
+    """Does ``scope`` call a name it bound itself (``fn, dim = table[name]; fn()``)? Only
+    then is a table it reads a table of things it builds."""
+    bound = set()
+    for n in iter_nodes(scope):
+        if isinstance(n, cst.AssignTarget):
+            bound.update(m.value for m in iter_nodes(n.target) if isinstance(m, cst.Name))
+    return any(isinstance(n, cst.Call) and isinstance(n.func, cst.Name) and n.func.value in bound
+               for n in iter_nodes(scope))
+
+
+def _module_tables(file):
+    """Module-level ``NAME = {...}`` / ``[...]`` / ``(...)`` literals of a file (memoised)."""
+    memo = file.__dict__.get("_bn_tables")
+    if memo is None:
+        memo = {}
+        for stmt in file.module.body:
+            if not isinstance(stmt, cst.SimpleStatementLine):
+                continue
+            for small in stmt.body:
+                if (isinstance(small, cst.Assign) and len(small.targets) == 1
+                        and isinstance(small.targets[0].target, cst.Name)
+                        and isinstance(small.value, (cst.Dict, cst.List, cst.Tuple))):
+                    memo[small.targets[0].target.value] = small.value
+        file.__dict__["_bn_tables"] = memo
+    return memo
 
 
 def _first_str(call: cst.Call) -> Optional[str]:

@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import libcst as cst
 
-from bnlint.script import batchnorm, known, kwargs
+from bnlint.script import batchnorm, known, kwargs, lengths
 from bnlint.script.calls import _EMPTY, _SELF_RETURNING, CallEvaluator, _const_bool, _kw, perm_of
 from bnlint.script.facts import VARIES, SeedCall, SetEpochCall, Value, options, union
 from bnlint.script.names import dotted, last_part
@@ -53,6 +53,34 @@ def _single(alternatives, fr, loops) -> Optional[Value]:
     return union(values, fr.file, loops)
 
 
+def _dataset_length(name: str, args) -> Optional[int]:
+    """Samples in ``TensorDataset(x, ...)``, ``Subset(ds, indices)``, ``ConcatDataset([a, b])``."""
+    values = [v for a, (v, _) in args if a.keyword is None and not a.star]
+    if name == "TensorDataset" and values:
+        return lengths.length_of(values[0])
+    if name == "Subset" and len(values) == 2:
+        return lengths.length_of(values[1])
+    if name == "ConcatDataset" and len(values) == 1 and values[0] is not None and values[0].get("elems"):
+        parts = [lengths.length_of(v) for v in values[0].get("elems")]
+        return sum(parts) if all(p is not None for p in parts) else None
+    return None
+
+
+def _split_parts(call, args, file, loops) -> Optional[Value]:
+    """``random_split(ds, [n1, n2])`` with literal lengths: one dataset per part."""
+    sizes = kwargs.argument(call, args, "lengths", 1)
+    if len(sizes) != 1 or sizes[0][0] in (kwargs.ABSENT, kwargs.UNKNOWN):
+        return None
+    value = sizes[0][0][0]
+    if value is None or value.kind not in ("list", "tuple") or not value.get("elems"):
+        return None
+    parts = [lengths.const_int(v) for v in value.get("elems")]
+    if any(p is None for p in parts):
+        return None
+    return Value("tuple", call, file, loops,
+                 elems=[Value("dataset", call, file, loops, length=p) for p in parts])
+
+
 class CallDispatch(CallEvaluator):
     def eval_call(self, call: cst.Call, fr, loops):
         func = call.func
@@ -92,6 +120,10 @@ class CallDispatch(CallEvaluator):
         if local is not None and local[0] is not None and local[0].kind == "model":
             self.use_model(local[0], loops)
             self.model_called(local[0], call, fr, loops)
+        elif local is not None and local[0] is not None and local[0].kind == "union":
+            for opt, _ in options(local[0]):  # one of the models a name may hold (BNL105)
+                if opt is not None and opt.kind == "model":
+                    self.model_called(opt, call, fr, loops)
         elif isinstance(func, cst.Attribute) and recv is not None:
             called = self.eval_attribute(func, fr, loops)[0]
             if called is not None and called.kind == "model":
@@ -190,6 +222,9 @@ class CallDispatch(CallEvaluator):
                 return rv, deps
             return None, deps
         if kind in ("perm", "permuted") and meth in ("tolist", "numpy", "to", "cuda", "long", "cpu", "clone"):
+            return rv, deps
+        if kind == "array" and meth in ("to", "cuda", "cpu", "float", "long", "double", "half", "clone",
+                                        "numpy", "astype", "contiguous", "detach", "int", "bool"):
             return rv, deps
         if kind in ("loader", "hfds", "dataset") and meth in ("with_format", "map", "select", "filter"):
             return rv, deps
@@ -325,7 +360,16 @@ class CallDispatch(CallEvaluator):
             return first, deps
         if last_part(q) in ("Subset", "TensorDataset", "ConcatDataset", "StackDataset"):
             perms = [perm_of(v) for _, (v, _) in args if perm_of(v) is not None]
-            return Value("dataset", call, file, loops, perm=perms[0] if perms else None), deps
+            return Value("dataset", call, file, loops, perm=perms[0] if perms else None,
+                         length=_dataset_length(last_part(q), args)), deps
+        if last_part(q) == "random_split" and q.startswith("torch."):
+            parts = _split_parts(call, args, file, loops)
+            if parts is not None:
+                return parts, deps | {VARIES}
+        size = lengths.torchvision_length(q, call) or lengths.array_length(q, call, args)
+        if size is not None:  # a dataset or tensor whose length the source gives (BNL107)
+            kind = "dataset" if q.startswith("torchvision.datasets.") else "array"
+            return Value(kind, call, file, loops, length=size), deps | {VARIES}
         if q in ("datasets.load_dataset", "datasets.load_from_disk"):
             streaming = _kw(call, "streaming")
             return Value("hfds", call, file, loops, streaming=bool(streaming and _const_bool(streaming.value))), deps
@@ -382,6 +426,8 @@ class CallDispatch(CallEvaluator):
                 call, args, "batch_size", 1)[0][0] is not kwargs.ABSENT,
             samplers=samplers, batch_samplers=batch_samplers, shuffles=shuffles,
             spread=any(a.star == "**" for a in call.args),
+            batch_sizes=_flatten(alternatives("batch_size")),
+            drop_lasts=kwargs.truth_options(alternatives("drop_last")),
         )
 
     def make_sampler(self, call, kind, args, fr, loops) -> Value:
@@ -413,7 +459,7 @@ class CallDispatch(CallEvaluator):
         if name in _WRAPPERS:
             return Value("wrap", call, file, loops, of=[v for _, (v, _) in args]), deps
         if name == "range":
-            return Value("range", call, file, loops), deps
+            return Value("range", call, file, loops, length=lengths.range_length(args)), deps
         if name == "dict":
             return self.new_dict_call(call, args, fr, loops), deps
         if name in ("list", "tuple") and first is not None:
@@ -424,7 +470,7 @@ class CallDispatch(CallEvaluator):
             if perm_of(first) is not None:
                 return first, deps
             if first.kind == "range":
-                return Value("list", call, file, loops, elems=None, ordered=True), deps
+                return Value("list", call, file, loops, elems=None, ordered=True, length=first.get("length")), deps
         return None
 
     # -- helpers of the project ---------------------------------------------------------------

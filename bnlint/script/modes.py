@@ -158,6 +158,11 @@ class ModeEvents:
         if model is None:
             self.modes.maybe_any()
             return
+        if meth == "train" and len(args) == 1 and not args[0][0].star:
+            saved = args[0][1][0]
+            if saved is not None and saved.kind == "mode_of" and saved.get("model") is model:
+                self.modes.state[id(model)] = saved.get("tokens")  # model.train(was_training)
+                return
         in_training = any(loop.trains for loop in loops)
         self.modes.set(model, EVAL if meth == "eval" else train_token(args, in_training))
 
