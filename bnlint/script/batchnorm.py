@@ -129,8 +129,9 @@ def _follow(project, file, call: cst.Call, scan: _Scan, depth: int, seen: set) -
         return
     q = file.imports.qualify(call.func)
     if library_model_has_bn(q, _first_str(call)):
-        scan.kinds.add("BatchNorm2d")
-        scan.tracked += 1
+        kinds = library_profile(call, True).kinds
+        scan.kinds.update(kinds)
+        scan.tracked += bool(kinds)
 
 
 def _follow_reference(project, file, expr, scan: _Scan, depth: int, seen: set, scope) -> None:
