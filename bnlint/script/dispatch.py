@@ -11,6 +11,7 @@ import libcst as cst
 from bnlint.script import batchnorm, known, kwargs, lengths
 from bnlint.script.calls import _EMPTY, _SELF_RETURNING, CallEvaluator, _const_bool, _kw, perm_of
 from bnlint.script.facts import VARIES, SeedCall, SetEpochCall, Value, options, union
+from bnlint.script.modes import is_training_step
 from bnlint.script.names import dotted, last_part
 from bnlint.script.project import ClassInfo, iter_nodes
 
@@ -94,6 +95,8 @@ class CallDispatch(CallEvaluator):
             recv = self.eval(func.value, fr, loops)
         args = [(a, self.eval(a.value, fr, loops)) for a in call.args]
         deps = frozenset().union(*[d for _, (_, d) in args]) if args else _EMPTY
+        if is_training_step(call):
+            self.modes.training_started()
 
         if local is not None and local[0] is not None and local[0].kind in ("libclass", "union"):
             out = self.call_classes(call, local[0], args, deps, fr, loops)

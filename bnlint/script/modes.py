@@ -6,8 +6,8 @@ point:
 - ``default``: built in this walk and never switched: training mode, implicitly;
 - ``train``: ``model.train()`` was called and no training loop has run since (someone
   asked for training mode here on purpose: BN recalibration, test-time adaptation);
-- ``trained``: training mode that was set for training (``model.train()`` inside a
-  training loop, or followed by one) and was never switched back;
+- ``trained``: training mode that served training (a backward pass, an optimizer step
+  or a training loop came after the ``model.train()``) and was never switched back;
 - ``eval``: ``model.eval()`` / ``model.train(False)``;
 - ``unknown``: anything bnlint cannot tell: ``model.train(flag)``, an ``.eval()`` on a
   receiver the walk cannot resolve (``self.net.eval()``, ``m.eval()`` for ``m in
@@ -29,10 +29,11 @@ from typing import Dict, FrozenSet, List, Optional, Set
 import libcst as cst
 
 from bnlint.script.facts import ModelCall, Value, options
+from bnlint.script.names import dotted
 from bnlint.script.project import iter_nodes
 
 __all__ = ["DEFAULT", "TRAIN", "TRAINED", "EVAL", "UNKNOWN", "ACCIDENTAL", "ModeTracker",
-           "train_token", "sets_eval", "record_call"]
+           "train_token", "sets_eval", "record_call", "is_training_step", "ModeEvents"]
 
 DEFAULT = "default"
 TRAIN = "train"
@@ -72,7 +73,8 @@ class ModeTracker:
             self.state[key] = tokens | _UNKNOWN
 
     def training_started(self) -> None:
-        """A training loop starts: a ``train()`` asked for before it served training."""
+        """A training loop starts, or a backward pass / optimizer step runs: a
+        ``train()`` asked for before it served training."""
         for key, tokens in list(self.state.items()):
             if TRAIN in tokens:
                 self.state[key] = (tokens - {TRAIN}) | {TRAINED}
@@ -102,11 +104,11 @@ class ModeTracker:
         self.state = merged
 
 
-def train_token(args, in_training: bool) -> str:
+def train_token(args) -> str:
     """The token of ``model.train(...)`` called with ``args`` (``(cst.Arg, (Value, deps))``
-    pairs); ``in_training``: called inside a training loop."""
+    pairs)."""
     if not args:
-        return TRAINED if in_training else TRAIN
+        return TRAIN
     arg, (value, _) = args[0]
     if arg.star or (arg.keyword is not None and arg.keyword.value != "mode"):
         return UNKNOWN
@@ -118,8 +120,23 @@ def train_token(args, in_training: bool) -> str:
     if truths == {False}:
         return EVAL
     if truths == {True}:
-        return TRAINED if in_training else TRAIN
+        return TRAIN
     return UNKNOWN
+
+
+def is_training_step(call: cst.Call) -> bool:
+    """``loss.backward()``, ``accelerator.backward(loss)``, ``optimizer.step()``,
+    ``scaler.step(optimizer)`` (what makes a loop a training loop in the walker)."""
+    func = call.func
+    if not isinstance(func, cst.Attribute):
+        return False
+    attr = func.attr.value
+    if attr in ("backward", "manual_backward"):
+        return True
+    if attr == "step":
+        receiver = (dotted(func.value) or "").lower()
+        return "opt" in receiver or any("opt" in (dotted(a.value) or "").lower() for a in call.args)
+    return False
 
 
 def sets_eval(node: Optional[cst.CSTNode]) -> bool:
@@ -163,8 +180,7 @@ class ModeEvents:
             if saved is not None and saved.kind == "mode_of" and saved.get("model") is model:
                 self.modes.state[id(model)] = saved.get("tokens")  # model.train(was_training)
                 return
-        in_training = any(loop.trains for loop in loops)
-        self.modes.set(model, EVAL if meth == "eval" else train_token(args, in_training))
+        self.modes.set(model, EVAL if meth == "eval" else train_token(args))
 
     def model_method(self, model: Value, meth: str, args) -> None:
         """Other methods on a model that may switch (part of) it to evaluation:
