@@ -18,13 +18,12 @@ RTOL = 1e-6
 
 
 def rename_key(key: str, renames: Sequence[Tuple[str, str]]) -> str:
-    """Apply the first prefix rename that matches at a path-segment boundary."""
+    """Apply the first rename whose old prefix starts the key. Prefixes are full module
+    paths from the model's root (``layer1.0.net.3.``): a prefix matched further inside
+    a key would rename another container's child (``3.`` in ``0.3.weight``)."""
     for old, new in renames:
         if key.startswith(old):
             return new + key[len(old):]
-        pos = key.find("." + old)
-        if pos >= 0:
-            return key[: pos + 1] + new + key[pos + 1 + len(old):]
     return key
 
 

@@ -273,7 +273,9 @@ def _fix_file(path: str, findings: List[Finding], all_here: List[Finding], confi
         outcome.rejected = CHANGED
         return outcome
     findings = sorted(findings, key=Finding.sort_key)
-    refused = set(overlapping(src.text, [f.fix.edits for f in findings]))
+    # Model fixes move code: two of them inserting the same text are two moves.
+    refused = set(overlapping(src.text, [f.fix.edits for f in findings],
+                              [not f.code.startswith("BNL1") for f in findings]))
     chosen = [f for i, f in enumerate(findings) if i not in refused]
     outcome.skipped = [f for i, f in enumerate(findings) if i in refused]
     try:
