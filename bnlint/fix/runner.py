@@ -158,7 +158,12 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
         recheck = side.submit(_parsing_check, check_paths, [tmp], config, script_rules)
         answer = why = None
         if model_fix:
-            renames = sorted({tuple(r) for f in applied for r in dict(f.fix.data).get("renames", ())})
+            promised: Dict[str, set] = {}  # per model: the same path may mean another layer elsewhere
+            for f in applied:
+                pairs = dict(f.fix.data).get("renames", ())
+                if pairs:
+                    promised.setdefault(str(dict(f.details).get("model")), set()).update(map(tuple, pairs))
+            renames = {model: sorted(pairs) for model, pairs in promised.items()}
             shape = [list(s) for s in config.input_shape] if config.input_shape else None
             candidates = _candidates(new_text)
             answer, why = _run_equivalence({
