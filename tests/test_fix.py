@@ -239,3 +239,32 @@ def test_model_that_is_an_nn_sequential_itself(tmp_path):
     assert "nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3))" \
         in target.read_text()
     assert "2.weight -> 1.weight" in proc.stdout
+
+
+def test_identical_moves_are_not_merged():
+    """Two fixes inserting the same dropout call at the same place are two dropouts:
+    with ``shareable`` False the second waits for the next round (a helper two script
+    fixes both add is still shared)."""
+    text = "x = a(x)\ny = b(x)\n"
+    move = [Edit("p", (2, 0), (2, 0), "x = drop(x)\n")]
+    assert overlapping(text, [move, move]) == []
+    assert overlapping(text, [move, move], [False, False]) == [1]
+
+
+def test_append_reorder_shows_every_copys_renames_in_the_diff(tmp_path):
+    """An MLP built by ``layers.append`` in a loop: the dry run shows the reordered
+    appends and, for each of the three blocks the loop builds, the renamed keys."""
+    target = tmp_path / "mlp.py"
+    target.write_bytes((FIXTURES / "BNL101" / "mlp_layers_append.py").read_bytes())
+    before = target.read_bytes()
+    proc = run_bnlint("fix", "--diff", "--unsafe-fixes", "mlp.py", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert "-            layers.append(nn.Dropout(dropout))" in proc.stdout
+    assert "+            layers.append(nn.Dropout(dropout))" in proc.stdout
+    renamed = dict(RENAMED.match(line).groups() for line in proc.stdout.splitlines() if RENAMED.match(line))
+    for old, new in (("2", "1"), ("6", "5"), ("10", "9")):
+        assert renamed[f"body.{old}.running_var"] == f"body.{new}.running_var", proc.stdout
+    assert "body.2.* -> body.1.*, body.6.* -> body.5.*, body.10.* -> body.9.*" in proc.stdout
+    assert target.read_bytes() == before
+    safe_only = run_bnlint("fix", "--diff", "mlp.py", cwd=tmp_path)
+    assert "1 more fixable with --unsafe-fixes" in safe_only.stdout, safe_only.stdout

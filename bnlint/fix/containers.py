@@ -22,16 +22,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import libcst as cst
 
 from bnlint.findings import Edit
-from bnlint.fix.cstindex import SourceIndex, callee_name
+from bnlint.fix.cstindex import SourceIndex, callee_name, is_pure_expression
 
 __all__ = ["NoContainerMove", "Unit", "Run", "run_of", "move_edits", "Instance", "shifted_keys"]
 
 _REGISTER_ONE = ("append", "add_module")
 _REGISTER_MANY = ("extend",)
-_PURE_TEST = (cst.Name, cst.Attribute, cst.Comparison, cst.ComparisonTarget, cst.Integer, cst.Float,
-              cst.BooleanOperation, cst.UnaryOperation, cst.SimpleString, cst.Not, cst.And, cst.Or,
-              cst.GreaterThan, cst.GreaterThanEqual, cst.LessThan, cst.LessThanEqual, cst.Equal,
-              cst.NotEqual, cst.Is, cst.IsNot, cst.In, cst.NotIn, cst.Minus, cst.Plus)
 
 
 class NoContainerMove(Exception):
@@ -65,16 +61,6 @@ class Run:
         return None
 
 
-def _is_pure(node: cst.CSTNode) -> bool:
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        if isinstance(cur, cst.BaseExpression) and not isinstance(cur, _PURE_TEST):
-            return False
-        stack.extend(c for c in cur.children if isinstance(c, (cst.BaseExpression, cst.ComparisonTarget)))
-    return True
-
-
 def _receiver(call: cst.Call) -> Optional[str]:
     return cst.Module([]).code_for_node(call.func.value) if isinstance(call.func, cst.Attribute) else None
 
@@ -87,7 +73,7 @@ def _registration(stmt: cst.CSTNode, receiver: Optional[str], named: bool) -> Op
     if isinstance(stmt, cst.If):
         body = stmt.body
         if (stmt.orelse is None and isinstance(body, cst.IndentedBlock) and len(body.body) == 1
-                and _is_pure(stmt.test)):
+                and is_pure_expression(stmt.test)):
             inner = _registration(body.body[0], receiver, named)
             if inner is not None and not inner.guarded:
                 return Unit(stmt, inner.elements, guarded=True)

@@ -23,8 +23,7 @@ from typing import Iterator, List, Optional, Set, Tuple
 import libcst as cst
 
 from bnlint.findings import Edit
-from bnlint.fix.containers import _is_pure
-from bnlint.fix.cstindex import Pos, SourceIndex, first_input
+from bnlint.fix.cstindex import Pos, SourceIndex, first_input, is_pure_expression
 
 __all__ = ["NoMove", "TakenOut", "take_out", "put_in"]
 
@@ -75,7 +74,7 @@ def take_out(idx: SourceIndex, dcall: cst.Call) -> TakenOut:
             step = ""
             while isinstance(block, cst.IndentedBlock) and len(block.body) == 1:
                 owner = idx.parent(block)
-                if not (isinstance(owner, cst.If) and owner.orelse is None and _is_pure(owner.test)):
+                if not (isinstance(owner, cst.If) and owner.orelse is None and is_pure_expression(owner.test)):
                     break
                 tests.append(idx.code(owner.test))
                 step = idx.indent_of(idx.start(node)[0])[len(idx.indent_of(idx.start(owner)[0])):]
@@ -133,10 +132,10 @@ def _hoistable(idx: SourceIndex, target: cst.CSTNode, small: cst.CSTNode) -> boo
         parent = idx.parent(node)
         if isinstance(parent, cst.Arg):
             call = idx.parent(parent)
-            if not isinstance(call, cst.Call) or not _is_pure(call.func):
+            if not isinstance(call, cst.Call) or not is_pure_expression(call.func):
                 return False
             before = call.args[:list(call.args).index(parent)]
-            if not all(_is_pure(a.value) for a in before):
+            if not all(is_pure_expression(a.value) for a in before):
                 return False
             node = call
         elif isinstance(parent, cst.Attribute) and parent.value is node:
