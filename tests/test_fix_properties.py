@@ -76,7 +76,7 @@ def _has_finding(arch):
     """Whether the oracle of test_properties flags a dropout (built in memory)."""
     namespace = {}
     exec(compile(file_source([arch]), "<arch>", "exec"), namespace)
-    bnl101, bnl102 = oracle(namespace["Net0"]().train())
+    bnl101, bnl102 = oracle(namespace["Net0"]().train(), unique=arch[2] != "append_loop")
     return bool(bnl101 or bnl102)
 
 
