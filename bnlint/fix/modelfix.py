@@ -52,6 +52,7 @@ _BRANCH_KINDS = frozenset({"activation", "reshape", "scale", "weight", "batchnor
 # What may lie between a weight layer and the dropout moved in front of it.
 _BEFORE_WEIGHT = frozenset({"activation", "reshape", "scale", "pool", "global-pool"})
 _SHOWN_RENAMES = 4
+_BATCHNORM = frozenset({"batchnorm"})
 _CHANNEL_DROPOUTS = ("dropout1d", "dropout2d", "dropout3d", "featurealphadropout")
 
 
@@ -166,11 +167,19 @@ class _Planner:
         """Behind the BN and its activation; in a residual branch, before the branch's
         last weight layer (Kim et al.)."""
         self.require_same_layout(drop, bn)
+        weight = self.branch_last_weight(bn)
+        if weight is None or self.g.nodes[drop].get("in_sequential"):
+            # Behind the BN it must feed no other BN (a concatenation into a norm, a
+            # second BN), in every use of this code: else the weight layer before it.
+            for other in self.siblings(drop):
+                fed = reach(self.g, other, VALUE_PRESERVING, _BATCHNORM).targets
+                later = [n for b in fed[:1] for n in reach(self.g, b, VALUE_PRESERVING, _BATCHNORM).targets]
+                if later:
+                    raise NoFix(f"behind {describe(self.g, fed[0])} it would still feed {describe(self.g, later[0])}")
         if self.g.nodes[drop].get("in_sequential"):
             return self.container_move(drop, bn, after=True)
         idx, dcall = self.call_of(drop)
         func = idx.function(dcall)
-        weight = self.branch_last_weight(bn)
         if weight is not None:
             widx, wcall = self.call_of(weight)
             if idx.function(wcall) is not func:
@@ -194,7 +203,9 @@ class _Planner:
         DenseNet layer's new features are concatenated into every later layer's input)."""
         weight, between = self.weight_before(drop)
         self.require_layout_before_weight(drop, weight, between)
-        where = f"before {describe(self.g, weight)}, the weight layer whose output it dropped (W(D(ReLU(BN(.)))))"
+        for other in self.siblings(drop)[1:]:  # the same place in every use of this code
+            self.weight_before(other)
+        where = f"before {describe(self.g, weight)}, the weight layer whose output it dropped (Kim et al.)"
         if self.g.nodes[drop].get("in_sequential"):
             return self.container_move(drop, weight, after=False)
         idx, dcall = self.call_of(drop)
@@ -212,6 +223,23 @@ class _Planner:
         taken = take_out(idx, dcall)
         edits = list(taken.edits) + put_in(idx, dcall, warg.value, taken, func)
         return Fix(FixSafety.SAFE, f"move {describe(self.g, drop)} {where}", tuple(edits))
+
+    def siblings(self, drop: str) -> List[str]:
+        """The dropout nodes written by the same source as ``drop`` (a block class or a
+        loop builds several), ``drop`` first: one edit moves them all."""
+        facts = self.g.nodes[drop]
+        key = "defn" if facts.get("in_sequential") else "call"
+        site = facts.get(key) or {}
+        where = (site.get("file"), site.get("line"), site.get("col", 0), facts.get("op"),
+                 facts.get("target") if facts.get("op") != "call_module" else facts.get("module_type"))
+        out = [drop]
+        for node, d in self.g.nodes(data=True):
+            other = d.get(key) or {}
+            if (node != drop and d.get("kind") == "dropout" and d.get("active")
+                    and (other.get("file"), other.get("line"), other.get("col", 0), d.get("op"),
+                         d.get("target") if d.get("op") != "call_module" else d.get("module_type")) == where):
+                out.append(node)
+        return out
 
     def weight_before(self, drop: str) -> Tuple[str, List[str]]:
         """The weight layer whose output reaches the dropout through value-preserving
