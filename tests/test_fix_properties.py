@@ -90,8 +90,9 @@ def _check_models(before_path, after_path, count, renames):
         old = getattr(before, f"Net{i}")()
         new = getattr(after, f"Net{i}")()
         _randomise(old)
-        promised = renames.get(f"Net{i}", ())
-        state = {rename_key(k, promised): v for k, v in old.state_dict().items()}
+        state = dict(old.state_dict())
+        for promised in renames.get(f"Net{i}", ()):  # fix by fix, as the rounds applied them
+            state = {rename_key(k, promised): v for k, v in state.items()}
         assert list(new.state_dict()) == list(state), f"Net{i}: state_dict keys changed"  # (b)
         assert len(state) == len(old.state_dict()), f"Net{i}: two keys renamed to one"
         new.load_state_dict(state)
@@ -144,7 +145,7 @@ def test_safe_fixes_keep_the_model(tmp_path):
             promised = dict(f.fix.data).get("renames", ())
             # Only a reorder that renumbers children is unsafe, and it says which keys.
             assert (f.fix.safety is FixSafety.UNSAFE) == bool(promised), f.fix.description
-            renames.setdefault(dict(f.details)["model"], []).extend(promised)
+            renames.setdefault(dict(f.details)["model"], []).append(promised)
         fixed = path.read_text()
         assert (fixed != source) == bool(applied)
 

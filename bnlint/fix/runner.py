@@ -53,7 +53,8 @@ class FileOutcome:
     skipped: List[Finding] = field(default_factory=list)
     rejected: Optional[str] = None
     notes: List[str] = field(default_factory=list)
-    renamed: List[Tuple[str, str]] = field(default_factory=list)
+    renamed: List[Tuple[str, str]] = field(default_factory=list)  # every model's, for display
+    renamed_by_model: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)
     diff: str = ""
 
 
@@ -182,9 +183,12 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
             for model in answer.get("models", []):
                 if not model.get("ok"):
                     return model.get("reason", "the fixed model differs")
-                for old, new in model.get("renamed", []):
-                    if (old, new) not in outcome.renamed:
-                        outcome.renamed.append((old, new))
+                pairs = [(old, new) for old, new in model.get("renamed", [])]
+                if pairs:
+                    outcome.renamed_by_model[str(model.get("name"))] = pairs
+                for pair in pairs:
+                    if pair not in outcome.renamed:
+                        outcome.renamed.append(pair)
     finally:
         side.shutdown(wait=True)
         remove_temp(tmp)
@@ -315,7 +319,7 @@ def _fix_file(path: str, findings: List[Finding], all_here: List[Finding], confi
             except NotebookError as exc:
                 outcome.rejected = str(exc)
                 return outcome
-        outcome.renamed, outcome.notes = [], []
+        outcome.renamed, outcome.renamed_by_model, outcome.notes = [], {}, []
         if _verify(src, abs_path, retry, rest, all_here, config, rules, outcome) is None:
             outcome.applied, new_text, why = rest, retry, None
             outcome.notes.extend(f"{f.code} at line {f.line} not fixed: {f.code} is still reported after its "
@@ -427,6 +431,23 @@ def _fix_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], unsa
 MAX_ROUNDS = 8
 
 
+def _compose(first: List[Tuple[str, str]], then: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """Key renames of two rounds as one map from the original keys (a child moved in
+    both rounds: ``body.3.w -> body.2.w`` then ``body.2.w -> body.1.w`` is ``body.3.w ->
+    body.1.w``)."""
+    out = list(first)
+    index = {new: i for i, (_old, new) in enumerate(out)}
+    for old, new in then:
+        if old in index:
+            i = index.pop(old)
+            out[i] = (out[i][0], new)
+            index[new] = i
+        else:
+            index[new] = len(out)
+            out.append((old, new))
+    return [(a, b) for a, b in out if a != b]
+
+
 def _later_rounds(run: FixRun, pool: ThreadPoolExecutor, config: Config, rules: Sequence[Rule],
                   unsafe: bool) -> None:
     """Fixes left out because their edits overlapped another fix (two dropouts moved to
@@ -456,5 +477,7 @@ def _later_rounds(run: FixRun, pool: ThreadPoolExecutor, config: Config, rules: 
                 continue
             outcome.applied += new.applied
             outcome.skipped = new.skipped
-            outcome.renamed += [r for r in new.renamed if r not in outcome.renamed]
+            for model, pairs in new.renamed_by_model.items():  # per model: paths repeat across models
+                outcome.renamed_by_model[model] = _compose(outcome.renamed_by_model.get(model, []), pairs)
+            outcome.renamed = list(dict.fromkeys(p for pairs in outcome.renamed_by_model.values() for p in pairs))
             outcome.notes += [n for n in new.notes if n not in outcome.notes]
