@@ -1,4 +1,5 @@
-"""Command line: ``bnlint check``, ``bnlint fix``, ``bnlint rules``, ``bnlint explain``.
+"""Command line: ``bnlint check``, ``bnlint fix``, ``bnlint rules``, ``bnlint explain``,
+``bnlint verify``, ``bnlint run``.
 
 Exit codes: 0 no findings, 1 findings, 2 usage error or a file that could not be
 analysed at all. User mistakes print one line, never a traceback.
@@ -258,6 +259,57 @@ def verify(before, after, model, seeds, epochs, budget, device, task, report_pat
     except (VerifyError, ConfigError) as exc:
         raise _fail(str(exc))
     sys.exit(run_verify_subprocess(request))
+
+
+@cli.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "sarif", "github", "junit"]), default="text", show_default=True)
+@click.option("--output-file", "-o", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the report to a file (default: stderr, after the script's own output).")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 when the script succeeded, even when problems are found.")
+@click.option("--select", multiple=True, help="Rule codes or prefixes to enable.")
+@click.option("--ignore", multiple=True, help="Rule codes or prefixes to disable.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Use this pyproject.toml.")
+@click.argument("script")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run_command(output_format, output_file, exit_zero, select, ignore, config_file, script, args):
+    """Run SCRIPT ARGS as 'python SCRIPT ARGS' would, watching its data loaders (BNL206).
+
+    Options go before SCRIPT; everything after it is the script's. The exit status is
+    the script's when it fails; else 1 when problems were found, 0 when clean."""
+    import os
+
+    from bnlint.runtime.findings import runtime_findings
+    from bnlint.runtime.launch import ScriptError, check_runnable, run_script
+    from bnlint.runtime.watch import Watch
+    from bnlint.report import counted, render
+
+    try:
+        check_runnable(script)
+        config = build_config([script], config_file, select, ignore, (), None, None)
+        rules = select_rules(config.select, config.ignore, config.extend_select)
+    except (ScriptError, ConfigError, UnknownRuleError) as exc:
+        raise _fail(str(exc))
+    cwd = os.getcwd()
+    with Watch() as watch:
+        status = run_script(script, args)
+    record = watch.record()
+    try:
+        os.chdir(cwd)  # the script may have moved; paths are shown relative to where bnlint ran
+    except OSError:
+        pass
+    findings = runtime_findings(record, rules, config, cwd)
+    text = render(output_format, findings, files_checked=1)
+    if output_file:
+        from bnlint.atomic import write_text_atomic
+
+        try:
+            write_text_atomic(output_file, text)
+        except OSError as exc:
+            raise _fail(f"cannot write {output_file}: {exc.strerror or exc}")
+    else:
+        click.echo(text, nl=False, err=True)
+    if status != 0:
+        sys.exit(status)
+    sys.exit(EXIT_FINDINGS if counted(findings) and not exit_zero else EXIT_CLEAN)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

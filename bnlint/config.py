@@ -42,6 +42,8 @@ class Config:
     input_shape: Optional[Tuple[Tuple[int, ...], ...]] = None
     timeout: float = 60.0
     unsafe_fixes: bool = False
+    mock_imports: Tuple[str, ...] = ()  # packages replaced by stand-ins even when installed
+    no_mock_imports: Tuple[str, ...] = ()  # packages never replaced ("*": no stand-ins at all)
     source: Optional[str] = None  # the pyproject.toml it came from
     root: Optional[str] = None  # its folder: relative config paths are resolved here
 
@@ -68,7 +70,7 @@ class Config:
 
 _KEYS = (
     "select", "ignore", "extend-select", "per-file-ignores", "exclude", "models",
-    "input-shape", "timeout", "unsafe-fixes",
+    "input-shape", "timeout", "unsafe-fixes", "mock-imports", "no-mock-imports",
 )
 
 
@@ -82,6 +84,23 @@ def _str_list(key: str, value: Any, source: Optional[str]) -> Tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise ConfigError(f"[tool.bnlint] {key}{_where(source)} must be a list of strings, got {value!r}")
+
+
+def _module_names(key: str, value: Any, source: Optional[str], star: bool) -> Tuple[str, ...]:
+    """Top-level package names (``apex``, ``wandb``); ``"*"`` where ``star`` allows it."""
+    names = _str_list(key, value, source)
+    for name in names:
+        if star and name == "*":
+            continue
+        if not all(part.isidentifier() for part in name.split(".")) or "." in name:
+            every = '; "*" means every package' if star else ""
+            raise ConfigError(
+                f"[tool.bnlint] {key}{_where(source)}: {name!r} is not a top-level package name "
+                f"(write 'apex', not 'apex.amp'){every}"
+            )
+        if name == "torch":
+            raise ConfigError(f"[tool.bnlint] {key}{_where(source)}: torch is never replaced by a stand-in")
+    return names
 
 
 def _rule_selectors(key: str, value: Any, source: Optional[str]) -> Tuple[str, ...]:
@@ -165,6 +184,15 @@ def config_from_table(table: Dict[str, Any], source: Optional[str] = None) -> Co
         if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
             raise ConfigError(f"[tool.bnlint] timeout{_where(source)} must be a positive number of seconds, got {t!r}")
         kwargs["timeout"] = float(t)
+    if "mock-imports" in table:
+        kwargs["mock_imports"] = _module_names("mock-imports", table["mock-imports"], source, star=False)
+    if "no-mock-imports" in table:
+        kwargs["no_mock_imports"] = _module_names("no-mock-imports", table["no-mock-imports"], source, star=True)
+    both = sorted(set(kwargs.get("mock_imports", ())) & set(kwargs.get("no_mock_imports", ())))
+    if both:
+        raise ConfigError(
+            f"[tool.bnlint]{_where(source)}: {both[0]!r} is in both mock-imports and no-mock-imports; keep one"
+        )
     if "unsafe-fixes" in table:
         if not isinstance(table["unsafe-fixes"], bool):
             raise ConfigError(

@@ -34,6 +34,7 @@ _KIND_TEXT = {
     RuleKind.GRAPH: "graph rule (checks traced models)",
     RuleKind.SCRIPT: "script rule (checks training-script source, statically)",
     RuleKind.ANALYSIS: "analysis diagnostic",
+    RuleKind.RUNTIME: "runtime rule (reported by `bnlint run`, which runs the training script)",
 }
 _MAX_SNIPPET = 28
 

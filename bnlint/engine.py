@@ -321,28 +321,25 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
 
 def _script_findings(readable: List[FileJob], sources: Dict[str, SourceFile], digests: Dict[str, str],
                      notebooks: Dict, script_rules: Sequence[Rule], cache, findings, result) -> List[Finding]:
-    key = None
-    if cache is not None:
-        key = cache.key("script", [p for j in readable for p in (j.path.encode(), digests[j.path].encode())])
-        cached = cache.get(key)
-        if cached is not None:
-            return cached
-    script_sources = []
-    for job in readable:
-        if job.path not in sources:
-            try:
-                sources[job.path] = _read(job, notebooks)
-            except SourceError as exc:  # removed or changed since it was listed
-                findings.append(analysis_failure(job.path, f"cannot analyse file: {exc}"))
-                result.fatal = True
-                continue
-        script_sources.append(sources[job.path])
-    from bnlint.script import run_script_rules  # libcst: only when the rules run
+    """Script rules on the checked files, each analysed with the project it lives in
+    (``bnlint.script.scope``): findings only in these files, the same whatever else is
+    named on the command line."""
+    from bnlint.script.scope import CheckedFile, check_in_project
 
-    out = run_script_rules(script_sources, script_rules)
-    if key is not None:
-        cache.put(key, out)
-    return out
+    def reader(job: FileJob):
+        def read() -> SourceFile:
+            if job.path not in sources:
+                sources[job.path] = _read(job, notebooks)
+            return sources[job.path]
+        return read
+
+    def failed(checked, exc) -> None:  # removed or changed since it was listed
+        findings.append(analysis_failure(checked.path, f"cannot analyse file: {exc}"))
+        result.fatal = True
+
+    files = [CheckedFile(job.path, job.abs_path, reader(job), notebook=is_notebook(job.path)) for job in readable]
+    index = cache.file_index() if cache is not None else None
+    return check_in_project(files, script_rules, cache=cache, index=index, on_error=failed)
 
 
 def _without_echoes(findings: List[Finding]) -> List[Finding]:
@@ -367,8 +364,12 @@ def _dependency_installed_since(cached: List[Finding]) -> bool:
     import importlib.util
 
     for f in cached:
-        name = dict(f.details).get("missing_module")
-        if name:
+        details = dict(f.details)
+        # missing_module: an import that failed or a model that needs it; stubbed: the
+        # packages stand-ins replaced (bnlint.model.standins).
+        for name in [details.get("missing_module"), *(details.get("stubbed") or ())]:
+            if not name:
+                continue
             try:
                 if importlib.util.find_spec(str(name).split(".")[0]) is not None:
                     return True

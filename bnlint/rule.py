@@ -2,7 +2,8 @@
 
 A rule's ``check`` is a small pure function: graph rules take a networkx DiGraph of
 plain facts (see ``bnlint.graph``), script rules take the parsed script facts
-(see ``bnlint.script``). Neither imports torch. They yield ``Hit`` values; the engine
+(see ``bnlint.script``), runtime rules take what ``bnlint run`` observed (see
+``bnlint.runtime.orders``). None imports torch. They yield ``Hit`` values; the engine
 turns hits into ``Finding`` values with paths, lines and suppressions.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ class RuleKind(str, enum.Enum):
     GRAPH = "graph"  # BNL1xx: traced models
     SCRIPT = "script"  # BNL2xx: training-script source
     ANALYSIS = "analysis"  # BNL0xx: diagnostics about the analysis itself
+    RUNTIME = "runtime"  # BNL206: what ``bnlint run`` observed while a script ran
 
 
 @dataclass(frozen=True)

@@ -65,47 +65,69 @@ _SEQUENTIAL = (
 )
 
 
+_CONDITIONAL = (
+    "this training loader shuffles only when `{cond}`; on the other path every epoch visits "
+    "the data in the same order; shuffle whatever the condition (`shuffle=True` or a "
+    "shuffling sampler)"
+)
+_CONDITIONAL_NOT = (
+    "this training loader does not shuffle when `{cond}`: on that path every epoch visits "
+    "the data in the same order; shuffle whatever the condition (`shuffle=True` or a "
+    "shuffling sampler)"
+)
+
+
 def _replayed(facts, use, perm) -> bool:
     return bool(facts.epoch_loops(use, perm))
 
 
+def _conditional(loader, shuffling, fixed):
+    """The warning for a loader that shuffles on some paths only, naming the condition;
+    None when the paths' conditions cannot be told apart."""
+    from bnlint.script.facts import describe_conds  # libcst: imported when the rule runs
+    if all(v.conds for v in shuffling):
+        cond = " or ".join(sorted({describe_conds(v.conds) for v in shuffling}))
+        return loader, _CONDITIONAL.format(cond=cond)
+    if all(v.conds for v in fixed):
+        cond = " or ".join(sorted({describe_conds(v.conds) for v in fixed}))
+        return loader, _CONDITIONAL_NOT.format(cond=cond)
+    return None
+
+
 def _loader_hits(facts, use):
+    """(anchor, message) for a training loader, read path by path
+    (``bnlint.script.loaders``): every path must shuffle."""
+    from bnlint.script import loaders  # libcst: imported when the rule runs
     from bnlint.script.calls import perm_of  # libcst: imported when the rule runs
     loader = use.value
-    data = loader.get("dataset")
-    sampler = loader.get("sampler")
-    if sampler is None and loader.get("batch_sampler") is not None:
-        sampler = loader.get("batch_sampler").get("sampler")
-    if loader.get("has_sampler"):
-        if sampler is None:
-            return
-        perm = perm_of(sampler)
-        if perm is not None and sampler.kind in ("perm", "permuted"):
-            if _replayed(facts, use, perm):
-                yield perm, _ONCE
-            return
-        if sampler.kind == "sampler" and sampler.get("kind") == "sequential":
-            inner = perm_of(sampler.get("data")) or perm_of(data)
-            if inner is not None:
-                if _replayed(facts, use, inner):
-                    yield inner, _ONCE
-            elif facts.epoch_loops(use):
-                yield sampler, _SEQUENTIAL
-        elif sampler.kind == "sampler" and sampler.get("kind") == "distributed" \
-                and sampler.get("shuffle") is False and facts.epoch_loops(use):
-            yield sampler, _SEQUENTIAL
+    if use.alternative:
+        return  # one of several loaders a name may hold: which one trains is not known
+    paths = [(loaders.order(loader, v, perm_of), v) for v in loaders.variants(loader)]
+    kinds = {kind for (kind, _), _ in paths}
+    if not paths or loaders.UNKNOWN in kinds:
+        return  # an argument bnlint cannot resolve: say nothing rather than guess
+    fixed = [(kind, anchor, v) for (kind, anchor), v in paths
+             if kind in (loaders.NEVER, loaders.SEQUENTIAL, loaders.PERMUTED)]
+    if not fixed or not facts.epoch_loops(use):
         return
-    if loader.get("shuffle") is not False or loader.get("batch_none"):
+    if len(fixed) < len(paths):
+        hit = _conditional(loader, [v for (kind, _), v in paths if kind in (loaders.SHUFFLES, loaders.EXEMPT)],
+                           [v for _, _, v in fixed])
+        if hit is not None:
+            yield hit
         return
-    perm = perm_of(data)
-    if perm is not None:
-        if _replayed(facts, use, perm):
-            yield perm, _ONCE
-        return
-    if data is not None and (data.get("iterable") or (data.kind == "hfds" and data.get("streaming"))):
-        return
-    if facts.epoch_loops(use):
-        yield loader, _NEVER
+    seen = set()
+    for kind, anchor, _ in fixed:
+        if id(anchor) in seen:
+            continue
+        seen.add(id(anchor))
+        if kind == loaders.PERMUTED:
+            if _replayed(facts, use, anchor):
+                yield anchor, _ONCE
+        elif kind == loaders.SEQUENTIAL:
+            yield anchor, _SEQUENTIAL
+        else:
+            yield anchor, _NEVER
 
 
 def find_permutation_outside_epoch_loop(ctx):
@@ -123,12 +145,15 @@ def find_permutation_outside_epoch_loop(ctx):
             continue
         for anchor, message in hits:
             fix = None
+            severity = ctx.severity(use.loops, use.file)
             if message is _NEVER:
                 fix = planned(shuffle_fix, ctx, anchor)
             elif message is _ONCE and facts.epoch_loops(use, anchor):
                 fix = planned(permutation_into_loop_fix, ctx, anchor, facts.epoch_loops(use, anchor)[-1])
+            elif message not in (_ONCE, _SEQUENTIAL):
+                severity = Severity.WARNING  # shuffles on some paths: a warning naming the condition
             yield Hit(message=message, span=ctx.span(anchor.node, anchor.file),
-                      severity=ctx.severity(use.loops, use.file), fix=fix)
+                      severity=severity, fix=fix)
     for index in facts.index_uses:
         perm = index.index_from_perm or perm_of(index.value)
         if perm is None or not index.loops or not index.loops[-1].trains:

@@ -31,7 +31,8 @@ def _run(files):
 
 def _fixture_groups():
     """Top-level fixture files are checked alone; a sub-folder is checked together."""
-    folders = sorted(FIXTURES.glob("BNL2*")) + sorted(FIXTURES.glob("scripts_*"))
+    # Script rules' folders (fixtures/BNL206 holds what `bnlint run` reports: tests/test_runtime.py).
+    folders = [FIXTURES / r.code for r in SCRIPT_RULES] + sorted(FIXTURES.glob("scripts_*"))
     for folder in folders:
         for entry in sorted(folder.iterdir()):
             if entry.suffix == ".py":

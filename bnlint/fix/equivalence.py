@@ -127,9 +127,13 @@ def _compare_model(mod_a, mod_b, name: str, renames, input_shape) -> Dict[str, A
 def compare_files(request: Dict[str, Any]) -> Dict[str, Any]:
     import torch  # noqa: F401
 
-    from bnlint.model.loader import find_auto_targets, load_definitions
+    from bnlint.model.loader import find_auto_targets, load_definitions, project_root
+    from bnlint.model.sandbox import prepare_import
 
     result: Dict[str, Any] = {"models": [], "error": None}
+    # The same stand-ins, argparse defaults and network block as the check's worker.
+    prepare_import(request["original"], project_root(os.path.dirname(request["original"])),
+                   request.get("mock_imports") or (), request.get("no_mock_imports") or ())
     try:
         mod_a = load_definitions(request["original"])
         mod_b = load_definitions(request["fixed"])

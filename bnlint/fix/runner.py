@@ -167,10 +167,11 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
             renames = {model: sorted(pairs) for model, pairs in promised.items()}
             shape = [list(s) for s in config.input_shape] if config.input_shape else None
             candidates = _candidates(new_text)
+            mocks = {"mock_imports": list(config.mock_imports), "no_mock_imports": list(config.no_mock_imports)}
             answer, why = _run_equivalence({
                 "original": abs_path, "fixed": tmp, "renames": renames,
-                "candidates": _candidates(src.text), "input_shape": shape,
-                "analyse": {"explicit": [], "candidates": candidates, "input_shape": shape},
+                "candidates": _candidates(src.text), "input_shape": shape, **mocks,
+                "analyse": {"explicit": [], "candidates": candidates, "input_shape": shape, **mocks},
             }, config.timeout * 2)
         after = list(recheck.result().findings)
         if answer is not None and answer.get("analysis") is not None:

@@ -39,6 +39,7 @@ class _Recorder(TorchFunctionMode):
         self.producer: Dict[int, fx.Node] = {}
         self.keep: List[Any] = []  # keep tensors alive so their ids stay unique
         self.leaf_depth = 0
+        self.scopes: List[str] = [""]  # paths of the modules whose forward is running
 
     def node_args(self, value: Any) -> Any:
         if isinstance(value, torch.Tensor):
@@ -62,6 +63,7 @@ class _Recorder(TorchFunctionMode):
                     item = self.graph.create_node("call_function", _getitem, (node, i), {})
                     item.meta["tensor_meta"] = _extract_tensor_metadata(t)
                     item.meta["bnlint_sites"] = node.meta.get("bnlint_sites")
+                    item.meta["bnlint_scope"] = node.meta.get("bnlint_scope")
                     self.producer[id(t)] = item
                     self.keep.append(t)
 
@@ -73,6 +75,7 @@ class _Recorder(TorchFunctionMode):
                 "call_function", func, self.node_args(tuple(args)), self.node_args(dict(kwargs)),
             )
             node.meta["bnlint_sites"] = _sites()
+            node.meta["bnlint_scope"] = self.scopes[-1]
             self.bind(node, out)
         return out
 
@@ -120,7 +123,16 @@ def record_graph(module: nn.Module, inputs: Tuple[Any, ...]) -> fx.Graph:
             node.meta["bnlint_sites"] = _sites()
             rec.bind(node, out)
 
+    def enter(mod, args):
+        rec.scopes.append(names[mod])
+
+    def leave(mod, args, out):
+        rec.scopes.pop()
+
     for mod in module.modules():
+        if mod is not module:
+            handles.append(mod.register_forward_pre_hook(enter))
+            handles.append(mod.register_forward_hook(leave, always_call=True))
         if mod is not module and _is_leaf(mod):
             handles.append(mod.register_forward_pre_hook(pre_hook))
             handles.append(mod.register_forward_hook(post_hook))

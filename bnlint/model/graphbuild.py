@@ -14,6 +14,10 @@ nodes. Node attributes (all plain values):
 ``call``        {file, line, col, ...}: innermost non-torch frame of the call in forward
 ``user_call``   innermost frame of the call in a non-library file
 ``defn``/``user_defn``  where the submodule was constructed (see bnlint.model.sites)
+``scope``       for a call made in installed code (a library's forward): path of the module
+                whose forward made it; ``scope_installed`` whether that forward is itself
+                installed code, and then ``scope_user_defn``, the user's line that built
+                that module (the user's handle on a library's ``F.dropout``)
 ``shape``       output shape when shape propagation succeeded
 """
 from __future__ import annotations
@@ -28,7 +32,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bnlint.model.sites import (
-    construction_site, frames_from_stack_trace, is_library_file, is_torch_file, site_dict,
+    construction_site, forward_is_installed, frames_from_stack_trace, is_library_file, is_torch_file,
+    site_dict,
 )
 from bnlint.model.trace import TraceResult
 
@@ -163,8 +168,11 @@ def _reduction_is_global(node: fx.Node) -> bool:
         norm = {d % rank for d in dims}
         if 0 in norm or 1 in norm:
             return False
-        shaped = _globally_pooled(node)
-        return bool(shaped) if shaped is not None else norm == set(range(2, rank))
+        if norm == set(range(2, rank)):
+            # Every dimension after batch and channels: global pooling by its form,
+            # whatever the map's size (a guessed input may leave it 1x1).
+            return True
+        return bool(_globally_pooled(node))
     # No shapes: the usual spellings over an NCHW map.
     return set(dims) in ({2, 3}, {-1, -2}, {-2, -1})
 
@@ -273,6 +281,23 @@ def _frames(node: fx.Node) -> Tuple[Optional[Dict[str, int]], Optional[Dict[str,
     return call, user
 
 
+def _scope_facts(node: fx.Node, root: nn.Module, prefix: str, call: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Which module's forward made a function call in installed code, and where the user
+    built that module. ``root``: the module the trace's paths are relative to."""
+    scope = node.meta.get("bnlint_scope")
+    if scope is None or call is None or not is_library_file(call["file"]):
+        return {}
+    facts: Dict[str, Any] = {"scope": ".".join(p for p in (prefix, scope) if p)}
+    try:
+        owner = root.get_submodule(scope) if scope else root
+    except AttributeError:
+        return facts
+    facts["scope_installed"] = forward_is_installed(owner)
+    if facts["scope_installed"]:
+        facts["scope_user_defn"] = site_dict(construction_site(owner)[1])
+    return facts
+
+
 def _parent_is_sequential(model: nn.Module, path: str) -> bool:
     try:
         parent = model.get_submodule(path.rsplit(".", 1)[0] if "." in path else "")
@@ -316,6 +341,8 @@ def _add_traced(g: nx.DiGraph, model: nn.Module, tr: TraceResult, prefix: str) -
         kinds[node.name] = facts["kind"]
         if node.op not in ("placeholder", "output", "get_attr"):
             facts["call"], facts["user_call"] = _frames(node)
+            if node.op != "call_module":
+                facts.update(_scope_facts(node, gm, mod_prefix, facts["call"]))
         shape = _shape(node)
         if shape is not None:
             facts["shape"] = list(shape)

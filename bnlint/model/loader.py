@@ -1,11 +1,14 @@
-"""Import a user's model file as a *definitions-only* view, and build its models.
+"""Import a user's model file as a *definitions-only* view (bnlint.model.definitions),
+and find its model targets.
 
 Runs inside the worker subprocess only. A file's top level is filtered before it is
-executed: imports, classes, functions, docstrings and constant-like assignments stay;
-everything else (training loops, file writes, ``if __name__ == "__main__":``) is
-dropped, with line numbers kept so tracebacks and stack traces point at the real
+executed, with line numbers kept so tracebacks and stack traces point at the real
 source. Local modules the file imports (below the same project root) get the same
-treatment through an import hook.
+treatment through an import hook, which also tells each module which of its names
+the others import (``from config import cfg`` keeps ``cfg = CfgNode(...)`` in
+config.py). When a kept statement still raises at import (``os.environ["RANK"]``),
+it is left out with everything that reads what it binds, and the import starts again
+(``ImportNote`` says so).
 """
 from __future__ import annotations
 
@@ -15,110 +18,107 @@ import importlib.machinery
 import importlib.util
 import inspect
 import os
+import re
 import sys
+import traceback
 import types
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
+
+from bnlint.model.definitions import FilterResult, definitions_only, filter_definitions
 
 __all__ = [
+    "ImportNote",
     "definitions_only",
     "load_definitions",
     "install_definitions_hook",
     "find_auto_targets",
     "required_parameters",
+    "project_root",
+    "is_definitions_file",
 ]
 
-# Calls that are safe (and common) on the right-hand side of a module-level assignment.
-SAFE_CALLS = {
-    "partial", "namedtuple", "NamedTuple", "TypeVar", "getLogger", "dict", "list", "tuple",
-    "set", "frozenset", "OrderedDict", "defaultdict", "field", "getattr", "Enum", "IntEnum",
-    "object", "str", "int", "float", "bool", "compile", "dataclass", "Path", "cast",
-    "get_logger", "namedtuple",
-}
+# How many times an import starts again after leaving out a statement that raised.
+MAX_ATTEMPTS = 25
 
 
-def _is_constantish(node: ast.AST) -> bool:
-    if isinstance(node, (ast.Constant, ast.Name, ast.Lambda)):
-        return True
-    if isinstance(node, ast.Attribute):
-        return _is_constantish(node.value)
-    if isinstance(node, ast.Subscript):
-        return _is_constantish(node.value) and _is_constantish(node.slice)
-    if isinstance(node, ast.Slice):
-        return all(_is_constantish(p) for p in (node.lower, node.upper, node.step) if p is not None)
-    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
-        return all(_is_constantish(e) for e in node.elts)
-    if isinstance(node, ast.Dict):
-        return all(_is_constantish(k) for k in node.keys if k is not None) and all(
-            _is_constantish(v) for v in node.values
-        )
-    if isinstance(node, ast.BinOp):
-        return _is_constantish(node.left) and _is_constantish(node.right)
-    if isinstance(node, ast.UnaryOp):
-        return _is_constantish(node.operand)
-    if isinstance(node, ast.BoolOp):
-        return all(_is_constantish(v) for v in node.values)
-    if isinstance(node, ast.Compare):
-        return _is_constantish(node.left) and all(_is_constantish(c) for c in node.comparators)
-    if isinstance(node, ast.IfExp):
-        return all(_is_constantish(p) for p in (node.test, node.body, node.orelse))
-    if isinstance(node, ast.Starred):
-        return _is_constantish(node.value)
-    if isinstance(node, ast.Call):
-        func = node.func
-        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
-        return (
-            name in SAFE_CALLS
-            and all(_is_constantish(a) for a in node.args)
-            and all(_is_constantish(k.value) for k in node.keywords)
-        )
-    return False
+@dataclass(frozen=True)
+class ImportNote:
+    """A statement left out because it raised when the definitions were imported."""
+
+    path: str
+    line: int
+    message: str
 
 
-def _is_main_guard(test: ast.AST) -> bool:
-    return (
-        isinstance(test, ast.Compare)
-        and any(isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(test))
-    )
+class _LoadState:
+    """What the hook knows across the modules of one import (and its retries)."""
+
+    def __init__(self) -> None:
+        self.needs: Dict[str, Set[str]] = {}  # module name -> names other modules import from it
+        self.forced_out: Dict[str, Set[int]] = {}  # file -> first lines of statements left out
+        self.results: Dict[str, FilterResult] = {}  # file -> its filter result
+        self.compiled_with: Dict[str, FrozenSet[str]] = {}  # file -> the needs it was filtered with
+        self.names: Dict[str, str] = {}  # module name -> file, filtered in this attempt
+        self.notes: List[ImportNote] = []
+
+    def compile(self, fullname: str, path: str, source: bytes, is_package: bool) -> types.CodeType:
+        tree = ast.parse(source, filename=path)
+        needed = frozenset(self.needs.get(fullname, ()))
+        result = filter_definitions(tree, needed, self.forced_out.get(path, ()))
+        self.results[path] = result
+        self.compiled_with[path] = needed
+        self.names[fullname] = path
+        package = fullname if is_package else fullname.rpartition(".")[0]
+        for module, level, names in result.imports:
+            target = _absolute(module, level, package)
+            if target and names:
+                self.needs.setdefault(target, set()).update(names)
+        for module, attribute in result.module_attribute_reads:
+            self.needs.setdefault(module, set()).add(attribute)
+        return compile(result.module, path, "exec", dont_inherit=True)
+
+    def recover(self, exc: BaseException) -> bool:
+        """Adjust the view after ``exc`` ended an import attempt; False when nothing
+        would change (the error is the user's to fix)."""
+        if isinstance(exc, ImportError) and not isinstance(exc, ModuleNotFoundError) and exc.name in self.names:
+            m = re.search(r"cannot import name '(\w+)'", str(exc))
+            path = self.names[exc.name]
+            result = self.results.get(path)
+            if m and result is not None and m.group(1) in result.left_out_names \
+                    and m.group(1) not in self.compiled_with.get(path, ()):
+                # A module imported it after this one was filtered without it.
+                self.needs.setdefault(exc.name, set()).add(m.group(1))
+                return True
+        for frame, lineno in reversed(list(traceback.walk_tb(exc.__traceback__))):
+            if frame.f_code.co_name != "<module>":
+                continue
+            path = os.path.abspath(frame.f_code.co_filename)
+            result = self.results.get(path)
+            if result is None:
+                continue
+            first = result.droppable_leaf_at(lineno)
+            if first is None or first in self.forced_out.get(path, ()):
+                return False
+            self.forced_out.setdefault(path, set()).add(first)
+            self.notes.append(ImportNote(path, first, _describe(exc)))
+            return True
+        return False
 
 
-def _filter_body(body: Sequence[ast.stmt]) -> List[ast.stmt]:
-    kept: List[ast.stmt] = []
-    for i, stmt in enumerate(body):
-        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)):
-            kept.append(stmt)
-        elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
-            kept.append(stmt)
-        elif isinstance(stmt, ast.Assign) and _is_constantish(stmt.value) and all(
-            isinstance(t, (ast.Name, ast.Tuple, ast.List)) for t in stmt.targets
-        ):
-            kept.append(stmt)
-        elif isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and (
-            stmt.value is None or _is_constantish(stmt.value)
-        ):
-            kept.append(stmt)
-        elif isinstance(stmt, ast.If) and not _is_main_guard(stmt.test) and _is_constantish(stmt.test):
-            new = ast.If(test=stmt.test, body=_filter_body(stmt.body) or [ast.Pass()],
-                         orelse=_filter_body(stmt.orelse))
-            kept.append(ast.copy_location(new, stmt))
-        elif isinstance(stmt, ast.Try):
-            handlers = []
-            for h in stmt.handlers:
-                nh = ast.ExceptHandler(type=h.type, name=h.name, body=_filter_body(h.body) or [ast.Pass()])
-                handlers.append(ast.copy_location(nh, h))
-            new = ast.Try(body=_filter_body(stmt.body) or [ast.Pass()], handlers=handlers,
-                          orelse=_filter_body(stmt.orelse), finalbody=_filter_body(stmt.finalbody))
-            kept.append(ast.copy_location(new, stmt))
-    for stmt in kept:
-        for node in ast.walk(stmt):
-            if isinstance(node, ast.Pass) and not hasattr(node, "lineno"):
-                ast.copy_location(node, stmt)
-    return kept
+def _absolute(module: str, level: int, package: str) -> str:
+    if level == 0:
+        return module
+    parts = package.split(".") if package else []
+    if level - 1 > len(parts):
+        return ""
+    base = parts[: len(parts) - (level - 1)]
+    return ".".join(base + ([module] if module else []))
 
 
-def definitions_only(tree: ast.Module) -> ast.Module:
-    """The module with only definitions left at its top level (see module docstring)."""
-    module = ast.Module(body=_filter_body(tree.body), type_ignores=[])
-    return ast.fix_missing_locations(module)
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}"[:300] if text else type(exc).__name__
 
 
 def compile_definitions(source: bytes, path: str) -> types.CodeType:
@@ -129,13 +129,18 @@ def compile_definitions(source: bytes, path: str) -> types.CodeType:
 class _DefinitionsLoader(importlib.machinery.SourceFileLoader):
     """Loads a local module through the definitions-only filter, never from bytecode."""
 
+    def __init__(self, fullname: str, path: str, state: _LoadState, is_package: bool = False):
+        super().__init__(fullname, path)
+        self.state = state
+        self.package = is_package
+
     def get_code(self, fullname):  # noqa: D401 - importlib protocol
         source = self.get_data(self.path)
         if self.path.endswith(".ipynb"):  # a notebook: the Python of its code cells
             from bnlint.notebook import notebook_lines_for_import
 
             source = notebook_lines_for_import(self.path, source)
-        return compile_definitions(source, self.path)
+        return self.state.compile(fullname, self.path, source, self.package)
 
 
 _OWN_DIRS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), d) + os.sep
@@ -145,6 +150,7 @@ _OWN_DIRS = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(o
 class _DefinitionsFinder(importlib.abc.MetaPathFinder):
     def __init__(self, roots: Sequence[str]):
         self.roots = [os.path.abspath(r) + os.sep for r in roots]
+        self.state = _LoadState()
 
     def find_spec(self, fullname, path=None, target=None):
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
@@ -155,7 +161,7 @@ class _DefinitionsFinder(importlib.abc.MetaPathFinder):
             return None  # installed code, and bnlint itself (e.g. when checking bnlint's own checkout)
         if not any(origin.startswith(r) for r in self.roots):
             return None
-        loader = _DefinitionsLoader(fullname, origin)
+        loader = _DefinitionsLoader(fullname, origin, self.state, spec.submodule_search_locations is not None)
         new = importlib.util.spec_from_file_location(
             fullname, origin, loader=loader,
             submodule_search_locations=spec.submodule_search_locations,
@@ -163,14 +169,24 @@ class _DefinitionsFinder(importlib.abc.MetaPathFinder):
         return new
 
 
-def install_definitions_hook(roots: Sequence[str]) -> None:
+def install_definitions_hook(roots: Sequence[str]) -> _DefinitionsFinder:
     """Route local imports below ``roots`` through the filter (one finder, shared)."""
     sys.dont_write_bytecode = True
     for finder in sys.meta_path:
         if isinstance(finder, _DefinitionsFinder):
             finder.roots.extend(r for r in (os.path.abspath(x) + os.sep for x in roots) if r not in finder.roots)
-            return
-    sys.meta_path.insert(0, _DefinitionsFinder(roots))
+            return finder
+    finder = _DefinitionsFinder(roots)
+    sys.meta_path.insert(0, finder)
+    return finder
+
+
+def is_definitions_file(path: str) -> bool:
+    """Whether ``path`` (absolute) was imported through the definitions filter."""
+    for finder in sys.meta_path:
+        if isinstance(finder, _DefinitionsFinder):
+            return path in finder.state.results
+    return False
 
 
 def _module_name_for(path: str) -> Tuple[str, str]:
@@ -206,20 +222,69 @@ def project_root(folder: str) -> Optional[str]:
         current = parent
 
 
-def load_definitions(path: str) -> types.ModuleType:
-    """Import ``path`` with its top level filtered to definitions."""
+def load_definitions(path: str, notes: Optional[List[ImportNote]] = None) -> types.ModuleType:
+    """Import ``path`` with its top level filtered to definitions. Statements that
+    raise are left out and the import starts again; ``notes`` receives one
+    ``ImportNote`` for each."""
     name, root = _module_name_for(path)
+    project = project_root(root)
+    namespaced = _namespace_name(path, name, project)
+    if namespaced is not None:
+        # ``from .op import x`` in a folder without __init__.py: the project imports it
+        # as ``models.network`` (a namespace package); its folder stays on the path too.
+        name, folder = namespaced, root
+        root = project
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     if root not in sys.path:
         sys.path.insert(0, root)
     roots = [root]
-    project = project_root(root)
     if project is not None and project != root:
         if project not in sys.path:
             sys.path.insert(sys.path.index(root) + 1, project)
         roots.append(project)
     if name in sys.modules or name in sys.builtin_module_names or name in getattr(sys, "stdlib_module_names", ()):
         name = "_bnlint_target_" + name.replace(".", "_")
-    install_definitions_hook(roots)
+    state = install_definitions_hook(roots).state
+    first_note = len(state.notes)
+    try:
+        for attempt in range(MAX_ATTEMPTS):
+            before = set(sys.modules)
+            state.names.clear()
+            try:
+                return _load_once(name, path, state)
+            except Exception as exc:  # the user's top-level code may raise anything
+                if attempt == MAX_ATTEMPTS - 1 or not state.recover(exc):
+                    raise
+                for mod in set(sys.modules) - before:
+                    if mod in state.names or mod == name:
+                        del sys.modules[mod]
+        raise AssertionError("unreachable")
+    finally:
+        if notes is not None:
+            notes.extend(state.notes[first_note:])
+
+
+def _namespace_name(path: str, name: str, project: Optional[str]) -> Optional[str]:
+    """The dotted name from the project root for a file outside any __init__.py package
+    that uses relative imports, or None."""
+    if "." in name or project is None:
+        return None
+    relative = os.path.relpath(os.path.abspath(path), project)
+    parts = relative[:-3].split(os.sep) if relative.endswith(".py") else []
+    if len(parts) < 2 or not all(p.isidentifier() for p in parts):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    if not any(isinstance(n, ast.ImportFrom) and n.level > 0 for n in tree.body):
+        return None
+    return ".".join(parts)
+
+
+def _load_once(name: str, path: str, state: _LoadState) -> types.ModuleType:
     if "." in name:
         # Import the packages first, as Python does: a package whose __init__ imports
         # this very module (``from .net import Net``) must find it complete, not the
@@ -227,13 +292,17 @@ def load_definitions(path: str) -> types.ModuleType:
         importlib.import_module(name.rsplit(".", 1)[0])
         if name in sys.modules:
             return sys.modules[name]
-    loader = _DefinitionsLoader(name, os.path.abspath(path))
+    loader = _DefinitionsLoader(name, os.path.abspath(path), state, os.path.basename(path) == "__init__.py")
     spec = importlib.util.spec_from_file_location(name, os.path.abspath(path), loader=loader)
     module = importlib.util.module_from_spec(spec)
     if "." in name:
         module.__package__ = name.rsplit(".", 1)[0]
     sys.modules[name] = module
-    loader.exec_module(module)
+    try:
+        loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
     return module
 
 
@@ -263,6 +332,17 @@ def _returns_module(func: Callable, module: types.ModuleType, nn_module: type) -
     return False
 
 
+def _standin_without_forward(cls: type, nn_module: type) -> bool:
+    """A class that is an nn.Module only because it derives from a stand-in for a
+    missing package (``class Config(yacs.config.CfgNode)``) and defines no forward of
+    its own is not a model."""
+    standin = any(k.__dict__.get("_bnlint_standin_of") for k in cls.__mro__)
+    if not standin:
+        return False
+    return not any("forward" in k.__dict__ for k in cls.__mro__
+                   if k is not nn_module and not k.__module__.startswith(("bnlint.", "torch.")))
+
+
 def find_auto_targets(module: types.ModuleType, candidates: Sequence[str]) -> Dict[str, Any]:
     """No-argument ``nn.Module`` classes and annotated no-argument factories.
 
@@ -276,7 +356,7 @@ def find_auto_targets(module: types.ModuleType, candidates: Sequence[str]) -> Di
         if obj is None:
             continue
         if inspect.isclass(obj):
-            if not issubclass(obj, nn.Module) or inspect.isabstract(obj):
+            if not issubclass(obj, nn.Module) or inspect.isabstract(obj) or _standin_without_forward(obj, nn.Module):
                 continue
             required = required_parameters(obj)
             out[name] = ("class", obj, required)

@@ -304,13 +304,35 @@ class Location:
     column: int
     library: Optional[str] = None  # library module the offending code lives in
     definition_line: Optional[int] = None
+    library_site: Optional[str] = None  # "file:line" of the offending code inside the library
+    library_how: str = "built"  # how the reported line reaches it: "built", "called", "used"
 
 
-def locate(facts: Dict[str, Any]) -> Optional[Location]:
+def _user_handle(facts: Dict[str, Any]) -> Tuple[Optional[Dict[str, Any]], str]:
+    """The user's line for code that runs inside an installed library, and how that
+    line reaches it ("built" or "called"): the line that built the module (for a module
+    call, that module; for a function call made by a library's forward, the module whose
+    forward made it), else the innermost user frame of the call (a library helper called
+    from the user's own forward)."""
+    built, called = ("user_defn", "built"), ("user_call", "called")
+    if facts.get("op") == "call_module":
+        order = (built, called)
+    elif facts.get("scope_installed"):
+        order = (("scope_user_defn", "built"), called)
+    else:
+        order = (called, ("scope_user_defn", "built"))
+    for key, how in order:
+        if facts.get(key):
+            return facts[key], how
+    return None, "built"
+
+
+def locate(facts: Dict[str, Any], default: Optional[Dict[str, Any]] = None) -> Optional[Location]:
     """Where a user edits the node: its call in forward, or its definition when an
-    ``nn.Sequential`` applies it. Library code points at the user's line instead."""
-    call, user_call = facts.get("call"), facts.get("user_call")
-    defn, user_defn = facts.get("defn"), facts.get("user_defn")
+    ``nn.Sequential`` applies it. Library code points at the user's line that built it
+    instead; ``default`` (the model's own definition) when no user line is known."""
+    call = facts.get("call")
+    defn = facts.get("defn")
     use_defn = facts.get("op") == "call_module" and (facts.get("in_sequential") or not call)
     site = defn if use_defn else call
     if site is None:
@@ -318,17 +340,26 @@ def locate(facts: Dict[str, Any]) -> Optional[Location]:
     if site is None:
         return None
     if _is_library(site["file"]):
-        user = user_defn if (use_defn or not user_call) else user_call
-        user = user or user_defn or user_call
-        library = library_module_name(site["file"])
+        user, how = _user_handle(facts)
+        if user is None:
+            user, how = default, "used"
         if user is None:
             return None
-        return Location(user["file"], user["line"], user.get("col", 0) + 1, library=library)
+        return Location(user["file"], user["line"], user.get("col", 0) + 1,
+                        library=library_module_name(site["file"]),
+                        library_site=f"{site['file']}:{site['line']}", library_how=how)
     if site is defn:
         return Location(site["file"], site["line"], site.get("col", 0) + 1)
     definition_line = defn["line"] if defn and defn["file"] == site["file"] else None
     return Location(site["file"], site["line"], _call_column(site["file"], site["line"], facts),
                     definition_line=definition_line)
+
+
+def _group_key(loc: Location, code: str) -> Tuple[Any, ...]:
+    """Findings with one key are one finding (a block applied N times, or one line
+    reached by several models). Library code is told apart by its own line, so two
+    library models built on one user line stay two findings."""
+    return (loc.file, loc.line, loc.column, code, loc.library_site)
 
 
 # ---------------------------------------------------------------- results -> findings
@@ -338,6 +369,10 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
     name = model.get("name", "?")
     def_line = model.get("def_line")
     for err in model.get("errors", []):
+        dependency = _dependency_failure(job, name, err, def_line)
+        if dependency is not None:
+            out.append(dependency)
+            continue
         stage, msg, line = err.get("stage"), err.get("message", ""), err.get("line") or def_line
         if stage == "build" and err.get("exc_type") == "MemoryError":
             text = (f"cannot build model {name}: constructor raised MemoryError (the analysis runs under a "
@@ -376,18 +411,69 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
 
 
 def _file_failure(job: ModelJob, err: Dict[str, Any]) -> Finding:
+    """The BNL001 for a model file that did not import (the worker's error dict)."""
     msg, line = err.get("message", ""), err.get("line")
-    if err.get("missing_module"):
-        text = (f"cannot import {job.path}: missing dependency '{err['missing_module']}'; install it in "
-                f"the environment bnlint runs in, or exclude this file")
+    reason = err.get("reason", "import-failed")
+    models = list(err.get("models") or [])
+    details: Dict[str, Any] = {"stage": err.get("stage", "import"), "not_analysed": reason, "models": models}
+    what = f" ({', '.join(models)} not analysed)" if models else ""
+    severity = Severity.ERROR
+    if reason == "needs-package":
+        package = err.get("package", "?")
+        details["package"] = package
+        if not err.get("configured"):
+            details["missing_module"] = package  # the cached finding is dropped once it is installed
+        text = (f"cannot import {job.path}: it needs package '{package}', which is not installed "
+                f"({err.get('what') or msg}); "
+                f"install it in the environment bnlint runs in to analyse its models{what}")
+        severity = Severity.WARNING
+    elif reason == "needs-download":
+        text = (f"cannot import {job.path}: importing it needs a download ({err.get('download', msg)}), and "
+                f"bnlint never downloads{what}")
+        severity = Severity.WARNING
+    elif err.get("missing_module"):
+        details["missing_module"] = err["missing_module"]
+        text = (f"cannot import {job.path}: no module named '{err['missing_module']}'; it is part of the "
+                f"project or was excluded from stand-ins (no-mock-imports): make it importable (is a file "
+                f"missing, or does a script add a folder to sys.path?), or exclude this file{what}")
     elif err.get("exc_type") == "SystemExit":
         text = (f"importing {job.path} called sys.exit(); bnlint imports model files (definitions only) "
-                f"to trace their models: move that call under `if __name__ == \"__main__\":`")
+                f"to trace their models: move that call under `if __name__ == \"__main__\":`{what}")
     else:
         text = (f"importing {job.path} raised {msg}; bnlint imports model files (definitions only) to "
-                f"trace their models: fix the error or exclude the file")
-    extra = {"missing_module": err["missing_module"]} if err.get("missing_module") else {}
-    return _failure(job.path, text, line, stage=err.get("stage", "import"), **extra)
+                f"trace their models: fix the error or exclude the file{what}")
+    return _failure(job.path, text, line, severity=severity, **details)
+
+
+def _dependency_failure(job: ModelJob, name: str, err: Dict[str, Any], def_line: Optional[int]) -> Optional[Finding]:
+    """A model that needs a missing package or a download: a warning, or None for
+    other errors."""
+    reason = err.get("reason")
+    line = err.get("line") or def_line
+    if reason == "needs-package":
+        package = err.get("package", "?")
+        text = (f"model {name} needs package '{package}', which is not installed "
+                f"({err.get('what') or err.get('message', '')}); "
+                f"install it in the environment bnlint runs in to analyse this model")
+        extra = {} if err.get("configured") else {"missing_module": package}  # cache: stale once installed
+        return _failure(job.path, text, line, severity=Severity.WARNING, model=name, stage=err.get("stage"),
+                        not_analysed=reason, package=package, **extra)
+    if reason == "needs-download":
+        text = (f"model {name} cannot be built without a download ({err.get('download', '')}), and bnlint "
+                f"never downloads; give its factory a pretrained=False / weights=None parameter, or name "
+                f"arguments that avoid the download with '{job.path}::{name}(arg=value)'")
+        return _failure(job.path, text, line, severity=Severity.WARNING, model=name, stage=err.get("stage"),
+                        not_analysed=reason)
+    return None
+
+
+def _note_finding(job: ModelJob, note: Any) -> Finding:
+    """An info note of the worker: a string, or a dict with ``message``, ``line`` and
+    details."""
+    if isinstance(note, str):
+        return _failure(job.path, note, None, severity=Severity.INFO)
+    details = {k: v for k, v in note.items() if k not in ("message", "line")}
+    return _failure(job.path, note.get("message", ""), note.get("line"), severity=Severity.INFO, **details)
 
 
 def _with_fix(rule: Rule, g: nx.DiGraph, hit: Hit, job: ModelJob, fix_sources: Dict[str, Any]) -> Hit:
@@ -406,10 +492,24 @@ def _with_fix(rule: Rule, g: nx.DiGraph, hit: Hit, job: ModelJob, fix_sources: D
     return hit
 
 
+def _in_library(hit: Hit, loc: Location) -> Hit:
+    """A hit inside installed code, reported at the user's line that builds it."""
+    from dataclasses import replace
+
+    return replace(hit, fix=None, data=hit.data + (("library", loc.library), ("library_site", loc.library_site)),
+                   message=(f"{hit.message} (in {loc.library}, {_HOW[loc.library_how]}; installed code is "
+                            f"not fixed automatically)"))
+
+
+_HOW = {"built": "built on this line", "called": "called on this line", "used": "which this model uses"}
+
+
 def _graph_findings(job: ModelJob, model: Dict[str, Any], rules: Sequence[Rule],
                     fix_sources: Optional[Dict[str, Any]] = None) -> List[Tuple[Location, Rule, Hit]]:
     g = graph_from_json(model["graph"])
     fix_sources = {} if fix_sources is None else fix_sources
+    # The model's own definition: where a finding goes when no better line is known.
+    default = {"file": job.abs_path, "line": model.get("def_line") or 1, "col": 0}
     out = []
     for rule in rules:
         try:
@@ -419,10 +519,13 @@ def _graph_findings(job: ModelJob, model: Dict[str, Any], rules: Sequence[Rule],
             out.append((Location(job.abs_path, 1, 1), None, Hit(
                 message=f"rule {rule.code} crashed on model {model.get('name')}: {type(exc).__name__}: {exc}")))
         for hit in hits:
-            hit = _with_fix(rule, g, hit, job, fix_sources)
-            loc = locate(g.nodes[hit.node]) if hit.node in g else None
+            loc = locate(g.nodes[hit.node], default) if hit.node in g else None
             if loc is None:
-                loc = Location(job.abs_path, 1, 1)
+                loc = Location(default["file"], default["line"], 1)
+            if loc.library:
+                hit = _in_library(hit, loc)
+            else:
+                hit = _with_fix(rule, g, hit, job, fix_sources)
             out.append((loc, rule, hit))
     return out
 
@@ -431,8 +534,8 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
                      shown: Optional[Dict[str, str]] = None) -> List[Finding]:
     findings: List[Finding] = []
     for note in result.get("notes", []):
-        findings.append(_failure(job.path, note, None, severity=Severity.INFO))
-    grouped: Dict[Tuple[str, int, int, str], List[Tuple[Location, Rule, Hit, str]]] = {}
+        findings.append(_note_finding(job, note))
+    grouped: Dict[Tuple[Any, ...], List[Tuple[Location, Rule, Hit, str]]] = {}
     fix_sources: Dict[str, Any] = {}
     for model in result.get("models", []):
         if model.get("covered_by_parent"):
@@ -444,15 +547,14 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
             if rule is None:
                 findings.append(_failure(job.path, hit.message))
                 continue
-            key = (loc.file, loc.line, loc.column, rule.code)
+            key = _group_key(loc, rule.code)
             grouped.setdefault(key, []).append((loc, rule, hit, model.get("name", "?")))
-    for (file, line, column, code), items in grouped.items():
+    for items in grouped.values():
         loc, rule, hit, model_name = items[0]
+        file, line, column = loc.file, loc.line, loc.column
         models = sorted({m for *_, m in items})
         count = len(items)
         message = hit.message
-        if loc.library:
-            message += f" (in {loc.library}, built here)"
         if count > 1:
             message += f" [applied {count} times]"
         details = {"model": model_name, "node": hit.node}
@@ -483,6 +585,8 @@ def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[
             "explicit": [t.to_dict() for t in job.explicit],
             "candidates": job.candidates,
             "input_shape": [list(s) for s in config.input_shape] if config.input_shape else None,
+            "mock_imports": list(config.mock_imports),
+            "no_mock_imports": list(config.no_mock_imports),
         }
         outcome = job, run_worker(request, config.timeout)
         if progress is not None:  # e.g. bnlint.progress.ProgressLine

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
+import itertools
 import os
 import re
 import sys
@@ -19,7 +21,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["Site", "is_torch_file", "is_library_file", "library_module_name",
            "recording_construction_sites", "construction_site", "frames_from_stack_trace",
-           "call_sites",
+           "call_sites", "forward_is_installed",
            "site_dict"]
 
 Site = Tuple[str, int, int, int, int]  # file, line, col (0-based), end_line, end_col
@@ -83,12 +85,11 @@ def _frame_site(frame) -> Site:
     col, end_line, end_col = 0, line, 0
     if hasattr(code, "co_positions"):
         try:
-            positions = list(code.co_positions())
-            pos = positions[frame.f_lasti // 2]
+            pos = next(itertools.islice(code.co_positions(), frame.f_lasti // 2, None))
             if pos[0] is not None:
                 line, end_line = pos[0], pos[1] or pos[0]
                 col, end_col = pos[2] or 0, pos[3] or 0
-        except (IndexError, ValueError):
+        except (StopIteration, ValueError):
             pass
     return (os.path.abspath(code.co_filename), line, col, end_line, end_col)
 
@@ -142,6 +143,18 @@ def recording_construction_sites() -> Iterator[None]:
         nn.Module.__init__ = original
 
 
+def forward_is_installed(module) -> bool:
+    """Whether ``module``'s forward is installed code (a library, torch) rather than
+    the user's: calls it makes are the library's business, and the user's handle on
+    them is the line that built the module."""
+    forward = getattr(type(module), "forward", None)
+    forward = inspect.unwrap(forward) if forward is not None else None
+    code = getattr(forward, "__code__", None)
+    if code is None:
+        return True
+    return is_torch_file(code.co_filename) or is_library_file(code.co_filename)
+
+
 def call_sites(skip: int = 1) -> Tuple[Optional[Dict[str, int]], Optional[Dict[str, int]]]:
     """(innermost non-torch frame, innermost user frame) of the caller's stack, as
     site dicts with ``col`` 0. Cheap: stops as soon as both are found."""
@@ -150,11 +163,14 @@ def call_sites(skip: int = 1) -> Tuple[Optional[Dict[str, int]], Optional[Dict[s
     while frame is not None:
         filename = frame.f_code.co_filename
         if not is_torch_file(filename):
-            site = {"file": os.path.abspath(filename), "line": frame.f_lineno, "col": 0}
             if call is None:
-                call = site
-            if not is_library_file(filename):
-                return call, site
+                call = {"file": os.path.abspath(filename), "line": frame.f_lineno, "col": 0}
+                if not is_library_file(filename):
+                    return call, dict(call)
+            elif not is_library_file(filename):
+                # The user's call into a library helper: its exact span (the helper's
+                # name is unknown to the graph, so the column cannot be found later).
+                return call, site_dict(_frame_site(frame))
         frame = frame.f_back
     return call, None
 

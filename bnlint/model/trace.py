@@ -41,6 +41,7 @@ class BnTracer(fx.Tracer):
     def create_node(self, *args, **kwargs):
         node = super().create_node(*args, **kwargs)
         node.meta["bnlint_sites"] = call_sites(skip=1)
+        node.meta["bnlint_scope"] = self.scope.module_path  # whose forward made the call
         return node
 
     def call_module(self, m, forward, args, kwargs):
@@ -121,6 +122,8 @@ def _trace_once(module: nn.Module, leaves: Set[str]):
     try:
         graph = tracer.trace(module, concrete_args=concrete or None)
     except Exception as exc:  # user code may raise anything while being traced
+        if getattr(exc, "stops_analysis", False):
+            raise  # e.g. a stand-in for a missing package met a tensor: no fallback helps
         failing = tracer.failed_in or ""
         return None, failing, exc
     return graph, None, None

@@ -48,6 +48,13 @@ def _error(stage: str, exc: BaseException, file: str, **extra: Any) -> Dict[str,
     out = {"stage": stage, "message": _describe(exc), "line": _user_line(exc, file), "exc_type": type(exc).__name__}
     if isinstance(exc, ModuleNotFoundError):
         out["missing_module"] = exc.name
+    if "torch" in sys.modules:  # only a worker that set up its imports can explain more
+        from bnlint.model.sandbox import failure_reason
+
+        out.update(failure_reason(exc))
+        site = out.pop("site", None)
+        if site and os.path.abspath(site[0]) == file:
+            out["line"] = site[1]  # where the stand-in was built
     out.update(extra)
     return out
 
@@ -107,19 +114,24 @@ def _example_inputs(module, name: str, model, gm, input_shape, device) -> Tuple[
     )
 
 
-def _build(factory, args, kwargs, device: str):
+def _build(factory, args, kwargs, device: str, notes: Optional[List[str]] = None):
     import torch
 
+    from bnlint.model.offline import build_without_downloads
     from bnlint.model.sites import recording_construction_sites
+    from bnlint.model.standins import check_no_standins
 
     with recording_construction_sites():
         if device == "meta":
             with torch.device("meta"):
-                model = factory(*args, **kwargs)
+                model, note = build_without_downloads(factory, args, kwargs)
         else:
-            model = factory(*args, **kwargs)
+            model, note = build_without_downloads(factory, args, kwargs)
+    check_no_standins(model)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"returned {type(model).__name__}, not an nn.Module")
+    if notes is not None and note and note not in notes:
+        notes.append(note)
     model.train()
     return model
 
@@ -203,7 +215,7 @@ def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progre
     out: Dict[str, Any] = {"name": name, "errors": [], "notes": [], "def_line": _definition_line(factory, file)}
 
     def build(device):
-        model = _build(factory, args, kwargs, device)
+        model = _build(factory, args, kwargs, device, out["notes"])
         return model, trace_model(model)
 
     progress.step(f"building and tracing {name}")
@@ -274,15 +286,11 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
     progress.step("importing torch")
     import torch  # noqa: F401  (import cost is counted before user code)
 
-    from bnlint.model.loader import find_auto_targets, load_definitions
+    from bnlint.model.loader import find_auto_targets
 
     progress.step("importing the file's definitions")
-    try:
-        module = load_definitions(file)
-    except BaseException as exc:  # SystemExit and friends from user code, too
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        result["error"] = _error("import", exc, file)
+    module, standins = _import_definitions(file, request, result)
+    if module is None:
         return result
 
     input_shape = request.get("input_shape")
@@ -331,7 +339,65 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
         # Only classes: a factory may build the same class with other arguments.
         if kinds.get(m["name"]) == "class" and m.get("model_type") in inside:
             m["covered_by_parent"] = True
+    _note_standins(result, standins, file)
     return result
+
+
+def _import_definitions(file: str, request: Dict[str, Any], result: Dict[str, Any]):
+    """Import the file's definitions with stand-ins for missing packages, no network and
+    argparse defaults (bnlint.model.sandbox). Returns (module, standins); the module is
+    None when the import failed, and ``result["error"]`` says why."""
+    from bnlint.model.loader import is_definitions_file, load_definitions, project_root
+    from bnlint.model.nowrites import no_top_level_writes
+    from bnlint.model.sandbox import prepare_import
+
+    standins = prepare_import(file, project_root(os.path.dirname(file)), request.get("mock_imports") or (),
+                              request.get("no_mock_imports") or ())
+    notes: List[Any] = []
+    try:
+        with no_top_level_writes(is_definitions_file):
+            module = load_definitions(file, notes)
+    except BaseException as exc:  # SystemExit and friends from user code, too
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        error = _error("import", exc, file)
+        error.setdefault("reason", "import-failed")
+        error["models"] = list(request.get("candidates") or [s["name"] for s in request.get("explicit") or []])
+        result["error"] = error
+        module = None
+    for note in notes:
+        shown = os.path.relpath(note.path, os.path.dirname(file))
+        result["notes"].append({
+            "message": f"the statement at {shown}:{note.line} was left out of the import: it raised {note.message} "
+                       f"(and so was everything that reads what it binds)",
+            "line": note.line if note.path == file else None,
+        })
+    if module is None:
+        _note_standins(result, standins, file)
+    return module, standins
+
+
+def _note_standins(result: Dict[str, Any], standins, file: str) -> None:
+    """One info note naming the packages that were replaced by stand-ins."""
+    if standins is None or not standins.stubbed:
+        return
+    missing = standins.missing()
+    configured = sorted(set(standins.stubbed) - set(missing))
+    lines = [line for f, line in standins.stubbed.values() if f and os.path.abspath(f) == file]
+    what = []
+    if missing:
+        what.append(f"{', '.join(map(repr, missing))} (not installed)")
+    if configured:
+        what.append(f"{', '.join(map(repr, configured))} (mock-imports)")
+    note: Dict[str, Any] = {
+        "message": f"stand-ins replaced {' and '.join(what)} while the models were built; a model that "
+                   f"really needs one is reported as not analysed",
+        "line": min(lines) if lines else None,
+        "stubbed": missing,
+    }
+    if configured:
+        note["mocked"] = configured
+    result["notes"].append(note)
 
 
 MEMORY_ENV = "BNLINT_MEMORY_LIMIT"

@@ -11,8 +11,8 @@ from typing import List, Optional, Tuple
 
 import libcst as cst
 
-from bnlint.script import known
-from bnlint.script.facts import VARIES, IndexUse, Loop, SeedCall, SetEpochCall, Value
+from bnlint.script import known, kwargs
+from bnlint.script.facts import VARIES, Cond, IndexUse, Loop, SeedCall, SetEpochCall, Value, options, union
 from bnlint.script.names import dotted, last_part
 
 __all__ = ["CallEvaluator"]
@@ -23,6 +23,7 @@ _SELF_RETURNING = {"to", "cuda", "cpu", "float", "half", "double", "bfloat16", "
 _LITERALS = (cst.Integer, cst.Float, cst.SimpleString, cst.ConcatenatedString,
              cst.FormattedString, cst.Imaginary)
 _PERMUTED_KINDS = ("perm", "permuted")
+_CONSTANTS = {"True": True, "False": False, "None": None}
 
 
 def _kw(call: cst.Call, name: str) -> Optional[cst.Arg]:
@@ -54,16 +55,21 @@ class CallEvaluator:
     # -- expressions -------------------------------------------------------------------
     def eval(self, expr, fr, loops) -> Tuple[Optional[Value], frozenset]:
         if isinstance(expr, cst.Name):
-            if expr.value in ("True", "False", "None"):
-                return Value("const", expr, fr.file, loops), _EMPTY
+            if expr.value in _CONSTANTS:
+                return Value("const", expr, fr.file, loops, py=_CONSTANTS[expr.value]), _EMPTY
             bound = fr.lookup(expr.value)
-            return bound if bound is not None else (None, _EMPTY)
+            if bound is None:
+                return self.class_reference(expr, fr, loops), _EMPTY
+            return bound
         if isinstance(expr, cst.Call):
             return self.eval_call(expr, fr, loops)
         if isinstance(expr, cst.Attribute):
             return self.eval_attribute(expr, fr, loops)
         if isinstance(expr, _LITERALS):
-            return Value("const", expr, fr.file, loops), _EMPTY
+            value = Value("const", expr, fr.file, loops)
+            if type(expr) is cst.Integer and expr.value.isdigit():
+                value.attrs["py"] = int(expr.value)  # cheap; strings are not needed as values
+            return value, _EMPTY
         if isinstance(expr, cst.Subscript):
             return self.eval_subscript(expr, fr, loops)
         if isinstance(expr, (cst.BinaryOperation, cst.BooleanOperation)):
@@ -72,11 +78,19 @@ class CallEvaluator:
             const = lv is not None and rv is not None and lv.kind == rv.kind == "const"
             return (Value("const", expr, fr.file, loops) if const else None), ld | rd
         if isinstance(expr, cst.UnaryOperation):
-            return self.eval(expr.expression, fr, loops)
+            value, deps = self.eval(expr.expression, fr, loops)
+            if isinstance(expr.operator, cst.Not):
+                return self.map_consts(value, lambda py: not py, expr, fr, loops), deps
+            return value, deps
         if isinstance(expr, cst.Comparison):
-            deps = self.eval(expr.left, fr, loops)[1]
+            left, deps = self.eval(expr.left, fr, loops)
             for comp in expr.comparisons:
                 deps |= self.eval(comp.comparator, fr, loops)[1]
+            if (len(expr.comparisons) == 1 and isinstance(expr.comparisons[0].operator, (cst.Is, cst.IsNot))
+                    and isinstance(expr.comparisons[0].comparator, cst.Name)
+                    and expr.comparisons[0].comparator.value == "None"):
+                negate = isinstance(expr.comparisons[0].operator, cst.IsNot)
+                return self.is_none(left, negate, expr, fr, loops), deps
             return None, deps
         if isinstance(expr, (cst.Tuple, cst.List)):
             elems = [self.eval(e.value, fr, loops) for e in expr.elements]
@@ -86,10 +100,18 @@ class CallEvaluator:
         if isinstance(expr, (cst.ListComp, cst.GeneratorExp, cst.SetComp)):
             return self.eval_comprehension(expr, fr, loops)
         if isinstance(expr, cst.IfExp):
-            self.eval(expr.test, fr, loops)
+            test = self.eval(expr.test, fr, loops)[0]
+            if test is not None and test.kind == "const" and "py" in test.attrs:
+                return self.eval(expr.body if test.get("py") else expr.orelse, fr, loops)
             other = self.eval(expr.orelse, fr, loops)
             body = self.eval(expr.body, fr, loops)
-            return (body[0] or other[0]), body[1] | other[1]
+            if body[0] is None or other[0] is None or body[0] is other[0]:
+                return (body[0] or other[0]), body[1] | other[1]
+            alternatives = [(body[0], (Cond(expr.test, True, fr.file),)),
+                            (other[0], (Cond(expr.test, False, fr.file),))]
+            return union(alternatives, fr.file, loops, origin="ifexp"), body[1] | other[1]
+        if isinstance(expr, cst.Dict):
+            return self.eval_dict(expr, fr, loops)
         if isinstance(expr, cst.Await):
             return self.eval(expr.expression, fr, loops)
         if isinstance(expr, cst.Yield):
@@ -100,16 +122,92 @@ class CallEvaluator:
             return value
         return None, _EMPTY
 
+    def class_reference(self, expr, fr, loops) -> Optional[Value]:
+        """``RandomSampler`` named without a call (``cls = RandomSampler if ... else
+        DistributedSampler``; ``cls(dataset)`` later): a library class bnlint knows."""
+        q = fr.file.imports.qualify(expr)
+        if q is not None and (known.sampler_kind(q) or known.is_dataloader(q)):
+            return Value("libclass", expr, fr.file, loops, q=q)
+        return None
+
+    # -- constants, None tests, dicts ------------------------------------------------------
+    def map_consts(self, value, fn, node, fr, loops):
+        """Apply ``fn`` to a constant's Python value (per alternative of a union)."""
+        alternatives = []
+        for opt, conds in options(value):
+            if opt is None or opt.kind != "const" or "py" not in opt.attrs:
+                return None
+            alternatives.append((Value("const", node, fr.file, loops, py=fn(opt.get("py"))), conds))
+        return union(alternatives, fr.file, loops, origin="ifexp") if alternatives else None
+
+    def is_none(self, value, negate: bool, node, fr, loops):
+        """``x is None`` per alternative of ``x``: known where ``x`` is a constant or an
+        object bnlint made (a sampler, a loader); unknown for anything else."""
+        alternatives = []
+        for opt, conds in options(value):
+            if opt is None:
+                return None
+            if opt.kind == "const":
+                if "py" not in opt.attrs:
+                    return None
+                result = opt.get("py") is None
+            elif opt.kind in ("sampler", "batch_sampler", "loader", "dataset", "generator", "dict",
+                              "perm", "list", "tuple", "model", "instance"):
+                result = False
+            else:
+                return None
+            alternatives.append((Value("const", node, fr.file, loops, py=result != negate), conds))
+        return union(alternatives, fr.file, loops, origin="ifexp") if alternatives else None
+
+    def eval_dict(self, expr: cst.Dict, fr, loops):
+        d = kwargs.new_dict(expr, fr.file, loops, fr.conds)
+        deps = _EMPTY
+        for el in expr.elements:
+            if isinstance(el, cst.StarredDictElement):
+                other, odeps = self.eval(el.value, fr, loops)
+                deps |= odeps
+                kwargs.merge(d, other, fr.conds)
+                continue
+            value = self.eval(el.value, fr, loops)
+            deps |= value[1]
+            kwargs.write(d, "set", kwargs.string_key(el.key), value, fr.conds)
+        return d, deps
+
     def eval_attribute(self, expr: cst.Attribute, fr, loops):
         base, deps = self.eval(expr.value, fr, loops)
+        attr = expr.attr.value
+        if base is not None and base.kind == "union":
+            alternatives = [(self.attribute_of(opt, attr), conds) for opt, conds in options(base)]
+            if all(v is None for v, _ in alternatives):
+                return None, deps
+            return union(alternatives, fr.file, loops, origin=base.get("origin", "branch")), deps
+        return self.attribute_value(expr, base, deps, fr)
+
+    @staticmethod
+    def attribute_of(base, attr: str):
+        if base is None:
+            return None
+        if base.kind == "loader":
+            found = base.get(attr)
+            return found if isinstance(found, Value) else None
+        if base.kind == "batch_sampler" and attr == "sampler":
+            return base.get("sampler")
+        if base.kind == "instance":
+            return base.get("fields", {}).get(attr, (None,))[0]
+        if base.kind in _PERMUTED_KINDS and attr in ("T", "data"):
+            return base
+        return None
+
+    def attribute_value(self, expr: cst.Attribute, base, deps, fr):
         attr = expr.attr.value
         if base is None:
             text = dotted(expr)
             if text is not None and text in fr.env:
                 return fr.env[text]
-            return None, deps
+            return self.class_reference(expr, fr, ()), deps
         if base.kind == "loader":
-            return base.get(attr), deps
+            found = base.get(attr)
+            return (found if isinstance(found, Value) else None), deps
         if base.kind == "batch_sampler" and attr == "sampler":
             return base.get("sampler"), deps
         if base.kind == "instance":
@@ -220,3 +318,23 @@ class CallEvaluator:
                 fr.self_val.attrs.setdefault("fields", {})[target.attr.value] = (val, deps)
         elif isinstance(target, cst.StarredElement):
             self.bind(target.value, (None, deps), fr, loops)
+        elif isinstance(target, cst.Subscript):
+            base = self.eval(target.value, fr, loops)[0]
+            if base is not None and base.kind == "dict":
+                key = None
+                if len(target.slice) == 1 and isinstance(target.slice[0].slice, cst.Index):
+                    key = kwargs.string_key(target.slice[0].slice.value)
+                kwargs.write(base, "set", key, (val, deps), fr.conds)
+
+    def delete(self, target, fr, loops) -> None:
+        """``del d["shuffle"]``."""
+        if isinstance(target, (cst.Tuple, cst.List)):
+            for el in target.elements:
+                self.delete(el.value, fr, loops)
+        elif isinstance(target, cst.Subscript):
+            base = self.eval(target.value, fr, loops)[0]
+            if base is not None and base.kind == "dict" and len(target.slice) == 1 \
+                    and isinstance(target.slice[0].slice, cst.Index):
+                key = kwargs.string_key(target.slice[0].slice.value)
+                if key is not None:
+                    kwargs.write(base, "delete", key, None, fr.conds)

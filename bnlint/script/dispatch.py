@@ -1,15 +1,16 @@
 """What a call means: library constructors and functions recognised by qualified name,
-methods recognised on abstract values, and helpers of the checked files followed by
-walking their bodies with the caller's values."""
+methods recognised on abstract values (dicts of keyword arguments included), and
+project functions (resolved by ``bnlint.script.resolve``) followed by walking their
+bodies with the caller's values."""
 from __future__ import annotations
 
 from typing import List, Optional
 
 import libcst as cst
 
-from bnlint.script import known
+from bnlint.script import known, kwargs
 from bnlint.script.calls import _EMPTY, _SELF_RETURNING, CallEvaluator, _const_bool, _kw, perm_of
-from bnlint.script.facts import VARIES, SeedCall, SetEpochCall, Value
+from bnlint.script.facts import VARIES, SeedCall, SetEpochCall, Value, options, union
 from bnlint.script.names import dotted, last_part
 from bnlint.script.project import ClassInfo, iter_nodes
 
@@ -18,6 +19,38 @@ __all__ = ["CallDispatch"]
 _WRAPPERS = {"enumerate", "zip", "tqdm", "islice", "chain", "Bar", "track"}
 _MODEL_WRAPPERS = {"DistributedDataParallel", "DataParallel", "compile",
                    "FullyShardedDataParallel", "convert_sync_batchnorm", "DDP", "FSDP"}
+
+
+def _flatten(alternatives):
+    """``(state, value, conds)`` per alternative: ``absent`` (not passed, or None),
+    ``unknown`` (bnlint cannot tell) or ``value`` (an abstract value)."""
+    out = []
+    for alt, conds in alternatives:
+        if alt is kwargs.ABSENT:
+            out.append(("absent", None, conds))
+        elif alt is kwargs.UNKNOWN:
+            out.append(("unknown", None, conds))
+        else:
+            for opt, opt_conds in options(alt[0]):
+                if opt is None:
+                    out.append(("unknown", None, conds | opt_conds))
+                elif opt.kind == "const" and "py" in opt.attrs and opt.get("py") is None:
+                    out.append(("absent", None, conds | opt_conds))
+                else:
+                    out.append(("value", opt, conds | opt_conds))
+    return out
+
+
+def _single(alternatives, fr, loops) -> Optional[Value]:
+    """One value for an argument: the value passed (a union stays the same object, so
+    ``sampler.set_epoch`` on the variable matches it), or a union of the alternatives."""
+    values = [(alt[0], conds) for alt, conds in alternatives
+              if alt is not kwargs.ABSENT and alt is not kwargs.UNKNOWN]
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0][0]
+    return union(values, fr.file, loops)
 
 
 class CallDispatch(CallEvaluator):
@@ -34,17 +67,24 @@ class CallDispatch(CallEvaluator):
         args = [(a, self.eval(a.value, fr, loops)) for a in call.args]
         deps = frozenset().union(*[d for _, (_, d) in args]) if args else _EMPTY
 
+        if local is not None and local[0] is not None and local[0].kind in ("libclass", "union"):
+            out = self.call_classes(call, local[0], args, deps, fr, loops)
+            if out is not None:
+                return out
         if recv is not None:
             out = self.method_call(call, func.attr.value, recv, args, deps, fr, loops)
             if out is not None:
+                self.launch(args, fr)
                 return out
         if q is not None:
             out = self.library_call(call, q, args, deps, fr, loops)
             if out is not None:
+                self.launch(args, fr)
                 return out
         target = self.resolve_callee(call, q, local, fr)
         if target is not None:
             return self.call_project(call, target, args, deps, fr, loops)
+        self.launch(args, fr)
         if isinstance(func, cst.Name) and local is None:
             out = self.builtin_call(call, func.value, args, deps, fr, loops)
             if out is not None:
@@ -63,11 +103,39 @@ class CallDispatch(CallEvaluator):
                 return Value("permuted", call, file, loops, perm=p), deps
         return None, (deps if pure else deps | {VARIES})
 
+    def call_classes(self, call, value, args, deps, fr, loops):
+        """``cls(dataset)`` where ``cls`` names a library class, maybe one per path."""
+        alternatives = []
+        for opt, conds in options(value):
+            if opt is None or opt.kind != "libclass":
+                return None
+            made = self.library_call(call, opt.get("q"), args, deps, fr, loops)
+            alternatives.append((made[0] if made is not None else None, conds))
+        # "branch": the fixer cannot guard a call on an object whose class was chosen.
+        return union(alternatives, fr.file, loops, origin="branch"), deps
+
+    def launch(self, args, fr) -> None:
+        """Local functions passed to a call that is not followed (``mp.spawn(worker)``,
+        ``Thread(target=worker)``, ``pool.submit(worker, ...)``) run on their own."""
+        for _, (value, _) in args:
+            if value is not None and value.kind in ("func", "union"):
+                self.entry_value(value, fr)
+
     # -- recognised by value ----------------------------------------------------------
     def method_call(self, call, meth, recv, args, deps, fr, loops):
         rv, rdeps = recv
+        if rv is not None and rv.kind == "union" and meth != "set_epoch":
+            alternatives = []
+            for opt, conds in options(rv):
+                out = self.method_call(call, meth, (opt, rdeps), args, deps, fr, loops) if opt is not None else None
+                alternatives.append((out[0] if out is not None else None, conds))
+            if all(v is None for v, _ in alternatives):
+                return None, deps | rdeps
+            return union(alternatives, fr.file, loops, origin=rv.get("origin", "branch")), deps | rdeps
         deps = deps | rdeps
         file = fr.file
+        if rv is not None and rv.kind == "dict":
+            return self.dict_method(call, meth, rv, args, deps, fr, loops)
         if meth == "set_epoch":
             # An unresolved receiver is kept too: it may be the sampler (benefit of doubt).
             self.facts.set_epochs.append(SetEpochCall(rv, loops, call))
@@ -79,6 +147,10 @@ class CallDispatch(CallEvaluator):
                 return self.hand_off(call, args, fr, loops), deps
             return None
         kind = rv.kind
+        if kind == "instance":  # the project's own class: its method, whatever its name
+            hit = self.project.method(rv.get("cls"), meth)
+            if hit is not None:
+                return self.call_project(call, (hit[0], hit[1], rv), args, deps, fr, loops)
         if meth == "manual_seed" and kind == "generator":
             self.facts.seeds.append(SeedCall("generator", deps - rdeps, loops, call, file,
                                              self.next_order(), generator=rv))
@@ -111,13 +183,45 @@ class CallDispatch(CallEvaluator):
             return None, deps
         if kind in ("perm", "permuted") and meth in ("tolist", "numpy", "to", "cuda", "long", "cpu", "clone"):
             return rv, deps
-        if kind == "instance":
-            hit = self.project.method(rv.get("cls"), meth)
-            if hit is not None:
-                return self.call_project(call, (hit[0], hit[1], rv), args, deps, fr, loops)
         if kind in ("loader", "hfds", "dataset") and meth in ("with_format", "map", "select", "filter"):
             return rv, deps
         return None
+
+    def dict_method(self, call, meth, d, args, deps, fr, loops):
+        if meth == "update":
+            self.dict_update(d, args, fr)
+            return None, deps
+        if meth == "setdefault" and args:
+            key = kwargs.string_key(args[0][0].value)
+            value = args[1][1] if len(args) > 1 else (Value("const", call, fr.file, loops, py=None), _EMPTY)
+            kwargs.write(d, "default", key, value, fr.conds)
+            return value[0], deps
+        if meth == "pop" and args:
+            key = kwargs.string_key(args[0][0].value)
+            if key is not None:
+                kwargs.write(d, "delete", key, None, fr.conds)
+            return None, deps
+        if meth == "copy":
+            return kwargs.copy_dict(d, call, fr.file, loops, fr.conds), deps
+        if meth in ("clear", "popitem"):
+            kwargs.write(d, "any", None, None, fr.conds)
+        return None, deps
+
+    def dict_update(self, d, args, fr) -> None:
+        """``d.update(other, k=v)``, ``d |= other``."""
+        for arg, value in args:
+            if arg is not None and arg.keyword is not None:
+                kwargs.write(d, "set", arg.keyword.value, value, fr.conds)
+            elif arg is not None and arg.star == "**":
+                kwargs.merge(d, value[0], fr.conds)
+            else:
+                kwargs.merge(d, value[0], fr.conds)
+
+    def new_dict_call(self, call, args, fr, loops):
+        """``dict(...)``: a copy of a dict argument, then the keywords."""
+        d = kwargs.new_dict(call, fr.file, loops, fr.conds)
+        self.dict_update(d, args, fr)
+        return d
 
     def rebind_receiver(self, expr, value, fr) -> None:
         if isinstance(expr, cst.Name):
@@ -196,6 +300,8 @@ class CallDispatch(CallEvaluator):
             seed_deps = args[0][1][1] if args else frozenset([VARIES])
             self.facts.seeds.append(SeedCall(lib, seed_deps, loops, call, file, self.next_order()))
             return None, deps
+        if q in ("copy.copy", "copy.deepcopy") and first is not None and first.kind == "dict":
+            return kwargs.copy_dict(first, call, file, loops, fr.conds), deps
         if known.is_cycle(q):
             return Value("cycle", call, file, loops, of=first), deps
         if known.is_generator_ctor(q):
@@ -212,6 +318,8 @@ class CallDispatch(CallEvaluator):
         if q in ("datasets.load_dataset", "datasets.load_from_disk"):
             streaming = _kw(call, "streaming")
             return Value("hfds", call, file, loops, streaming=bool(streaming and _const_bool(streaming.value))), deps
+        if known.is_iterable_dataset_ctor(q):
+            return Value("dataset", call, file, loops, iterable=True), deps
         if known.is_framework_ctor(q):
             return self.hand_off(call, args, fr, loops), deps
         first_str = None
@@ -231,33 +339,49 @@ class CallDispatch(CallEvaluator):
         return None
 
     def make_loader(self, call, args, fr, loops) -> Value:
-        pos = [v for a, (v, _) in args if a.keyword is None and not a.star]
-        shuffle_arg = _kw(call, "shuffle")
-        shuffle = False if shuffle_arg is None else _const_bool(shuffle_arg.value)
-        if shuffle_arg is not None and shuffle is None:
+        """A ``DataLoader``: each argument as the alternatives it may be (keywords,
+        positions, ``**kwargs`` dicts, values that differ by branch); see
+        ``bnlint.script.loaders`` for how the rules read them."""
+        def alternatives(name):
+            return kwargs.argument(call, args, name, kwargs.DATALOADER_PARAMS.index(name))
+
+        samplers = _flatten(alternatives("sampler"))
+        batch_samplers = _flatten(alternatives("batch_sampler"))
+        shuffles = kwargs.truth_options(alternatives("shuffle"))
+        truths = {t for t, _ in shuffles}
+        if None in truths:
             shuffle = "dynamic"
+        elif truths == {True}:
+            shuffle = True
+        elif truths == {False}:
+            shuffle = False
+        else:
+            shuffle = "conditional"
+        batch_size = [state for state, _, _ in _flatten(alternatives("batch_size"))]
         return Value(
             "loader", call, fr.file, loops,
-            dataset=self.kw_value(call, args, "dataset") or (pos[0] if pos else None),
-            sampler=self.kw_value(call, args, "sampler") or (pos[3] if len(pos) > 3 else None),
-            batch_sampler=self.kw_value(call, args, "batch_sampler"),
-            generator=self.kw_value(call, args, "generator"),
+            dataset=_single(alternatives("dataset"), fr, loops),
+            sampler=_single(alternatives("sampler"), fr, loops),
+            batch_sampler=_single(alternatives("batch_sampler"), fr, loops),
+            generator=_single(alternatives("generator"), fr, loops),
             shuffle=shuffle,
-            has_sampler=_kw(call, "sampler") is not None or _kw(call, "batch_sampler") is not None
-            or len(pos) > 3,
-            batch_none=(_kw(call, "batch_size") is not None
-                        and isinstance(_kw(call, "batch_size").value, cst.Name)
-                        and _kw(call, "batch_size").value.value == "None"),
+            has_sampler=any(state != "absent" for state, _, _ in samplers + batch_samplers),
+            batch_none=batch_size == ["absent"] and kwargs.argument(
+                call, args, "batch_size", 1)[0][0] is not kwargs.ABSENT,
+            samplers=samplers, batch_samplers=batch_samplers, shuffles=shuffles,
+            spread=any(a.star == "**" for a in call.args),
         )
 
     def make_sampler(self, call, kind, args, fr, loops) -> Value:
-        pos = [v for a, (v, _) in args if a.keyword is None]
         if kind == "batch":
             return Value("batch_sampler", call, fr.file, loops,
-                         sampler=self.kw_value(call, args, "sampler") or (pos[0] if pos else None))
-        shuffle_arg = _kw(call, "shuffle")
-        shuffle = True if shuffle_arg is None else _const_bool(shuffle_arg.value)
-        data = pos[0] if pos else self.kw_value(call, args, "data_source") or self.kw_value(call, args, "dataset")
+                         sampler=_single(kwargs.argument(call, args, "sampler", 0), fr, loops))
+        position = 3 if kind == "distributed" else None
+        truths = {t for t, _ in kwargs.truth_options(kwargs.argument(call, args, "shuffle", position),
+                                                     default=True)}
+        shuffle = truths.pop() if len(truths) == 1 else None
+        data = _single(kwargs.argument(call, args, "data_source", 0), fr, loops) \
+            or self.kw_value(call, args, "dataset")
         return Value("sampler", call, fr.file, loops, kind=kind,
                      needs_set_epoch=kind == "distributed" and shuffle is not False,
                      shuffle=shuffle if kind == "distributed" else kind == "random",
@@ -278,6 +402,8 @@ class CallDispatch(CallEvaluator):
             return Value("wrap", call, file, loops, of=[v for _, (v, _) in args]), deps
         if name == "range":
             return Value("range", call, file, loops), deps
+        if name == "dict":
+            return self.new_dict_call(call, args, fr, loops), deps
         if name in ("list", "tuple") and first is not None:
             if first.kind == "genexp":
                 return Value("cached", first.node, file, first.loops, of=first.get("of")), deps
@@ -289,20 +415,25 @@ class CallDispatch(CallEvaluator):
                 return Value("list", call, file, loops, elems=None, ordered=True), deps
         return None
 
-    # -- helpers of the checked files -------------------------------------------------------
+    # -- helpers of the project ---------------------------------------------------------------
     def resolve_callee(self, call, q, local, fr):
+        """(file or owning class, FunctionDef or ClassInfo, self value) a call reaches."""
         func = call.func
-        if local is not None and local[0] is not None and local[0].kind == "func":
-            return fr.file, local[0].get("fn"), None
-        if isinstance(func, cst.Name) and local is None:
-            if func.value in fr.file.functions:
-                return fr.file, fr.file.functions[func.value], None
-            if func.value in fr.file.classes:
-                return fr.file, fr.file.classes[func.value], None
-        if q is not None:
-            hit = self.project.lookup(q)
-            if hit is not None:
-                return hit[0], hit[1], None
+        if local is not None:
+            value = local[0]
+            if value is not None and value.kind == "func":
+                return fr.file if value.file is None else value.file, value.get("fn"), None
+            if isinstance(func, cst.Name) and fr.env is not fr.globals and func.value in fr.env:
+                return None  # a local variable shadows the module's names
+        sym = self.project.resolver.resolve(fr.file, func)
+        if sym is None:
+            return None
+        if sym.kind == "function":
+            return sym.file, sym.node, None
+        if sym.kind == "class":
+            return sym.file, sym.node, None
+        if sym.kind == "method":
+            return sym.owner, sym.node, None  # Class.method(obj, ...): obj is the first argument
         return None
 
     def call_project(self, call, target, args, deps, fr, loops):
@@ -314,17 +445,25 @@ class CallDispatch(CallEvaluator):
             owner_cls, file = file, file.file
         if fr.depth >= self.max_depth or fn in fr.stack:
             return None, deps | {VARIES}
+        self.resolved.setdefault(id(call.func), set()).add(id(fn))
         from bnlint.script.walker import Frame
 
         env = self.bind_params(fn, args, self_val is not None, fr, loops)
         globals_ = self.module_envs.get(id(file), {})
         callee = Frame(file, env, globals_, self_val=self_val, cls=owner_cls, depth=fr.depth + 1,
-                       stack=fr.stack + (fn,))
-        if any(isinstance(n, cst.Yield) for n in iter_nodes(fn.body, skip_defs=True)):
+                       stack=fr.stack + (fn,), conds=fr.conds)
+        if self.is_generator(fn):
+            self.walked.add(id(fn))
             return Value("gen", call, file, loops, fn=fn, env=env, self_val=self_val,
                          cls=owner_cls, depth=fr.depth + 1), deps
         returns = self.walk_function(fn, callee, loops)
         values = [r for r in returns if r[0] is not None]
+        if len(values) > 1 and any(v[0] is not values[0][0] for v in values[1:]):
+            # Several returns: the function may give any of them.
+            out = _EMPTY
+            for _, d in values:
+                out |= d
+            return union([(v, ()) for v, _ in values], file, loops, origin="return"), out
         if values:
             return values[0]
         if returns:
@@ -333,6 +472,13 @@ class CallDispatch(CallEvaluator):
                 out |= d
             return None, out
         return None, deps
+
+    def is_generator(self, fn: cst.FunctionDef) -> bool:
+        memo = self.__dict__.setdefault("_generators", {})
+        hit = memo.get(id(fn))
+        if hit is None:
+            hit = memo[id(fn)] = any(type(n) is cst.Yield for n in iter_nodes(fn.body, skip_defs=True))
+        return hit
 
     def bind_params(self, fn: cst.FunctionDef, args, is_method: bool, fr, loops):
         env = {}

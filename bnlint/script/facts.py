@@ -16,7 +16,7 @@ import libcst as cst
 
 __all__ = [
     "VARIES", "Loop", "Value", "TrainUse", "SetEpochCall", "SeedCall", "IndexUse",
-    "ScriptFacts",
+    "ScriptFacts", "Cond", "options", "union", "describe_conds", "compatible",
 ]
 
 # Marker in a dependency set: the value changes from call to call (random, time, ...).
@@ -42,7 +42,9 @@ class Loop:
 class Value:
     """An abstract value. ``kind`` is one of: loader, sampler, batch_sampler, perm,
     permuted, dataset, hfds, cycle, iter, wrap, cached, generator, rng, model,
-    instance, gen, const, list, item, tuple, func."""
+    instance, gen, const (``py``: the Python value when known), list, item, tuple,
+    func, dict (``writes``: see ``bnlint.script.kwargs``) and union (``options``: the
+    values a name may hold on different paths, each with the conditions of its path)."""
 
     __slots__ = ("kind", "node", "file", "loops", "attrs")
 
@@ -60,6 +62,82 @@ class Value:
         return f"<{self.kind} {sorted(self.attrs)}>"
 
 
+class Cond:
+    """One branch condition: the ``if`` test (or conditional-expression test) ``node`` of
+    ``file``, true (``positive``) or false on the path taken."""
+
+    __slots__ = ("node", "positive", "file")
+
+    def __init__(self, node: cst.CSTNode, positive: bool, file) -> None:
+        self.node = node
+        self.positive = positive
+        self.file = file
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Cond) and other.node is self.node and other.positive == self.positive
+
+    def __hash__(self) -> int:
+        return hash((id(self.node), self.positive))
+
+    def negated(self) -> "Cond":
+        return Cond(self.node, not self.positive, self.file)
+
+    def text(self) -> str:
+        node = self.node
+        positive = self.positive
+        while isinstance(node, cst.UnaryOperation) and isinstance(node.operator, cst.Not):
+            node, positive = node.expression, not positive
+        try:
+            code = " ".join(self.file.module.code_for_node(node).split())
+        except Exception:  # pragma: no cover - a node outside its module
+            code = "?"
+        if positive:
+            return code
+        simple = isinstance(node, (cst.Name, cst.Attribute, cst.Call, cst.Subscript))
+        return f"not {code}" if simple else f"not ({code})"
+
+
+def compatible(a: FrozenSet[Cond], b: FrozenSet[Cond]) -> bool:
+    """False when one path requires a condition that the other path denies."""
+    if not a or not b:
+        return True
+    return not any(c.negated() in b for c in a)
+
+
+def describe_conds(conds) -> str:
+    return " and ".join(sorted({c.text() for c in conds}))
+
+
+def options(value: Optional["Value"]) -> List[Tuple[Optional["Value"], FrozenSet[Cond]]]:
+    """The values ``value`` stands for, each with the conditions of its path (a value
+    that is not a union stands for itself, unconditionally)."""
+    if value is not None and value.kind == "union":
+        return value.get("options", [])
+    return [(value, frozenset())]
+
+
+def union(alternatives, file, loops, origin: str = "branch", limit: int = 8) -> Optional["Value"]:
+    """One value for ``[(value, conds), ...]``: nested unions are flattened, repeated
+    values merged; a single alternative is returned as it is."""
+    flat: List[Tuple[Optional[Value], FrozenSet[Cond]]] = []
+    for value, conds in alternatives:
+        for inner, inner_conds in options(value):
+            merged = frozenset(conds) | inner_conds
+            for i, (seen, seen_conds) in enumerate(flat):
+                if seen is inner:
+                    # The same value on two paths: it holds under either path's conditions,
+                    # so only the conditions both share remain.
+                    flat[i] = (seen, seen_conds & merged)
+                    break
+            else:
+                flat.append((inner, merged))
+    if len(flat) == 1:
+        return flat[0][0]
+    if len(flat) > limit:
+        flat = flat[:limit]
+    return Value("union", None, file, loops, options=flat, origin=origin)
+
+
 @dataclass
 class TrainUse:
     """A value iterated by a loop that trains (backward / optimizer step)."""
@@ -70,6 +148,7 @@ class TrainUse:
     node: cst.CSTNode
     file: Any
     order: int
+    alternative: bool = False  # one of the values a union may hold on some path
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Optional
 __all__ = [
     "BN_NAMES", "sampler_kind", "permutation_lib", "inplace_shuffle_lib", "seed_lib",
     "is_dataloader", "is_cycle", "is_generator_ctor", "is_rng_ctor", "library_model_has_bn",
-    "PURE_CALLS", "FRAMEWORK_METHODS", "is_framework_ctor", "SCRIPT_HINT",
+    "PURE_CALLS", "FRAMEWORK_METHODS", "is_framework_ctor", "is_iterable_dataset_ctor", "SCRIPT_HINT", "ROOT_HINT", "may_matter",
 ]
 
 BN_NAMES = {
@@ -21,6 +21,18 @@ SCRIPT_HINT = re.compile(
     r"DataLoader|[Ss]ampler|randperm|permutation|shuffle|cycle|manual_seed|\.seed\(|"
     r"set_seed|seed_everything|loader"
 )
+
+# A file may start training code (an epoch loop around a helper's loader) when it
+# names one of these.
+ROOT_HINT = re.compile(r"backward|\.step\(|training_step")
+
+
+
+def may_matter(text: str) -> bool:
+    """May a file hold a script finding, or start the code that causes one? (A
+    regular expression over the text: no parse.)"""
+    return bool(SCRIPT_HINT.search(text) or ROOT_HINT.search(text))
+
 
 _SAMPLERS = {
     "DistributedSampler": "distributed",
@@ -125,6 +137,16 @@ PURE_CALLS = {
 
 # Methods that take over a loader and call set_epoch themselves.
 FRAMEWORK_METHODS = {"prepare", "prepare_data_loader", "setup_dataloaders", "fit"}
+
+
+def is_iterable_dataset_ctor(q: Optional[str]) -> bool:
+    """Library datasets that are iterable (their order is theirs to define):
+    torchtext's datasets (datapipes), torchdata pipes, webdataset."""
+    if not q:
+        return False
+    head = q.split(".", 1)[0]
+    return (q.startswith("torchtext.datasets.") or head in ("torchdata", "webdataset", "wds")
+            or _last(q) in ("IterableWrapper", "WebDataset", "WebLoader"))
 
 
 def is_framework_ctor(q: Optional[str]) -> bool:

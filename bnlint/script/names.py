@@ -7,7 +7,7 @@ its source spelling, and ``ImportTable.qualify`` into the qualified spelling.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import libcst as cst
 
@@ -42,26 +42,37 @@ def _module_name(node) -> str:
 
 
 class ImportTable:
-    """Local name -> qualified name, for one module."""
+    """Local name -> qualified name, for one module.
+
+    ``names`` holds the dotted spelling used to recognise library names (relative
+    imports lose their dots there); ``origins`` holds how each local name was imported,
+    ``(level, module, name)``, for resolving it to a project file
+    (``bnlint.script.resolve``): ``import a.b as x`` is ``(0, "a.b", None)``, ``import a.b``
+    binds ``a`` as ``(0, "a", None)``, ``from ..m import f as g`` is ``(2, "m", "f")``.
+    ``stars`` lists the ``(level, module)`` of ``from m import *``.
+    """
 
     def __init__(self) -> None:
         self.names: Dict[str, str] = {}
+        self.origins: Dict[str, Tuple[int, str, Optional[str]]] = {}
+        self.stars: List[Tuple[int, str]] = []
 
     def add_import(self, node: cst.Import) -> None:
         for alias in node.names:
             full = _module_name(alias.name)
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
                 self.names[alias.asname.name.value] = full
+                self.origins[alias.asname.name.value] = (0, full, None)
             else:
                 head = full.split(".", 1)[0]
                 self.names[head] = head
+                self.origins[head] = (0, head, None)
 
-    def add_import_from(self, node: cst.ImportFrom, package: str = "") -> None:
+    def add_import_from(self, node: cst.ImportFrom) -> None:
         module = _module_name(node.module)
-        if node.relative:
-            # Relative imports resolve against the checked files by their last part.
-            module = module or package
+        level = len(node.relative)
         if isinstance(node.names, cst.ImportStar):
+            self.stars.append((level, module))
             return
         for alias in node.names:
             name = _module_name(alias.name)
@@ -69,6 +80,7 @@ class ImportTable:
             if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
                 local = alias.asname.name.value
             self.names[local] = f"{module}.{name}" if module else name
+            self.origins[local] = (level, module, name)
 
     def qualify(self, node: cst.BaseExpression) -> Optional[str]:
         """The qualified name of a name/attribute chain whose head is imported."""

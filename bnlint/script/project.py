@@ -1,7 +1,8 @@
-"""The checked files as one project: parsed modules, imports, functions and classes.
+"""The analysed files as one project: parsed modules, imports, functions and classes.
 
 Everything here is static: files are parsed with libcst and indexed; nothing is
-imported or executed. Classes get a few facts the rules need (does the class contain
+imported or executed. Which files belong to an analysis is decided by
+``bnlint.script.layout``; names are resolved across them by ``bnlint.script.resolve``. Classes get a few facts the rules need (does the class contain
 BatchNorm, does it define a ``set_epoch`` that its ``__iter__`` depends on, is it an
 IterableDataset).
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from typing import Dict, Iterator, List, Optional, Set
 
 import libcst as cst
@@ -17,7 +17,7 @@ import libcst as cst
 from bnlint.script.known import BN_NAMES, library_model_has_bn
 from bnlint.script.names import ImportTable, dotted, last_part
 
-__all__ = ["FileInfo", "ClassInfo", "Project", "iter_nodes", "calls_in"]
+__all__ = ["FileInfo", "ClassInfo", "Project", "index_file", "iter_nodes", "calls_in"]
 
 _SKIP_FIELDS = (
     "whitespace", "lpar", "rpar", "comma", "leading_lines", "lines_after", "header",
@@ -40,6 +40,18 @@ def _child_fields(cls: type) -> tuple:
     return names
 
 
+_IS_NODE: Dict[type, bool] = {}
+_DEFS = (cst.FunctionDef, cst.ClassDef, cst.Lambda)
+
+
+def _is_node(cls: type) -> bool:
+    """``issubclass(cls, CSTNode)``, memoised (CSTNode is an ABC: isinstance is slow)."""
+    hit = _IS_NODE.get(cls)
+    if hit is None:
+        hit = _IS_NODE[cls] = issubclass(cls, cst.CSTNode)
+    return hit
+
+
 def iter_nodes(node: cst.CSTNode, skip_defs: bool = False) -> Iterator[cst.CSTNode]:
     """Every node under ``node`` (pre-order), without the whitespace nodes.
 
@@ -47,17 +59,25 @@ def iter_nodes(node: cst.CSTNode, skip_defs: bool = False) -> Iterator[cst.CSTNo
     With ``skip_defs`` nested function and class bodies are not entered.
     """
     stack = [node]
+    fields = _FIELDS
+    is_node = _IS_NODE
     while stack:
         current = stack.pop()
         yield current
-        if skip_defs and current is not node and isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Lambda)):
+        cls = type(current)
+        if skip_defs and current is not node and cls in _DEFS:
             continue
-        for name in _child_fields(type(current)):
+        names = fields.get(cls)
+        if names is None:
+            names = _child_fields(cls)
+        for name in names:
             value = getattr(current, name)
-            if isinstance(value, cst.CSTNode):
+            vcls = type(value)
+            if vcls is list or vcls is tuple:
+                if value:
+                    stack.extend(reversed([v for v in value if is_node.get(type(v)) or _is_node(type(v))]))
+            elif is_node.get(vcls) or (vcls not in is_node and _is_node(vcls)):
                 stack.append(value)
-            elif isinstance(value, (list, tuple)):
-                stack.extend(reversed([v for v in value if isinstance(v, cst.CSTNode)]))
 
 
 def calls_in(node: cst.CSTNode, skip_defs: bool = True) -> Iterator[cst.Call]:
@@ -66,7 +86,7 @@ def calls_in(node: cst.CSTNode, skip_defs: bool = True) -> Iterator[cst.Call]:
             yield n
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class ClassInfo:
     name: str
     node: cst.ClassDef
@@ -75,25 +95,27 @@ class ClassInfo:
     methods: Dict[str, cst.FunctionDef]
     _has_bn: Optional[bool] = None
 
+    @property
+    def qualname(self) -> str:
+        return f"{self.file.module_name}.{self.name}" if self.file.module_name else self.name
 
-@dataclasses.dataclass
+
+@dataclasses.dataclass(eq=False)
 class FileInfo:
+    """One parsed file. ``path`` is the path findings are reported under, ``abs_path``
+    its place in the project layout, ``module_name`` its dotted name (``models.resnet``).
+    ``aliases`` are module-level ``name = other.name`` assignments; ``scanned`` files are
+    walked from their own entry points (the others only when code reaches them)."""
+
     path: str
     module: cst.Module
     module_name: str
     imports: ImportTable
     functions: Dict[str, cst.FunctionDef]
     classes: Dict[str, ClassInfo]
-
-
-def _module_name(path: str) -> str:
-    norm = os.path.normpath(path)
-    if norm.endswith(".py"):
-        norm = norm[:-3]
-    parts = [p for p in norm.split(os.sep) if p not in ("", ".", "..")]
-    if parts and parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
+    abs_path: str = ""
+    aliases: Dict[str, cst.BaseExpression] = dataclasses.field(default_factory=dict)
+    scanned: bool = True
 
 
 def _statements(body) -> Iterator[cst.CSTNode]:
@@ -115,14 +137,46 @@ def _statements(body) -> Iterator[cst.CSTNode]:
                 stack.append(part)
 
 
-_CALLED = re.compile(r"(?<![\w.])(?<!def )(?<!class )([A-Za-z_]\w*)\s*\(|\.([A-Za-z_]\w*)\s*\(")
+def _top_level(body) -> Iterator[cst.CSTNode]:
+    """Module-level statements, including those inside module-level ``if``/``try``
+    blocks (``try: from apex import amp``, ``if HAS_X: def f(): ...``), but not the
+    ``if __name__ == "__main__":`` block."""
+    stack = list(reversed(body))
+    while stack:
+        stmt = stack.pop()
+        yield stmt
+        if isinstance(stmt, cst.If):
+            if _is_main_guard(stmt.test):
+                continue
+            blocks = [stmt.body, stmt.orelse]
+        elif isinstance(stmt, cst.Try):
+            blocks = [stmt.body, *stmt.handlers, stmt.orelse, stmt.finalbody]
+        else:
+            continue
+        for block in reversed(blocks):
+            if block is None:
+                continue
+            if isinstance(block, cst.If):
+                stack.append(block)
+                continue
+            suite = getattr(block, "body", None)
+            if isinstance(suite, cst.IndentedBlock):
+                stack.extend(reversed(suite.body))
 
 
-def _index_file(path: str, module: cst.Module) -> FileInfo:
+def _is_main_guard(test: cst.BaseExpression) -> bool:
+    return (isinstance(test, cst.Comparison) and isinstance(test.left, cst.Name)
+            and test.left.value == "__name__")
+
+
+def index_file(path: str, module: cst.Module, module_name: str = "", abs_path: str = "",
+               scanned: bool = True) -> FileInfo:
+    """Index one parsed module: its imports, functions, classes and name aliases."""
     imports = ImportTable()
     functions: Dict[str, cst.FunctionDef] = {}
     classes: Dict[str, ClassInfo] = {}
-    info = FileInfo(path, module, _module_name(path), imports, functions, classes)
+    info = FileInfo(path, module, module_name or _module_name(path), imports, functions, classes,
+                    abs_path=abs_path or path, scanned=scanned)
     for node in _statements(module.body):
         if isinstance(node, cst.SimpleStatementLine):
             for small in node.body:
@@ -130,71 +184,83 @@ def _index_file(path: str, module: cst.Module) -> FileInfo:
                     imports.add_import(small)
                 elif isinstance(small, cst.ImportFrom):
                     imports.add_import_from(small)
-    for stmt in module.body:
-        if isinstance(stmt, cst.If):  # if __name__ == "__main__": / try-import blocks
-            continue
+    for stmt in _top_level(module.body):
         if isinstance(stmt, cst.FunctionDef):
-            functions[stmt.name.value] = stmt
+            functions.setdefault(stmt.name.value, stmt)
         elif isinstance(stmt, cst.ClassDef):
             methods = {
                 s.name.value: s for s in stmt.body.body if isinstance(s, cst.FunctionDef)
-            }
+            } if isinstance(stmt.body, cst.IndentedBlock) else {}
             bases = [dotted(a.value) or "" for a in stmt.bases]
-            classes[stmt.name.value] = ClassInfo(stmt.name.value, stmt, info, bases, methods)
+            classes.setdefault(stmt.name.value, ClassInfo(stmt.name.value, stmt, info, bases, methods))
+        elif isinstance(stmt, cst.SimpleStatementLine):
+            for small in stmt.body:
+                if (isinstance(small, cst.Assign) and len(small.targets) == 1
+                        and isinstance(small.targets[0].target, cst.Name)
+                        and isinstance(small.value, (cst.Name, cst.Attribute)) and dotted(small.value)):
+                    info.aliases.setdefault(small.targets[0].target.value, small.value)
     return info
 
 
 class Project:
-    """All parsed files, with lookups across them."""
+    """The parsed files of one analysis, with lookups across them.
 
-    def __init__(self, files: List[FileInfo], texts: Optional[Dict[str, str]] = None) -> None:
+    ``files`` are the scanned files, parsed up front. Other project files are parsed
+    when a lookup needs them (``file_at``), through ``load(abs_path) -> FileInfo | None``;
+    ``layout`` (a ``bnlint.script.layout.Layout``) maps imports to files. Names are
+    resolved by ``bnlint.script.resolve.Resolver`` (``self.resolver``).
+    """
+
+    def __init__(self, files: List[FileInfo], layout=None, load=None) -> None:
+        from bnlint.script.resolve import Resolver
+
         self.files = files
-        self._by_module: Dict[str, FileInfo] = {}
-        for f in files:
-            parts = f.module_name.split(".")
-            for i in range(len(parts)):
-                self._by_module.setdefault(".".join(parts[i:]), f)
-        # Names that appear called anywhere (from the text: cheaper than a tree walk).
-        self.called_names: Set[str] = set()
-        for f in files:
-            text = (texts or {}).get(f.path)
-            if text is None:
-                text = f.module.code
-            for plain, attr in _CALLED.findall(text):
-                self.called_names.add(plain or attr)
+        self.layout = layout
+        self._load = load
+        self._by_path: Dict[str, Optional[FileInfo]] = {f.abs_path: f for f in files}
+        self.resolver = Resolver(self)
 
     @classmethod
     def from_modules(cls, modules: Dict[str, cst.Module], texts: Optional[Dict[str, str]] = None) -> "Project":
-        return cls([_index_file(path, mod) for path, mod in modules.items()], texts)
+        """Parsed modules held in memory, module names from their paths (tests, API)."""
+        from bnlint.script.layout import Layout
+
+        layout = Layout.virtual(texts or {p: m.code for p, m in modules.items()})
+        files = []
+        for path, mod in modules.items():
+            abs_path = layout.abs(path)
+            files.append(index_file(path, mod, layout.module_name(abs_path), abs_path))
+        return cls(files, layout)
+
+    # -- files ---------------------------------------------------------------------
+    def file_at(self, abs_path: Optional[str]) -> Optional[FileInfo]:
+        """The parsed file at ``abs_path`` (parsed now if needed), or None."""
+        if abs_path is None:
+            return None
+        if abs_path in self._by_path:
+            return self._by_path[abs_path]
+        info = self._load(abs_path) if self._load is not None else None
+        self._by_path[abs_path] = info
+        return info
+
+    def module_file(self, importer: FileInfo, level: int, module: str) -> Optional[FileInfo]:
+        if self.layout is None:
+            return None
+        return self.file_at(self.layout.resolve_module(importer.abs_path, level, module))
 
     # -- lookups -----------------------------------------------------------------
-    def file_for_module(self, module: str) -> Optional[FileInfo]:
-        return self._by_module.get(module)
-
-    def lookup(self, qualname: str):
-        """A function or class of the checked files by qualified name."""
-        module, _, name = qualname.rpartition(".")
-        f = self.file_for_module(module)
-        if f is None:
+    def lookup_in(self, file: FileInfo, expr: cst.BaseExpression):
+        """What ``expr`` (a name or dotted name in ``file``) refers to in the project:
+        ``(FileInfo, FunctionDef)``, ``(FileInfo, ClassInfo)`` or ``(ClassInfo, FunctionDef)``
+        for a method looked up on a class; None for anything else."""
+        sym = self.resolver.resolve(file, expr)
+        if sym is None or sym.kind == "module":
             return None
-        if name in f.functions:
-            return f, f.functions[name]
-        if name in f.classes:
-            return f, f.classes[name]
-        return None
+        return sym.owner, sym.node
 
     def class_for(self, file: FileInfo, expr: cst.BaseExpression) -> Optional[ClassInfo]:
-        text = dotted(expr)
-        if text is None:
-            return None
-        if text in file.classes:
-            return file.classes[text]
-        q = file.imports.qualify(expr)
-        if q:
-            hit = self.lookup(q)
-            if hit and isinstance(hit[1], ClassInfo):
-                return hit[1]
-        return None
+        sym = self.resolver.resolve(file, expr)
+        return sym.node if sym is not None and sym.kind == "class" else None
 
     def base_classes(self, info: ClassInfo) -> Iterator[ClassInfo]:
         seen = {id(info)}

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import traceback
 from typing import Sequence
+
+STARTED = time.monotonic()  # the time budget counts from here (before torch is imported)
 
 EXIT_CONFIRMED, EXIT_NOT_CONFIRMED, EXIT_ERROR = 0, 1, 2
 
@@ -36,7 +39,7 @@ def run(request: dict) -> int:
         if request.get("plot"):
             require_matplotlib()  # fail before training, not after
         report = verify_sources(request["before"], request["after"], request.get("model"), options,
-                                request.get("input_shape"))
+                                request.get("input_shape"), started=STARTED)
     except VerifyError as exc:
         return _error(str(exc))
     except Exception as exc:  # user code failing while training or measuring

@@ -11,6 +11,8 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
+from bnlint.verify.environment import amp_dtype, autocast_for
+
 __all__ = ["BatchSource", "epoch_orders", "batches_of"]
 
 Batch = Tuple[Tuple[torch.Tensor, ...], torch.Tensor]
@@ -41,14 +43,35 @@ def batches_of(order: torch.Tensor, batch_size: int) -> List[torch.Tensor]:
 
 
 class BatchSource:
-    """Fetch batches of a dataset on a device. Tensor datasets are moved once."""
+    """Fetch batches of a dataset on a device. Tensor datasets are moved once.
 
-    def __init__(self, dataset: Dataset, device: torch.device):
+    ``amp`` is the autocast dtype the models run under with this data (``None``: the
+    device's default, :func:`bnlint.verify.environment.amp_dtype`; ``torch.float32``:
+    none); ``channels_last`` stores 4-D float inputs channels-last (faster convolutions
+    on CPU and on tensor cores).
+    """
+
+    def __init__(self, dataset: Dataset, device: torch.device, amp: Optional[torch.dtype] = None,
+                 channels_last: bool = False):
         self.dataset = dataset
         self.device = device
+        self.amp = amp_dtype(device) if amp is None else amp
+        self.channels_last = channels_last
         self._tensors: Optional[Tuple[torch.Tensor, ...]] = None
         if isinstance(dataset, TensorDataset):
             self._tensors = tuple(t.to(device) for t in dataset.tensors)
+
+    def _placed(self, t):
+        if not isinstance(t, torch.Tensor):
+            return t
+        t = t.to(self.device)
+        if self.channels_last and t.dim() == 4 and t.is_floating_point():
+            t = t.contiguous(memory_format=torch.channels_last)
+        return t
+
+    def autocast(self):
+        """The autocast context the models run in on this data."""
+        return autocast_for(self.device, self.amp)
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -56,13 +79,18 @@ class BatchSource:
     def batch(self, indices: torch.Tensor) -> Batch:
         if self._tensors is not None:
             idx = indices.to(self.device)
-            parts = [t.index_select(0, idx) for t in self._tensors]
+            parts = [self._placed(t.index_select(0, idx)) for t in self._tensors]
         else:
             items = default_collate([self.dataset[int(i)] for i in indices])
             if not isinstance(items, (list, tuple)) or len(items) < 2:
                 raise TypeError("dataset items must be (input, ..., target) tuples")
-            parts = [p.to(self.device) if isinstance(p, torch.Tensor) else p for p in items]
+            parts = [self._placed(p) for p in items]
         return tuple(parts[:-1]), parts[-1]
+
+    def batches(self, indices: torch.Tensor, batch_size: int) -> Iterator[Batch]:
+        """The examples ``indices`` in batches of ``batch_size`` (a last batch of one is dropped)."""
+        for idx in batches_of(indices, batch_size):
+            yield self.batch(idx)
 
     def all_batches(self, batch_size: int) -> Iterator[Batch]:
         """Every example once, in order (for evaluation)."""

@@ -11,7 +11,7 @@ import torch
 from bnlint.verify.batching import BatchSource
 from bnlint.verify.training import make_optimizer, train_model
 
-__all__ = ["time_training_step", "fit_epochs", "EVAL_OVERHEAD"]
+__all__ = ["time_training_step", "time_one_step", "fit_epochs", "EVAL_OVERHEAD"]
 
 # Per-epoch validation and the final metrics cost about this much extra.
 EVAL_OVERHEAD = 1.3
@@ -23,7 +23,7 @@ def time_training_step(model: torch.nn.Module, source: BatchSource, loss_fn: Cal
     """Seconds per optimizer step, measured on a throwaway copy (the RNG is restored)."""
     state = torch.random.get_rng_state()
     probe = copy.deepcopy(model)
-    opt = make_optimizer(probe, lr, momentum)
+    opt = make_optimizer(probe, lr, momentum, source.amp)
     n = min(len(source), batch_size * steps)
     order = [torch.arange(n)]
     # The first steps of a fresh process are slow (allocator, lazy kernels): repeat and
@@ -41,6 +41,28 @@ def time_training_step(model: torch.nn.Module, source: BatchSource, loss_fn: Cal
         if time.perf_counter() - spent_start > max_seconds:
             break
     torch.random.set_rng_state(state)
+    return best
+
+
+def time_one_step(model: torch.nn.Module, source: BatchSource, loss_fn: Callable, batch_size: int, lr: float,
+                  momentum: float, prepare: Callable[[torch.nn.Module], torch.nn.Module] = lambda m: m) -> float:
+    """Seconds per optimizer step on a throwaway copy: one warm-up step, then the
+    faster of two (for large models on CPU, where one step can take seconds).
+    ``prepare`` puts the copy in the run's memory format. The RNG is restored."""
+    with torch.random.fork_rng(devices=[source.device.index or 0] if source.device.type == "cuda" else []):
+        probe = prepare(copy.deepcopy(model))
+        opt = make_optimizer(probe, lr, momentum, source.amp)
+        order = [torch.arange(min(len(source), batch_size))]
+        best = float("inf")
+        for i in range(3):
+            if source.device.type == "cuda":
+                torch.cuda.synchronize(source.device)
+            start = time.perf_counter()
+            train_model(probe, source, order, loss_fn, batch_size, opt, seed=0)
+            if source.device.type == "cuda":
+                torch.cuda.synchronize(source.device)
+            if i:
+                best = min(best, time.perf_counter() - start)
     return best
 
 

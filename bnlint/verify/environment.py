@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from typing import Optional
 
@@ -9,7 +10,8 @@ import torch
 
 from bnlint.verify.options import DEFAULT_CPU_BUDGET, DEFAULT_GPU_BUDGET, VerifyError
 
-__all__ = ["pick_device", "autocast_for", "environment_info", "default_budget", "cpu_threads"]
+__all__ = ["pick_device", "autocast_for", "amp_dtype", "cpu_bf16_supported", "environment_info", "default_budget",
+           "cpu_threads", "available_cpus"]
 
 
 def pick_device(requested: Optional[str]) -> torch.device:
@@ -41,18 +43,46 @@ def amp_dtype(device: torch.device) -> Optional[torch.dtype]:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def autocast_for(device: torch.device):
-    dtype = amp_dtype(device)
-    if dtype is None:
+def cpu_bf16_supported() -> bool:
+    """Whether this CPU runs bfloat16 convolutions and matmuls natively (oneDNN)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (the affinity mask, else the CPU count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def autocast_for(device: torch.device, dtype: Optional[torch.dtype] = None):
+    """Autocast to ``dtype`` (default: :func:`amp_dtype` of the device); none for float32."""
+    dtype = amp_dtype(device) if dtype is None else dtype
+    if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _cpu_model_name() -> Optional[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def environment_info(device: torch.device) -> dict:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = platform.processor() or platform.machine() or "cpu"
+        name = _cpu_model_name() or platform.processor() or platform.machine() or "cpu"
     dtype = amp_dtype(device)
     return {
         "device": str(device),

@@ -25,7 +25,7 @@ class VerifyOptions:
     """
 
     seeds: int = 3
-    epochs: Optional[int] = None
+    epochs: Optional[int] = None  # None: as many as fit the budget (up to target_steps); 0: no training
     budget: Optional[float] = None  # seconds; None: 120 on CPU, 600 on GPU
     device: Optional[str] = None  # None: CUDA when available
     task: Optional[str] = None  # "module:function" returning (train, val[, loss])
@@ -43,23 +43,29 @@ class VerifyOptions:
     acc_margin: float = 0.02
     loss_margin: float = 0.05
     progress: bool = True
-    # Intra-op threads on CPU. One by default: small models train faster without
-    # thread hand-offs, and results do not depend on the machine's core count.
-    cpu_threads: Optional[int] = 1
+    # Speed settings (bnlint.verify.speed): None / "auto" times the candidates and keeps
+    # the fastest (small models: fp32, one thread); a value pins the setting.
+    cpu_threads: Optional[int] = None
+    precision: str = "auto"  # auto, fp32, bf16, fp16 (CUDA only)
+    channels_last: Optional[bool] = None
     # Shuffle experiment
     permutation_seeds: int = 3
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
             raise VerifyError("--seeds must be at least 1")
-        if self.epochs is not None and self.epochs < 1:
-            raise VerifyError("--epochs must be at least 1")
+        if self.epochs is not None and self.epochs < 0:
+            raise VerifyError("--epochs must be 0 (measure at initialisation only) or more")
         if self.budget is not None and self.budget <= 0:
             raise VerifyError("--budget must be a positive number of seconds")
         if self.kind not in ("auto", "model", "shuffle"):
             raise VerifyError(f"unknown verification kind {self.kind!r}; use model, shuffle or auto")
         if self.batch_size < 2:
             raise VerifyError("batch size must be at least 2 (BatchNorm needs two values per channel)")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise VerifyError("CPU threads must be at least 1")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise VerifyError(f"unknown precision {self.precision!r}; use auto, fp32, bf16 or fp16")
         if self.permutation_seeds < 1:
             raise VerifyError("permutation seeds must be at least 1")
 

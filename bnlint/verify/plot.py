@@ -29,26 +29,36 @@ def require_matplotlib():
 
 def _model_panels(report: dict, axes) -> None:
     curves_ax, shift_ax = axes
+    judged = set((report.get("judged_batchnorms") or {}).get("names") or [])
+    trained = False
     for label, colour in (("before", "tab:red"), ("after", "tab:blue")):
         for i, seed in enumerate(report["seeds"]):
-            curve = seed[label]["curve"]
+            curve = seed[label].get("curve") or []
+            trained = trained or bool(curve)
             epochs = [c["epoch"] for c in curve]
             curves_ax.plot(epochs, [c["train_loss"] for c in curve], color=colour, alpha=0.5,
-                           label=f"{label} train" if i == 0 else None)
+                           label=f"{label} train" if i == 0 and curve else None)
             curves_ax.plot(epochs, [c["val_loss"] for c in curve], color=colour, linestyle="--", alpha=0.8,
-                           label=f"{label} val" if i == 0 else None)
-        layers = report["seeds"][0][label]["variance_shift"]
+                           label=f"{label} val" if i == 0 and curve else None)
+        layers = report["seeds"][0][label]["variance_shift"] if report["seeds"] else []
         if layers:
-            means = [sum(s[label]["variance_shift"][j]["shift"] for s in report["seeds"]) / len(report["seeds"])
+            means = [sum(s[label]["variance_shift"][j]["ratio"] for s in report["seeds"]) / len(report["seeds"])
                      for j in range(len(layers))]
             offset = -0.2 if label == "before" else 0.2
             shift_ax.bar([j + offset for j in range(len(means))], means, width=0.4, color=colour, label=label)
-            shift_ax.set_xticks(range(len(means)), [l["name"] for l in layers], rotation=45, ha="right")
+            names = [l["name"] + (" *" if l["name"] in judged else "") for l in layers]
+            shift_ax.set_xticks(range(len(means)), names, rotation=45, ha="right")
+    if not trained:
+        curves_ax.text(0.5, 0.5, "not trained: the variance shift\nwas measured at initialisation",
+                       ha="center", va="center", transform=curves_ax.transAxes)
+        curves_ax.set_xticks([])
+        curves_ax.set_yticks([])
     curves_ax.set(xlabel="epoch", ylabel="loss", title="loss curves")
     shift_ax.axhline(1.0, color="grey", linewidth=0.8)
-    shift_ax.set(ylabel="max(r, 1/r), r = eval var / running var", title="variance shift per BN (Li et al.)")
+    shift_ax.set(ylabel="running var / eval-mode input var", title="variance shift per BN (* judged)")
     for ax in axes:
-        ax.legend(fontsize="small")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
 
 
 def _shuffle_panels(report: dict, axes) -> None:

@@ -10,7 +10,7 @@ from bnlint.verify.stats import CONFIRMED, Comparison
 
 __all__ = ["VerifyReport", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _fmt(x: Optional[float]) -> str:
@@ -50,6 +50,8 @@ class VerifyReport:
     epochs: int = 0
     notes: List[str] = field(default_factory=list)
     timing: dict = field(default_factory=dict)
+    judged: Optional[dict] = None  # model verifications: the BNs the verdict is judged at
+    validation: Optional[dict] = None  # {"counted": bool, "reason": str}
 
     @property
     def confirmed(self) -> bool:
@@ -66,6 +68,8 @@ class VerifyReport:
             "task": self.task,
             "epochs": self.epochs,
             "equivalence": self.equivalence,
+            "judged_batchnorms": self.judged,
+            "validation": self.validation,
             "metrics": [c.to_dict() for c in self.comparisons],
             "seeds": self.seeds,
             "notes": list(self.notes),
@@ -81,13 +85,15 @@ class VerifyReport:
         header = ("metric", "before", "after", "difference", "95% interval", "better/worse", "decision")
         rows = [header]
         for c in self.comparisons:
-            interval = "-" if c.ci_low is None else f"[{_fmt(c.ci_low)}, {_fmt(c.ci_high)}]"
+            diff, interval = c.factor_text()
             role = {"mechanistic": "*", "validation": "+"}.get(c.spec.role, "")
-            rows.append((c.spec.name + role, _fmt(c.before_mean), _fmt(c.after_mean), _fmt(c.diff_mean),
+            rows.append((c.spec.name + role, _fmt(c.before_mean), _fmt(c.after_mean), diff,
                          interval, f"{c.wins}/{c.losses}", c.decision))
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        speed = self.environment.get("speed", {}).get("label")
         lines = [f"{self.kind} verification: {self.before} -> {self.after}", f"task: {self.task}; "
-                 f"{len(self.seeds)} seed(s), {self.epochs} epoch(s); device {self.environment.get('device_name')}"]
+                 f"{len(self.seeds)} seed(s), {self.epochs} epoch(s); device {self.environment.get('device_name')}"
+                 + (f" ({speed})" if speed else "")]
         if self.equivalence is not None:
             eq = self.equivalence
             lines.append("eval-mode outputs: " + ("equal" if eq["equivalent"] else
@@ -95,7 +101,8 @@ class VerifyReport:
         lines.append("")
         for r in rows:
             lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
-        lines.append("(* mechanistic metric, + validation metric; difference = after - before, mean over seeds)")
+        lines.append("(* mechanistic metric, + validation metric, others for information; difference = after - before, "
+                     "mean over paired seeds; xF: after/before for ratios, geometric means)")
         for note in self.notes:
             lines.append(f"note: {note}")
         lines.append(f"verdict: {self.verdict} ({self.reason})")

@@ -21,7 +21,7 @@ from bnlint.verify.batching import BatchSource, epoch_orders
 from bnlint.verify.bnstats import full_batch_bn_risk
 from bnlint.verify.budget import fit_epochs, time_training_step
 from bnlint.verify.environment import cpu_threads, default_budget, environment_info, pick_device
-from bnlint.verify.options import VerifyOptions
+from bnlint.verify.options import VerifyError, VerifyOptions
 from bnlint.verify.progress import ProgressBar
 from bnlint.verify.report import VerifyReport
 from bnlint.verify.stats import MetricSpec, compare_metric, verdict_from
@@ -110,7 +110,7 @@ def train_order_run(setup: ShuffleSetup, task: TaskData, model: nn.Module, mode:
         if on_epoch_done is not None:
             on_epoch_done()
 
-    opt = make_optimizer(model, setup.lr, setup.momentum)
+    opt = make_optimizer(model, setup.lr, setup.momentum, train_src.amp)
     result = train_model(model, train_src, orders, task.loss_fn, setup.batch_size, opt, perm_seed, on_epoch)
     val_loss, val_acc = evaluate(model, val_src, task.loss_fn, task.is_classification)
     return {
@@ -143,8 +143,8 @@ SHUFFLE_SPECS = [
 
 def run_shuffle_experiment(setup: ShuffleSetup, options: VerifyOptions, before_label: str = "single shuffle",
                            after_label: str = "random reshuffle") -> VerifyReport:
-    """See :func:`_run_shuffle_experiment`; runs with ``options.cpu_threads`` threads on CPU."""
-    with cpu_threads(pick_device(options.device), options.cpu_threads):
+    """See :func:`_run_shuffle_experiment`; runs with ``options.cpu_threads`` threads on CPU (default one)."""
+    with cpu_threads(pick_device(options.device), options.cpu_threads or 1):
         return _run_shuffle_experiment(setup, options, before_label, after_label)
 
 
@@ -152,6 +152,9 @@ def _run_shuffle_experiment(setup: ShuffleSetup, options: VerifyOptions, before_
                            after_label: str = "random reshuffle") -> VerifyReport:
     """SS (before) vs RR (after) for ``options.seeds`` data seeds x permutation seeds."""
     start = time.perf_counter()
+    if options.epochs == 0:
+        raise VerifyError("--epochs 0 (no training) only applies to model fixes; the shuffle experiment "
+                          "compares training runs, give it at least 1 epoch")
     device = pick_device(options.device)
     budget = options.budget if options.budget is not None else default_budget(device)
     notes: List[str] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from typing import Optional, Sequence
 
 from bnlint.verify.model_experiment import ModelPair, run_model_experiment
@@ -63,13 +64,16 @@ def _script_setup(source: ModelSource, options: VerifyOptions, input_shape) -> S
 
 def verify_sources(before_path: str, after_path: str, model_name: Optional[str] = None,
                    options: VerifyOptions = VerifyOptions(),
-                   input_shape: Optional[Sequence[Sequence[int]]] = None) -> VerifyReport:
+                   input_shape: Optional[Sequence[Sequence[int]]] = None,
+                   started: Optional[float] = None) -> VerifyReport:
     """Train and compare two versions of a file; never writes anything.
 
     A fixer writes a fix only when ``report.confirmed`` (unless forced). Raises
     VerifyError for problems the user must fix. Runs user code: call it in a
     subprocess (``python -m bnlint.verify``) when a crash must not take the caller down.
+    ``started`` (``time.monotonic()``) is when the time budget started (default: now).
     """
+    started = time.monotonic() if started is None else started
     before = load_model_source(before_path, model_name)
     after = load_model_source(after_path, model_name)
     kind = choose_kind(options, before, after)
@@ -79,7 +83,7 @@ def verify_sources(before_path: str, after_path: str, model_name: Optional[str] 
                 raise VerifyError(f"{src.path} defines no model that builds without arguments; pass --model NAME")
         pair = _pair(before, after, input_shape)
         runner = gpu_seed_runner(before_path, after_path, model_name, input_shape, options)
-        return run_model_experiment(pair, options, seed_runner=runner)
+        return run_model_experiment(pair, options, seed_runner=runner, started=started)
     if before.factory is not None:
         setup = _script_setup(before, options, input_shape)
     else:

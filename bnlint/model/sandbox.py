@@ -1,0 +1,97 @@
+"""What the worker sets up before it imports a user's file, and how it names the
+failures that setup explains.
+
+- ``sys.argv`` is just the file, and ``argparse`` parses an empty command line with
+  every option optional, so a module-level ``opt = parser.parse_args()`` gives the
+  defaults (``ngf = int(opt.ngf)`` gets its default value);
+- no network (bnlint.model.offline);
+- stand-ins for missing packages (bnlint.model.standins).
+
+Runs inside the worker subprocess only.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from typing import Any, Dict, Optional, Sequence
+
+__all__ = ["prepare_import", "failure_reason", "defaults_only_argparse"]
+
+
+def defaults_only_argparse() -> None:
+    """``parse_args()`` / ``parse_known_args()`` with no explicit argument list parse
+    an empty command line, and required options and positionals default to None."""
+    parser_class = argparse.ArgumentParser
+    if getattr(parser_class, "_bnlint_defaults_only", False):
+        return
+    original = parser_class.parse_known_args
+
+    def parse_known_args(self, args=None, namespace=None):
+        if args is None:
+            args = []
+        saved = [(action, action.required) for action in self._actions]
+        for action, _ in saved:
+            action.required = False
+        try:
+            return original(self, args, namespace)
+        finally:
+            for action, required in saved:
+                action.required = required
+
+    parser_class.parse_known_args = parse_known_args
+    parser_class._bnlint_defaults_only = True
+
+
+def prepare_import(file: str, project_root: Optional[str], mock_imports: Sequence[str] = (),
+                   no_mock_imports: Sequence[str] = ()):
+    """Set the worker up to import ``file``; returns its ``StandIns``."""
+    from bnlint.model.offline import block_network
+    from bnlint.model.standin_imports import StandIns, installed_standins
+
+    sys.argv = [file]
+    defaults_only_argparse()
+    block_network()
+    existing = installed_standins()
+    if existing is not None:  # a second file in the same worker (bnlint fix's check)
+        return existing
+    return StandIns(project_root or os.path.dirname(file), mock_imports, no_mock_imports).install()
+
+
+_STANDIN_NAME = re.compile(r"StandIn\[([A-Za-z_][\w.]*)\]")
+
+
+def failure_reason(exc: BaseException) -> Dict[str, Any]:
+    """``reason`` (and ``package`` / ``download``) for an error the setup explains:
+    a stand-in that was really needed, or a refused download. Empty otherwise."""
+    from bnlint.model.offline import download_error
+    from bnlint.model.standin_imports import installed_standins
+    from bnlint.model.standins import NeedsPackage
+
+    seen = set()
+    todo = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen or len(seen) > 50:
+            continue
+        seen.add(id(e))
+        if isinstance(e, NeedsPackage):
+            out = {"reason": "needs-package", "package": e.package, "what": e.what}
+            standins = installed_standins()
+            if standins is not None and e.package in standins.forced:
+                out["configured"] = True  # mock-imports: installed, replaced on purpose
+            if e.site:
+                out["site"] = list(e.site)
+            return out
+        todo.extend([e.__cause__, e.__context__])
+    m = _STANDIN_NAME.search(str(exc))
+    if m:
+        return {"reason": "needs-package", "package": m.group(1).split(".")[0]}
+    standins = installed_standins()
+    if "StandInForMissingPackage" in str(exc) and standins is not None and standins.stubbed:
+        return {"reason": "needs-package", "package": sorted(standins.stubbed)[0]}
+    blocked = download_error(exc)
+    if blocked is not None:
+        return {"reason": "needs-download", "download": blocked.what}
+    return {}
