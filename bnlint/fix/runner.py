@@ -122,13 +122,24 @@ def _problems(findings: Sequence[Finding]) -> Counter:
     return Counter(f.code for f in findings if f.severity is not Severity.INFO)
 
 
-def _subject(f: Finding) -> Tuple[str, Any, str]:
-    """What a finding is about, in terms that survive moving the code: its rule, its
-    model and the dropout as the message names it (``Dropout(p=0.3) 'drop'``)."""
+def _subject(f: Finding) -> Tuple[str, str]:
+    """What a finding is about, in terms that survive moving the code: its rule and the
+    dropout as the message names it (``Dropout(p=0.3) 'drop'``)."""
     head = f.message
     for sep in (" feeds ", " is applied to "):
         head = head.split(sep, 1)[0]
-    return f.code, dict(f.details).get("model"), head
+    return f.code, head
+
+
+def _models(f: Finding) -> set:
+    details = dict(f.details)
+    return set(details.get("models") or [details.get("model")])
+
+
+def _still_reported(applied: Finding, after: Sequence[Finding]) -> bool:
+    """Whether ``applied``'s finding is reported again after its fix, in one of the
+    models it was reported on (one line can be reached by several models)."""
+    return any(_subject(a) == _subject(applied) and _models(a) & _models(applied) for a in after)
 
 
 def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding],
@@ -209,8 +220,7 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
             return f"the fixed file can no longer be analysed: {msg}"
         if code in fixed:
             if stuck is not None:
-                still = {_subject(f) for f in after if f.code == code}
-                stuck.extend(f for f in applied if f.code == code and _subject(f) in still)
+                stuck.extend(f for f in applied if f.code == code and _still_reported(f, after))
             return f"{code} is still reported after the fix"
         return f"the fix would introduce {code} ({next((f.message for f in after if f.code == code), '')})"
     return None
