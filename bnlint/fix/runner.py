@@ -296,7 +296,7 @@ def _fix_file(path: str, findings: List[Finding], all_here: List[Finding], confi
     findings = sorted(findings, key=Finding.sort_key)
     # Model fixes move code: two of them inserting the same text are two moves.
     refused = set(overlapping(src.text, [f.fix.edits for f in findings],
-                              [not f.code.startswith("BNL1") for f in findings]))
+                              [not is_model_finding(f) for f in findings]))
     chosen = [f for i, f in enumerate(findings) if i not in refused]
     outcome.skipped = [f for i, f in enumerate(findings) if i in refused]
     try:
