@@ -54,7 +54,7 @@ def _compare_model(mod_a, mod_b, name: str, renames, input_shape) -> Dict[str, A
     """``renames``: (the renames promised for this model, those promised for the others)."""
     import torch
 
-    from bnlint.model.worker import _build, _example_inputs
+    from bnlint.model.worker import _build
 
     out: Dict[str, Any] = {"name": name, "ok": False}
     factory_a, factory_b = getattr(mod_a, name, None), getattr(mod_b, name, None)
@@ -69,6 +69,18 @@ def _compare_model(mod_a, mod_b, name: str, renames, input_shape) -> Dict[str, A
     except Exception as exc:  # user code may raise anything
         out["reason"] = f"model {name} does not build after the fix: {type(exc).__name__}: {exc}"
         return out
+    return _compare_built(name, a, b, mod_a, renames, input_shape)
+
+
+def _compare_built(name: str, a, b, module, renames, input_shape, hint: Optional[int] = None) -> Dict[str, Any]:
+    """Compare two built models (the original ``a`` and the fixed ``b``, built from the
+    same seed): state_dict keys through the renames, then eval-mode outputs with ``a``'s
+    weights loaded into ``b``. ``module`` gives ``example_inputs()``."""
+    import torch
+
+    from bnlint.model.worker import _input_candidates
+
+    out: Dict[str, Any] = {"name": name, "ok": False}
     try:
         from bnlint.model.trace import trace_model
 
@@ -104,14 +116,23 @@ def _compare_model(mod_a, mod_b, name: str, renames, input_shape) -> Dict[str, A
     b.eval()
     for trial in range(2):
         torch.manual_seed(1234 + trial)
+        ya = inputs = None
         try:
-            inputs = _example_inputs(mod_a, name, a, None, input_shape, "cpu")
+            with torch.no_grad():
+                for inputs, _given in _input_candidates(module, name, a, None, input_shape, "cpu", hint):
+                    try:
+                        ya = _flatten(a(*inputs))
+                        break
+                    except Exception:
+                        continue  # the next size of the ladder (bnlint.model.inputs)
         except Exception as exc:
             out["reason"] = f"model {name}: no example inputs ({exc})"
             return out
+        if ya is None:
+            out["reason"] = f"model {name}: no example input fits its forward"
+            return out
         with torch.no_grad():
             try:
-                ya = _flatten(a(*inputs))
                 yb = _flatten(b(*inputs))
             except Exception as exc:
                 out["reason"] = f"model {name}: forward raised {type(exc).__name__}: {exc} after the fix"
@@ -124,8 +145,86 @@ def _compare_model(mod_a, mod_b, name: str, renames, input_shape) -> Dict[str, A
     return out
 
 
+def _planned_models(request: Dict[str, Any], file: str) -> Tuple[List[Tuple[str, Any, Any]], Optional[str]]:
+    """Build every model the project plan lists for ``file`` (bnlint.model.plan), on the
+    CPU from seed 0: [(name, model, defining module)], or an error."""
+    import torch
+
+    from bnlint.model.worker import Progress, _build, _import_definitions, _select_targets
+
+    result: Dict[str, Any] = {"models": [], "notes": [], "error": None}
+    module, _ = _import_definitions(file, request, result)
+    if module is None:
+        return [], (result["error"] or {}).get("message", "import failed")
+    targets = _select_targets({"plan": request["plan"]}, module, file, result, Progress(None))
+    built = []
+    for t in targets:
+        try:
+            torch.manual_seed(0)
+            built.append((t.name, _build(t.factory, t.args, t.kwargs, "cpu"), t.module))
+        except Exception as exc:  # user code may raise anything
+            built.append((t.name, exc, t.module))
+    return built, None
+
+
+def compare_planned(request: Dict[str, Any]) -> Dict[str, Any]:
+    """The fix check for a planned file: the plan's models (the file's own, built with
+    their call sites' arguments, and those of other files that use its classes) are
+    built from the original sources, then again with the fixed copy imported in the
+    original's place (under its module name, so the other files import it), and
+    compared; then the fixed version is analysed as ``bnlint check`` would."""
+    from bnlint.model.loader import override_source, purge_definitions
+    from bnlint.model.trace import trace_model
+
+    original, fixed = request["original"], request["fixed"]
+    result: Dict[str, Any] = {"models": [], "error": None}
+    promised = request.get("renames") or {}
+    by_model = {m: [tuple(r) for r in rs] for m, rs in promised.items()} if isinstance(promised, dict) else {}
+    union = sorted({r for rs in by_model.values() for r in rs}) if by_model else [tuple(r) for r in promised]
+    hint = (request.get("plan") or {}).get("input_size")
+    saved = sys.stdout
+    sys.stdout = sys.stderr
+    try:
+        before, error = _planned_models(request, original)
+        if error:
+            result["error"] = f"cannot import the original source: {error}"
+            return result
+        purge_definitions()
+        override_source(original, fixed)
+        after, error = _planned_models(request, original)
+        if error:
+            result["error"] = f"cannot import the fixed source: {error}"
+            return result
+        for (name, a, module), (_, b, _) in zip(before, after):
+            if isinstance(a, Exception):
+                continue  # it did not build before the fix either: nothing to compare
+            if isinstance(b, Exception):
+                result["models"].append({"name": name, "ok": False, "reason":
+                                         f"model {name} does not build after the fix: {type(b).__name__}: {b}"})
+                continue
+            try:
+                trace_model(b)
+                renames = (by_model.get(name, []), union) if by_model else (union, [])
+                result["models"].append(_compare_built(name, a, b, module, renames, request.get("input_shape"), hint))
+            except Exception as exc:
+                result["models"].append({"name": name, "ok": False,
+                                         "reason": f"model {name}: {type(exc).__name__}: {exc}"})
+        if request.get("analyse"):
+            from bnlint.model.worker import analyse_file
+
+            purge_definitions()
+            result["analysis"] = analyse_file(dict(request["analyse"], file=original, plan=request["plan"]))
+    finally:
+        sys.stdout = saved
+        override_source(original, None)
+    return result
+
+
 def compare_files(request: Dict[str, Any]) -> Dict[str, Any]:
     import torch  # noqa: F401
+
+    if request.get("plan") is not None:
+        return compare_planned(request)
 
     from bnlint.model.loader import find_auto_targets, load_definitions, project_root
     from bnlint.model.sandbox import prepare_import

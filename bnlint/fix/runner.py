@@ -180,14 +180,24 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
             shape = [list(s) for s in config.input_shape] if config.input_shape else None
             candidates = _candidates(new_text)
             mocks = {"mock_imports": list(config.mock_imports), "no_mock_imports": list(config.no_mock_imports)}
-            answer, why = _run_equivalence({
+            planned = _plan_of(abs_path, config)
+            request = {
                 "original": abs_path, "fixed": tmp, "renames": renames,
                 "candidates": _candidates(src.text), "input_shape": shape, **mocks,
                 "analyse": {"explicit": [], "candidates": candidates, "input_shape": shape, **mocks},
-            }, config.timeout * 2)
+            }
+            if planned is not None:  # the models bnlint check built, with their arguments
+                root, plan = planned
+                request.update(plan=plan, project_root=root)
+                request["analyse"].update(project_root=root)
+            answer, why = _run_equivalence(request, config.timeout * 2)
         after = list(recheck.result().findings)
         if answer is not None and answer.get("analysis") is not None:
-            after += _graph_findings_of(tmp, candidates, answer["analysis"], rules, config, src, new_text)
+            if planned is not None:
+                after += _planned_findings_of(abs_path, src.path, planned, answer["analysis"], rules, config, src,
+                                              new_text)
+            else:
+                after += _graph_findings_of(tmp, candidates, answer["analysis"], rules, config, src, new_text)
         if answer is not None or why:
             if answer is None:
                 return why
@@ -242,6 +252,40 @@ def _graph_findings_of(tmp: str, candidates, analysis: Dict[str, Any], rules: Se
     found = [f for f in _findings_for_job(job, analysis, graph_rules) if f.code in enabled]
     shown = SourceFile(path=tmp, text=new_text, encoding=src.encoding, bom=src.bom, newline=src.newline, raw=b"")
     return _apply_suppressions(found, {tmp: shown}, config)
+
+
+def _plan_of(abs_path: str, config: Config):
+    """(project root, plan request) the check built this file's models from; None for
+    a file with no plan (a notebook)."""
+    from bnlint.engine import _Planners
+    from bnlint.notebook import is_notebook
+
+    if is_notebook(abs_path):
+        return None
+    with _AST_LOCK:
+        planned = _Planners(config, None).plan(abs_path)
+    if planned is None:
+        return None
+    root, plan = planned
+    return root, plan.to_request()
+
+
+def _planned_findings_of(abs_path: str, display: str, planned, analysis: Dict[str, Any], rules: Sequence[Rule],
+                         config: Config, src: SourceFile, new_text: str) -> List[Finding]:
+    """Graph-rule findings of the fixed version of a planned file (analysed under the
+    original's name and path), with the check's selection and suppressions."""
+    from bnlint.engine import _apply_suppressions
+    from bnlint.model.modelcheck import ModelJob, _file_failure, _findings_for_job
+
+    root, plan = planned
+    job = ModelJob(path=display, abs_path=abs_path, plan=plan, project_root=root, plan_fixes=False)
+    if analysis.get("error"):
+        return [_file_failure(job, analysis["error"])]
+    graph_rules = [r for r in rules if r.kind is RuleKind.GRAPH]
+    enabled = {r.code for r in rules} | {"BNL001"}
+    found = [f for f in _findings_for_job(job, analysis, graph_rules) if f.code in enabled]
+    shown = SourceFile(path=display, text=new_text, encoding=src.encoding, bom=src.bom, newline=src.newline, raw=b"")
+    return _apply_suppressions(found, {display: shown}, config)
 
 
 def _parsing_check(check_paths, *args):

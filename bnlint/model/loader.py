@@ -126,6 +126,27 @@ def compile_definitions(source: bytes, path: str) -> types.CodeType:
     return compile(definitions_only(tree), path, "exec", dont_inherit=True)
 
 
+# path -> the file whose source is imported in its place (bnlint fix checks a fixed
+# copy under the original's module name, so the project's other modules import it).
+_SOURCE_OVERRIDES: Dict[str, str] = {}
+
+
+def override_source(path: str, replacement: Optional[str]) -> None:
+    """Import ``replacement``'s source wherever ``path`` is imported (None: stop)."""
+    if replacement is None:
+        _SOURCE_OVERRIDES.pop(os.path.abspath(path), None)
+    else:
+        _SOURCE_OVERRIDES[os.path.abspath(path)] = os.path.abspath(replacement)
+
+
+def purge_definitions() -> None:
+    """Forget every module imported through the definitions filter, so the next import
+    of the project runs its (possibly overridden) sources again."""
+    for name, module in list(sys.modules.items()):
+        if isinstance(getattr(module, "__loader__", None), _DefinitionsLoader):
+            del sys.modules[name]
+
+
 class _DefinitionsLoader(importlib.machinery.SourceFileLoader):
     """Loads a local module through the definitions-only filter, never from bytecode."""
 
@@ -135,7 +156,7 @@ class _DefinitionsLoader(importlib.machinery.SourceFileLoader):
         self.package = is_package
 
     def get_code(self, fullname):  # noqa: D401 - importlib protocol
-        source = self.get_data(self.path)
+        source = self.get_data(_SOURCE_OVERRIDES.get(os.path.abspath(self.path), self.path))
         if self.path.endswith(".ipynb"):  # a notebook: the Python of its code cells
             from bnlint.notebook import notebook_lines_for_import
 

@@ -40,6 +40,7 @@ class ModelJob:
     # What to build, planned from the project (bnlint.model.plan.FilePlan.to_request()).
     plan: Optional[Dict[str, Any]] = None
     project_root: Optional[str] = None
+    plan_fixes: bool = True  # bnlint fix's re-check of a fixed copy needs no fix plans
 
     def targets_key(self) -> Tuple[Any, ...]:
         """What decides the worker's answer besides the files' bytes (results cache)."""
@@ -528,7 +529,7 @@ def _note_finding(job: ModelJob, note: Any) -> Finding:
 
 def _with_fix(rule: Rule, g: nx.DiGraph, hit: Hit, job: ModelJob, fix_sources: Dict[str, Any]) -> Hit:
     """Attach the planned fix of a graph-rule hit, or say in the message why there is none."""
-    if hit.fix is not None or not rule.fixable or hit.node not in g:
+    if hit.fix is not None or not rule.fixable or hit.node not in g or not job.plan_fixes:
         return hit
     from dataclasses import replace
 
