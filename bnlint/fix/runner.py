@@ -242,11 +242,11 @@ def _graph_findings_of(tmp: str, candidates, analysis: Dict[str, Any], rules: Se
     """Graph-rule findings of the fixed file from the worker's analysis, with the same
     selection and suppressions as ``bnlint check``."""
     from bnlint.engine import _apply_suppressions
-    from bnlint.model.modelcheck import ModelJob, _file_failure, _findings_for_job
+    from bnlint.model.modelcheck import ModelJob, file_failure, _findings_for_job
 
     job = ModelJob(path=tmp, abs_path=tmp, candidates=list(candidates))
     if analysis.get("error"):
-        return [_file_failure(job, analysis["error"])]
+        return [file_failure(job, analysis["error"])]
     graph_rules = [r for r in rules if r.kind is RuleKind.GRAPH]
     enabled = {r.code for r in rules} | {"BNL001"}
     found = [f for f in _findings_for_job(job, analysis, graph_rules) if f.code in enabled]
@@ -275,12 +275,12 @@ def _planned_findings_of(abs_path: str, display: str, planned, analysis: Dict[st
     """Graph-rule findings of the fixed version of a planned file (analysed under the
     original's name and path), with the check's selection and suppressions."""
     from bnlint.engine import _apply_suppressions
-    from bnlint.model.modelcheck import ModelJob, _file_failure, _findings_for_job
+    from bnlint.model.modelcheck import ModelJob, file_failure, _findings_for_job
 
     root, plan = planned
     job = ModelJob(path=display, abs_path=abs_path, plan=plan, project_root=root, plan_fixes=False)
     if analysis.get("error"):
-        return [_file_failure(job, analysis["error"])]
+        return [file_failure(job, analysis["error"])]
     graph_rules = [r for r in rules if r.kind is RuleKind.GRAPH]
     enabled = {r.code for r in rules} | {"BNL001"}
     found = [f for f in _findings_for_job(job, analysis, graph_rules) if f.code in enabled]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from bnlint.model.project import Binding, CallSite, Definition, Project
 from bnlint.model.resolve import ResolvedCall, Unresolved, callee_binding, encode, parameters_of, relative, resolve_call
@@ -31,9 +31,10 @@ __all__ = ["PlannedTarget", "FilePlan", "Planner"]
 
 # Installed packages whose callables return models (a factory returning one is a target).
 MODEL_LIBRARIES = (
-    "torch.nn", "torchvision.models", "timm", "efficientnet_pytorch", "segmentation_models_pytorch",
+    "torchvision.models", "timm", "efficientnet_pytorch", "segmentation_models_pytorch",
     "pretrainedmodels", "torchvision", "transformers",
 )
+TORCH_CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict"})
 MAX_FOREIGN_TARGETS = 6
 MAX_USER_DEPTH = 3
 
@@ -108,7 +109,11 @@ class Planner:
                     if target is None:
                         continue
                     if target.kind == "external":
-                        if any(str(target.name) == lib or str(target.name).startswith(lib + ".") for lib in MODEL_LIBRARIES):
+                        dotted = str(target.name)
+                        if dotted.startswith("torch.nn."):
+                            # A container is a model; a single layer (conv3x3 helpers) is not.
+                            result = dotted.rsplit(".", 1)[-1] in TORCH_CONTAINERS
+                        elif any(dotted == lib or dotted.startswith(lib + ".") for lib in MODEL_LIBRARIES):
                             result = True
                     elif target.kind == "def" and (self.is_model_class(target) or self.is_factory(target, _depth + 1)):
                         result = True
@@ -251,7 +256,7 @@ class Planner:
                 targets.append(target)
                 covered |= self.covered_by(target)
         needs: Dict[str, Tuple[str, ...]] = {}
-        for d in later:
+        for d in sorted(later, key=lambda d: (d.kind != "class", d.line)):  # classes cover helpers
             binding = Binding("def", path, d.name)
             if binding in covered:
                 continue  # built inside a model this file already builds

@@ -1,0 +1,493 @@
+"""What one Python file says at its top level, read with ``ast`` (nothing imported).
+
+``module_facts`` returns a :class:`ModuleFacts` of plain values: imports (resolved to
+project files, else external dotted names), top-level classes and functions with their
+parameters, the names their bodies read and what functions return, module constants
+and each function's assignments with the if-tests that guard them, argparse options
+with their defaults, the calls that may build a project model, and the input sizes the
+file's code implies. The results cache keeps them by the file's stat signature;
+``bnlint.model.project`` resolves names across files from them.
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
+
+from bnlint.model.targets import may_define_models
+
+__all__ = ["Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "module_facts", "size_hints"]
+
+# Names a call's callee cannot be a project model through (builtins, the usual tensor
+# and numerics libraries): calls on them are not recorded.
+_NOT_CALLEES = frozenset(dir(builtins)) | {
+    "self", "cls", "super", "torch", "nn", "F", "np", "numpy", "math", "os", "sys", "random",
+    "time", "json", "re", "logging", "logger", "plt", "pd", "copy", "shutil", "warnings",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter of a constructor or function (``self`` left out)."""
+
+    name: str
+    kind: str  # "positional" | "keyword" | "varargs" | "varkw"
+    required: bool
+    default: Optional[str] = None  # source text of the default, when there is one
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A top-level class or function of a module."""
+
+    name: str
+    kind: str  # "class" | "function"
+    line: int
+    params: Optional[Tuple[Param, ...]]  # None: a class without its own __init__ (inherits one)
+    bases: Tuple[str, ...] = ()
+    returns: Tuple[str, ...] = ()  # functions: source of the callees of the calls they return
+    annotated_model: bool = False  # the return annotation may name an nn.Module
+    may_be_model: bool = False  # class: a base may be an nn.Module (targets.may_define_models)
+    refs: FrozenSet[str] = frozenset()  # dotted names read in the body
+
+    @property
+    def required(self) -> Tuple[str, ...]:
+        return tuple(p.name for p in self.params or () if p.required)
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """A call that may build a project model, as written."""
+
+    callee: str
+    line: int
+    col: int
+    args: Tuple[str, ...]  # source of positional arguments ("*x" for a starred one)
+    kwargs: Tuple[Tuple[Optional[str], str], ...]  # (name, source); name None for **x
+    scope: Optional[str]  # qualified name of the enclosing function, None at module level
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """``NAME = value`` at ``line``, run when every (test source, outcome) guard holds."""
+
+    value: str
+    line: int
+    guards: Tuple[Tuple[str, bool], ...] = ()
+
+
+@dataclass(frozen=True)
+class ModuleFacts:
+    path: str
+    # local name -> (kind, target): ("module", path-or-dotted) | ("from", (path-or-dotted, attr))
+    imports: Dict[str, Tuple[str, object]] = field(default_factory=dict)
+    star_imports: Tuple[str, ...] = ()  # project files imported with *
+    definitions: Dict[str, Definition] = field(default_factory=dict)
+    # Module-level and function-local ``NAME = <source>`` assignments, each with the
+    # if-tests that guard it (see Assignment); names also bound otherwise (loops,
+    # augmented assignments, item writes, ...) are left out.
+    constants: Dict[str, Tuple["Assignment", ...]] = field(default_factory=dict)
+    scopes: Dict[str, Dict[str, Tuple["Assignment", ...]]] = field(default_factory=dict)
+    scope_params: Dict[str, Tuple[str, ...]] = field(default_factory=dict)  # function -> its parameters
+    options: Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]] = field(default_factory=dict)
+    calls: Tuple[CallSite, ...] = ()
+    size_hints: Tuple[int, ...] = ()  # input sizes the file implies (datasets, crops)
+    syntax_error: bool = False
+
+
+_DATASET_SIZES = (
+    (re.compile(r"^(?:Fashion|K|E|Q)?MNIST$", re.IGNORECASE), 28),
+    (re.compile(r"^(?:CIFAR-?10|CIFAR-?100|SVHN)$", re.IGNORECASE), 32),
+    (re.compile(r"^STL-?10$", re.IGNORECASE), 96),
+    (re.compile(r"^(?:ImageNet|ImageFolder|ILSVRC\d*)$", re.IGNORECASE), 224),
+)
+_CROPS = frozenset({"RandomResizedCrop", "CenterCrop", "RandomCrop", "Resize"})
+
+
+def size_hints(tree: ast.AST) -> Tuple[int, ...]:
+    """Input sizes a file's code implies (not its comments or docstrings): MNIST-like
+    datasets 28, CIFAR/SVHN 32, STL10 96, ImageNet/ImageFolder 224, named as classes,
+    attributes or string values; and the sizes of crops and resizes."""
+    out: List[int] = []
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body \
+                and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant):
+            docstrings.add(id(node.body[0].value))
+    for node in ast.walk(tree):
+        word = None
+        if isinstance(node, ast.Name):
+            word = node.id
+        elif isinstance(node, ast.Attribute):
+            word = node.attr
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings \
+                and len(node.value) <= 20:
+            word = node.value
+        if word:
+            for pattern, size in _DATASET_SIZES:
+                if pattern.match(word):
+                    out.append(size)
+        if isinstance(node, ast.Call) and node.args:
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            first = node.args[0]
+            if isinstance(first, ast.Tuple) and first.elts:
+                first = first.elts[0]
+            if name in _CROPS and isinstance(first, ast.Constant) and isinstance(first.value, int) \
+                    and 8 <= first.value <= 1024:
+                out.append(first.value)
+    return tuple(out)
+
+
+def _dotted(node: ast.AST) -> Optional[str]:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        inner = _dotted(node.value)
+        return f"{inner}.{node.attr}" if inner else None
+    return None
+
+
+def _source(node: ast.AST) -> str:
+    return ast.unparse(node)
+
+
+def _params(args: ast.arguments, drop_first: bool) -> Tuple[Param, ...]:
+    out: List[Param] = []
+    positional = list(args.posonlyargs) + list(args.args)
+    defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    pairs = list(zip(positional, defaults))
+    if drop_first and pairs:
+        pairs = pairs[1:]
+    for a, d in pairs:
+        out.append(Param(a.arg, "positional", d is None, _source(d) if d is not None else None))
+    if args.vararg is not None:
+        out.append(Param(args.vararg.arg, "varargs", False))
+    for a, d in zip(args.kwonlyargs, args.kw_defaults):
+        out.append(Param(a.arg, "keyword", d is None, _source(d) if d is not None else None))
+    if args.kwarg is not None:
+        out.append(Param(args.kwarg.arg, "varkw", False))
+    return tuple(out)
+
+
+def _refs(node: ast.AST) -> FrozenSet[str]:
+    names = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Attribute):
+            d = _dotted(n)
+            if d:
+                names.add(d)
+        elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+            names.add(n.id)
+    return frozenset(names)
+
+
+def _function_returns(func: ast.AST, local: Dict[str, str]) -> Tuple[str, ...]:
+    out: List[str] = []
+    for n in _walk_function(func):
+        if isinstance(n, ast.Return) and n.value is not None:
+            value = n.value
+            if isinstance(value, ast.Name) and value.id in local:
+                try:
+                    value = ast.parse(local[value.id], mode="eval").body
+                except SyntaxError:
+                    continue
+            if isinstance(value, ast.Call):
+                out.append(_source(value.func))
+    return tuple(out)
+
+
+def _walk_function(func: ast.AST) -> Iterator[ast.AST]:
+    """Nodes of a function body, not entering nested functions, classes or lambdas."""
+    stack = list(getattr(func, "body", []))
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                continue
+            stack.append(child)
+
+
+def _single_assignments(nodes: Sequence[ast.AST]) -> Dict[str, str]:
+    """``NAME = <expr>`` bound exactly once among ``nodes``, and bound no other way."""
+    seen: Counter = Counter()
+    value: Dict[str, str] = {}
+    for n in nodes:
+        if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None:
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target]):
+                if isinstance(t, ast.Name):
+                    seen[t.id] += 1
+                    value[t.id] = _source(n.value)
+    spoiled = _spoiled_names(nodes)
+    return {k: v for k, v in value.items() if seen[k] == 1 and k not in spoiled}
+
+
+def _spoiled_names(nodes: Sequence[ast.AST]) -> set:
+    """Names bound by something other than a plain assignment: their value is not one
+    expression (loops, augmented assignments, unpacking, item writes, ``.update``)."""
+    spoiled = set()
+    for n in nodes:
+        if isinstance(n, ast.Assign):
+            for t in n.targets:
+                if not isinstance(t, ast.Name):
+                    for sub in ast.walk(t):
+                        if isinstance(sub, ast.Name):
+                            spoiled.add(sub.id)
+        elif isinstance(n, ast.AugAssign):
+            for sub in ast.walk(n.target):
+                if isinstance(sub, ast.Name):
+                    spoiled.add(sub.id)
+        elif isinstance(n, (ast.For, ast.AsyncFor, ast.comprehension)):
+            for sub in ast.walk(n.target):
+                if isinstance(sub, ast.Name):
+                    spoiled.add(sub.id)
+        elif isinstance(n, (ast.With, ast.AsyncWith)):
+            for item in n.items:
+                if item.optional_vars is not None:
+                    for sub in ast.walk(item.optional_vars):
+                        if isinstance(sub, ast.Name):
+                            spoiled.add(sub.id)
+        elif isinstance(n, ast.NamedExpr) and isinstance(n.target, ast.Name):
+            spoiled.add(n.target.id)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name) \
+                and n.func.attr in ("update", "setdefault", "pop", "append", "extend", "insert", "__setitem__"):
+            spoiled.add(n.func.value.id)
+        elif isinstance(n, (ast.Global, ast.Nonlocal)):
+            spoiled.update(n.names)
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            spoiled.add(n.name)
+    return spoiled
+
+
+def _assignments(body: Sequence[ast.stmt], owned: Sequence[ast.AST]) -> Dict[str, Tuple[Assignment, ...]]:
+    """Plain ``NAME = value`` statements of a scope with the if-tests that guard them;
+    assignments inside loops, and names bound any other way, are left out."""
+    out: Dict[str, List[Assignment]] = {}
+    looped = set()
+
+    def visit(stmts: Sequence[ast.stmt], guards: Tuple[Tuple[str, bool], ...], in_loop: bool) -> None:
+        for stmt in stmts:
+            if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                if stmt.value is None:
+                    continue
+                for t in targets:
+                    if isinstance(t, ast.Name):
+                        if in_loop:
+                            looped.add(t.id)
+                        out.setdefault(t.id, []).append(Assignment(_source(stmt.value), stmt.lineno, guards))
+            elif isinstance(stmt, ast.If):
+                test = _source(stmt.test)
+                visit(stmt.body, guards + ((test, True),), in_loop)
+                visit(stmt.orelse, guards + ((test, False),), in_loop)
+            elif isinstance(stmt, (ast.For, ast.AsyncFor, ast.While)):
+                visit(stmt.body, guards, True)
+                visit(stmt.orelse, guards, True)
+            elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+                visit(stmt.body, guards, in_loop)
+            elif isinstance(stmt, ast.Try):
+                visit(stmt.body, guards, in_loop)
+                visit(stmt.orelse, guards, in_loop)
+                visit(stmt.finalbody, guards, in_loop)
+                for h in stmt.handlers:
+                    visit(h.body, guards + (("<exception>", True),), in_loop)
+
+    visit(body, (), False)
+    spoiled = _spoiled_names(owned) | looped
+    return {name: tuple(values) for name, values in out.items() if name not in spoiled}
+
+
+def _option(call: ast.Call) -> Optional[Tuple[str, Tuple[Optional[str], Optional[str], Optional[str]]]]:
+    """``parser.add_argument('--widen-factor', default=10, type=int)`` ->
+    ('widen_factor', (default source, type source, action))."""
+    flags = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+    if not flags:
+        return None
+    kw = {k.arg: k.value for k in call.keywords if k.arg}
+    if "dest" in kw and isinstance(kw["dest"], ast.Constant) and isinstance(kw["dest"].value, str):
+        dest = kw["dest"].value
+    else:
+        longs = [f for f in flags if f.startswith("--")]
+        name = longs[0] if longs else flags[0]
+        dest = name.lstrip("-").replace("-", "_")
+    if not dest.isidentifier():
+        return None
+    default = _source(kw["default"]) if "default" in kw else None
+    typ = _source(kw["type"]) if "type" in kw else None
+    action = kw["action"].value if "action" in kw and isinstance(kw["action"], ast.Constant) else None
+    return dest, (default, typ, action)
+
+
+def _scope_nodes(tree: ast.Module) -> Iterator[Tuple[Optional[str], ast.AST, List[ast.AST]]]:
+    """(qualified scope name or None, scope node, the nodes it owns) for the module and
+    every function (methods and nested functions included)."""
+    def owned(node: ast.AST) -> List[ast.AST]:
+        out: List[ast.AST] = []
+        stack = list(ast.iter_child_nodes(node))
+        while stack:
+            n = stack.pop()
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                continue
+            out.append(n)
+            stack.extend(ast.iter_child_nodes(n))
+        return out
+
+    yield None, tree, owned(tree)
+    stack: List[Tuple[str, ast.AST]] = [("", tree)]
+    while stack:
+        prefix, node = stack.pop()
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = prefix + child.name
+                yield name, child, owned(child)
+                stack.append((name + ".", child))
+            elif isinstance(child, ast.ClassDef):
+                stack.append((prefix + child.name + ".", child))
+            elif not isinstance(child, ast.Lambda):
+                stack.append((prefix, child))
+
+
+def _top_level(tree: ast.Module) -> Iterator[ast.stmt]:
+    """Top-level statements, looking into if/try/with blocks (guarded imports and
+    definitions), but not into ``if __name__ == "__main__":``."""
+    stack = list(reversed(tree.body))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and any(isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(node.test)):
+            continue
+        yield node
+        if isinstance(node, (ast.If, ast.Try, ast.With)):
+            children: List[ast.stmt] = []
+            for part in ("body", "orelse", "finalbody"):
+                children.extend(getattr(node, part, []) or [])
+            for h in getattr(node, "handlers", []) or []:
+                children.extend(h.body)
+            stack.extend(reversed(children))
+
+
+def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
+    """Facts of one file. ``resolve_import(module, level)`` returns the project file
+    an import names, or None for an external module."""
+    try:
+        tree = ast.parse(raw, filename=path)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ModuleFacts(path=path, syntax_error=True)
+    candidates = set(may_define_models(tree))
+    imports: Dict[str, Tuple[str, object]] = {}
+    stars: List[str] = []
+    definitions: Dict[str, Definition] = {}
+    top_nodes = list(_top_level(tree))
+    for node in top_nodes:
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.asname:
+                    target = resolve_import(a.name, 0)
+                    imports[a.asname] = ("module", target or a.name)
+                else:
+                    head = a.name.split(".")[0]
+                    target = resolve_import(head, 0)
+                    imports[head] = ("module", target or head)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            target = resolve_import(module, node.level) if (module or node.level) else None
+            for a in node.names:
+                if a.name == "*":
+                    if target:
+                        stars.append(target)
+                    continue
+                base = target if target else ("." * node.level) + module
+                imports[a.asname or a.name] = ("from", (base, a.name))
+        elif isinstance(node, ast.ClassDef):
+            init = next((b for b in node.body if isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef))
+                         and b.name == "__init__"), None)
+            params = _params(init.args, drop_first=True) if init is not None else None
+            definitions[node.name] = Definition(
+                name=node.name, kind="class", line=node.lineno, params=params,
+                bases=tuple(_source(b) for b in node.bases), may_be_model=node.name in candidates,
+                refs=_refs(node),
+            )
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            local = _single_assignments(list(_walk_function(node)))
+            definitions[node.name] = Definition(
+                name=node.name, kind="function", line=node.lineno, params=_params(node.args, drop_first=False),
+                returns=_function_returns(node, local), annotated_model=node.name in candidates,
+                refs=_refs(node),
+            )
+    scope_list = list(_scope_nodes(tree))
+    constants = _assignments(tree.body, scope_list[0][2])
+    for name in list(constants):
+        if name in definitions or name in imports:
+            constants.pop(name)
+    scopes: Dict[str, Dict[str, Tuple[Assignment, ...]]] = {}
+    scope_params: Dict[str, Tuple[str, ...]] = {}
+    calls: List[CallSite] = []
+    options: Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]] = {}
+    conflicting = set()
+    project_names = set(definitions) | {
+        name for name, (kind, target) in imports.items()
+        if (kind == "module" and os.path.isabs(str(target)))
+        or (kind == "from" and os.path.isabs(str(target[0])))  # type: ignore[index]
+    }
+    bound_elsewhere = (set(imports) | set(constants)) - project_names
+    for scope, node, owned in scope_list:
+        local_vars = {n.id for n in owned if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        if scope is not None:
+            scopes[scope] = _assignments(node.body, owned)
+            scope_params[scope] = tuple(p.name for p in _params(node.args, drop_first=False))
+            local_vars.update(scope_params[scope])
+        for n in owned:
+            if not isinstance(n, ast.Call):
+                continue
+            if isinstance(n.func, ast.Attribute) and n.func.attr == "add_argument":
+                opt = _option(n)
+                if opt is not None:
+                    dest, value = opt
+                    if dest in options and options[dest] != value:
+                        conflicting.add(dest)
+                    options[dest] = value
+                continue
+            callee = _callee_text(n.func)
+            if callee is None:
+                continue
+            root = callee[len("getattr("):] if callee.startswith("getattr(") else callee
+            root = re.split(r"[.\[,(]", root, 1)[0].strip()
+            if root not in project_names and (root in _NOT_CALLEES or root in bound_elsewhere or root in local_vars):
+                continue  # a builtin, an external library, a local variable: never a project model
+            if not (n.args or n.keywords):
+                continue  # a call without arguments needs no resolving
+            calls.append(CallSite(
+                callee=callee, line=n.lineno, col=n.col_offset,
+                args=tuple(("*" + _source(a.value)) if isinstance(a, ast.Starred) else _source(a) for a in n.args),
+                kwargs=tuple((k.arg, _source(k.value)) for k in n.keywords),
+                scope=scope,
+            ))
+    for dest in conflicting:
+        options.pop(dest, None)
+    return ModuleFacts(
+        path=path, imports=imports, star_imports=tuple(stars), definitions=definitions,
+        constants=constants, scopes=scopes, scope_params=scope_params, options=options,
+        calls=tuple(sorted(calls, key=lambda c: (c.line, c.col))), size_hints=size_hints(tree),
+    )
+
+
+def _callee_text(func: ast.AST) -> Optional[str]:
+    """``models.resnet.ResNet``, ``models.__dict__[args.arch]``, ``getattr(models, args.arch)``."""
+    dotted = _dotted(func)
+    if dotted is not None:
+        return dotted
+    if isinstance(func, ast.Subscript) and isinstance(func.value, ast.Attribute) and func.value.attr == "__dict__":
+        inner = _dotted(func.value.value)
+        if inner:
+            return f"{inner}.__dict__[{_source(func.slice)}]"
+    if isinstance(func, ast.Call) and isinstance(func.func, ast.Name) and func.func.id == "getattr" \
+            and len(func.args) == 2:
+        inner = _dotted(func.args[0])
+        if inner:
+            return f"getattr({inner}, {_source(func.args[1])})"
+    return None
+
+
