@@ -53,6 +53,9 @@ class Definition:
     annotated_model: bool = False  # the return annotation may name an nn.Module
     may_be_model: bool = False  # class: a base may be an nn.Module (targets.may_define_models)
     refs: FrozenSet[str] = frozenset()  # dotted names read in the body
+    # class: classmethods/staticmethods that return an instance (``from_name``, ``build``),
+    # with their parameters (``cls`` left out)
+    constructors: Tuple[Tuple[str, Tuple["Param", ...]], ...] = ()
 
     @property
     def required(self) -> Tuple[str, ...]:
@@ -69,6 +72,7 @@ class CallSite:
     args: Tuple[str, ...]  # source of positional arguments ("*x" for a starred one)
     kwargs: Tuple[Tuple[Optional[str], str], ...]  # (name, source); name None for **x
     scope: Optional[str]  # qualified name of the enclosing function, None at module level
+    guards: Tuple[Tuple[str, bool], ...] = ()  # the if-tests (source, outcome) it runs under
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,26 @@ def _refs(node: ast.AST) -> FrozenSet[str]:
         elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
             names.add(n.id)
     return frozenset(names)
+
+
+def _constructors(cls: ast.ClassDef) -> Tuple[Tuple[str, Tuple["Param", ...]], ...]:
+    """Alternative constructors: ``@classmethod``/``@staticmethod`` methods whose return
+    is a call of ``cls``, of the class by name, or of another such method
+    (``return cls(blocks_args, global_params)``, ``return cls.from_name(name)``)."""
+    out = []
+    for node in cls.body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("_"):
+            continue
+        kinds = {d.id for d in node.decorator_list if isinstance(d, ast.Name)}
+        if not kinds & {"classmethod", "staticmethod"}:
+            continue
+        local = _single_assignments(list(_walk_function(node)))
+        for callee in _function_returns(node, local):
+            head = callee.split(".")[0]
+            if head == cls.name or (head == "cls" and "classmethod" in kinds):
+                out.append((node.name, _params(node.args, drop_first="classmethod" in kinds)))
+                break
+    return tuple(out)
 
 
 def _function_returns(func: ast.AST, local: Dict[str, str]) -> Tuple[str, ...]:
@@ -301,6 +325,48 @@ def _assignments(body: Sequence[ast.stmt], owned: Sequence[ast.AST]) -> Dict[str
     return {name: tuple(values) for name, values in out.items() if name not in spoiled}
 
 
+def _call_guards(body: Sequence[ast.stmt]) -> Dict[int, Tuple[Tuple[str, bool], ...]]:
+    """For every call in a scope's statements (not in nested functions), the if-tests
+    it runs under: {id(call): ((test source, outcome), ...)}."""
+    out: Dict[int, Tuple[Tuple[str, bool], ...]] = {}
+
+    def expressions(node: ast.AST, guards: Tuple[Tuple[str, bool], ...]) -> None:
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                continue
+            if isinstance(n, ast.Call):
+                out[id(n)] = guards
+            stack.extend(ast.iter_child_nodes(n))
+
+    def visit(stmts: Sequence[ast.stmt], guards: Tuple[Tuple[str, bool], ...]) -> None:
+        for stmt in stmts:
+            if isinstance(stmt, ast.If):
+                test = _source(stmt.test)
+                expressions(stmt.test, guards)
+                visit(stmt.body, guards + ((test, True),))
+                visit(stmt.orelse, guards + ((test, False),))
+            elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            elif isinstance(stmt, (ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try)):
+                for field_name in ("target", "iter", "test", "items"):
+                    value = getattr(stmt, field_name, None)
+                    for part in value if isinstance(value, list) else [value]:
+                        if isinstance(part, ast.AST):
+                            expressions(part, guards)
+                visit(stmt.body, guards)
+                visit(getattr(stmt, "orelse", []) or [], guards)
+                visit(getattr(stmt, "finalbody", []) or [], guards)
+                for h in getattr(stmt, "handlers", []) or []:
+                    visit(h.body, guards)
+            else:
+                expressions(stmt, guards)
+
+    visit(body, ())
+    return out
+
+
 def _option(call: ast.Call) -> Optional[Tuple[str, Tuple[Optional[str], Optional[str], Optional[str]]]]:
     """``parser.add_argument('--widen-factor', default=10, type=int)`` ->
     ('widen_factor', (default source, type source, action))."""
@@ -408,7 +474,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
             definitions[node.name] = Definition(
                 name=node.name, kind="class", line=node.lineno, params=params,
                 bases=tuple(_source(b) for b in node.bases), may_be_model=node.name in candidates,
-                refs=_refs(node),
+                refs=_refs(node), constructors=_constructors(node),
             )
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             local = _single_assignments(list(_walk_function(node)))
@@ -434,6 +500,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
     }
     bound_elsewhere = (set(imports) | set(constants)) - project_names
     for scope, node, owned in scope_list:
+        guards = _call_guards(node.body)
         local_vars = {n.id for n in owned if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
         if scope is not None:
             scopes[scope] = _assignments(node.body, owned)
@@ -463,7 +530,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
                 callee=callee, line=n.lineno, col=n.col_offset,
                 args=tuple(("*" + _source(a.value)) if isinstance(a, ast.Starred) else _source(a) for a in n.args),
                 kwargs=tuple((k.arg, _source(k.value)) for k in n.keywords),
-                scope=scope,
+                scope=scope, guards=guards.get(id(n), ()),
             ))
     for dest in conflicting:
         options.pop(dest, None)

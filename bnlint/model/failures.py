@@ -163,15 +163,17 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
     plan = job.plan
     if not plan:
         return []
-    built, failed = set(), {}
+    built, failed, reasons = set(), {}, {}
     for m in (result or {}).get("models", []):
+        if "graph" not in m:
+            errors = m.get("errors") or [{}]
+            reasons[m.get("name")] = errors[0].get("reason") or STAGE_REASONS.get(errors[0].get("stage"), "build-failed")
         if m.get("foreign"):
             pass
         elif "graph" in m:
             built.add(m.get("name"))
         else:
-            errors = m.get("errors") or [{}]
-            failed[m.get("name")] = errors[0].get("reason") or STAGE_REASONS.get(errors[0].get("stage"), "build-failed")
+            failed[m.get("name")] = reasons[m.get("name")]
         for file, qualname in m.get("covers", []) if "graph" in m else ():
             if os.path.abspath(file) == job.abs_path:
                 built.add(qualname)
@@ -188,7 +190,7 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
         if name in expected:
             text = (f"model {name} was not analysed: {expected[name]}, which builds it, could not be "
                     f"analysed")
-            reason = failed.get(expected[name], "build-failed")
+            reason = reasons.get(expected[name], "build-failed")
         elif name in needs:
             params = list(needs[name])
             args = ", ".join(f"{p}=..." for p in params[:3])

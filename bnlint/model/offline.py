@@ -146,7 +146,8 @@ def build_without_downloads(factory: Callable, args: tuple, kwargs: dict) -> Tup
         return factory(*args, **kwargs), None
     except Exception as exc:
         blocked = download_error(exc)
-        offline = _offline_arguments(factory) if blocked is not None else {}
+        missing_weights = blocked is None and _missing_weights_file(exc)
+        offline = _offline_arguments(factory) if (blocked is not None or missing_weights) else {}
         if not offline:
             raise
         try:
@@ -156,5 +157,19 @@ def build_without_downloads(factory: Callable, args: tuple, kwargs: dict) -> Tup
         bound.arguments.update(offline)
         model = factory(*bound.args, **bound.kwargs)
         values = ", ".join(f"{k}={v!r}" for k, v in offline.items())
+        if blocked is None:
+            return model, (f"built with {values}: with its defaults it loads weights from a file that is not "
+                           f"there ({exc}); weights do not change the checked graph")
         return model, (f"built with {values}: with its defaults it needs a network access ({blocked.what}), "
                        f"and bnlint never downloads (weights do not change the checked graph)")
+
+
+def _missing_weights_file(exc: BaseException) -> bool:
+    """A checkpoint the factory loads is not on disk (``torch.load(...)`` of a file the
+    repository does not ship): for a ``pretrained``-style factory, build it without."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, FileNotFoundError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False

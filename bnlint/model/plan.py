@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from bnlint.model.project import Binding, CallSite, Definition, Project
 from bnlint.model.resolve import ResolvedCall, Unresolved, callee_binding, encode, parameters_of, relative, resolve_call
@@ -50,12 +50,16 @@ class PlannedTarget:
     origin: Optional[str] = None  # "train.py:45", the call site the arguments come from
     foreign: bool = False  # defined in another file; built for this file's classes
     builds: Tuple[str, ...] = ()  # classes of the planned file it should contain (statically)
+    method: Optional[str] = None  # built through this alternative constructor (``from_name``)
+    fallback: Optional["PlannedTarget"] = None  # tried when building it as it is fails
+    placeholder_defaults: bool = False  # all its defaults are None: built bare it may not work
 
     def to_dict(self) -> Dict[str, Any]:
         return {
             "name": self.name, "path": self.path, "kind": self.kind, "args": list(self.args),
             "kwargs": dict(self.kwargs), "call": self.call, "origin": self.origin, "foreign": self.foreign,
-            "builds": list(self.builds),
+            "builds": list(self.builds), "method": self.method, "placeholder_defaults": self.placeholder_defaults,
+            "fallback": self.fallback.to_dict() if self.fallback is not None else None,
         }
 
 
@@ -126,7 +130,10 @@ class Planner:
 
     def target_for(self, binding: Binding) -> Optional[PlannedTarget]:
         """How to build a class or factory: as it is, or with the arguments of the first
-        call site that resolves; None when neither works."""
+        call site that resolves (a call of it, or of one of its alternative
+        constructors such as ``Net.from_name('b0')``); None when neither works. A class
+        that builds as it is keeps that call site as its fallback (its defaults may be
+        placeholders: ``blocks_args=None``)."""
         if binding in self._target:
             return self._target[binding]
         self._target[binding] = None  # a call site inside its own construction: no
@@ -136,38 +143,67 @@ class Planner:
         kind = "class" if d.kind == "class" else "factory"
         params = parameters_of(self.project, binding)
         required = [p.name for p in params or () if p.required]
+        from_site = self._from_call_site(d, binding, kind, params)
         target: Optional[PlannedTarget] = None
         if not required:
-            target = PlannedTarget(name=d.name, path=str(binding.path), kind=kind)
+            # Every parameter defaulting to None (``blocks_args=None, global_params=None``):
+            # the defaults are placeholders, and a failed plain build means "needs arguments".
+            placeholders = bool(params) and all(p.default == "None" for p in params or ()
+                                                if p.kind in ("positional", "keyword"))
+            target = PlannedTarget(name=d.name, path=str(binding.path), kind=kind,
+                                   fallback=from_site if kind == "class" else None,
+                                   placeholder_defaults=placeholders)
         else:
-            for path, site in self.call_sites(binding):
-                try:
-                    resolved = resolve_call(self.project, path, site, d, params)
-                except Unresolved:
-                    continue
-                target = self._with_arguments(d, binding, kind, resolved, params)
-                break
+            target = from_site
         self._target[binding] = target
         return target
 
+    def _from_call_site(self, d: Definition, binding: Binding, kind: str, params) -> Optional[PlannedTarget]:
+        constructors = dict(d.constructors)
+        sites = list(self.call_sites(binding, tuple(constructors)))
+        # Constructors that load weights come last: a plain build shows the same graph.
+        sites.sort(key=lambda s: bool(s[2]) and "pretrained" in s[2])
+        for path, site, method in sites:
+            try:
+                if method is None:
+                    resolved = resolve_call(self.project, path, site, d, params)
+                else:
+                    resolved = resolve_call(self.project, path, site, d, constructors[method])
+            except Unresolved:
+                continue
+            return self._with_arguments(d, binding, kind, resolved, params if method is None
+                                        else constructors[method], method)
+        return None
+
     def _with_arguments(self, d: Definition, binding: Binding, kind: str, resolved: ResolvedCall,
-                        params) -> PlannedTarget:
+                        params, method: Optional[str] = None) -> PlannedTarget:
+        shown = f"{d.name}.{method}" if method else d.name
         return PlannedTarget(
             name=d.name, path=str(binding.path), kind=kind,
             args=tuple(encode(a) for a in resolved.args),
             kwargs=tuple((k, encode(v)) for k, v in resolved.kwargs),
-            call=resolved.shown(d.name, params),
+            call=resolved.shown(shown, params),
             origin=f"{relative(self.project, resolved.path)}:{resolved.line}",
+            method=method,
         )
 
-    def call_sites(self, binding: Binding) -> Iterator[Tuple[str, CallSite]]:
-        """Calls of the definition anywhere in the project: its own file first."""
+    def call_sites(self, binding: Binding, constructors: Sequence[str] = ()
+                   ) -> Iterator[Tuple[str, CallSite, Optional[str]]]:
+        """Calls of the definition anywhere in the project, its own file first: (file,
+        call, None) for a call of it, (file, call, method) for a call of one of its
+        alternative constructors (``Net.from_name(...)``)."""
         name = str(binding.name)
         files = [str(binding.path)] + [p for p in self.project.files_mentioning(name) if p != binding.path]
         for path in files:
             for site in self.project.facts(path).calls:
+                head, _, last = site.callee.rpartition(".")
+                if head and last in constructors:
+                    owner = callee_binding(self.project, path, CallSite(head, site.line, site.col, (), (), site.scope))
+                    if owner == binding:
+                        yield path, site, last
+                        continue
                 if callee_binding(self.project, path, site) == binding:
-                    yield path, site
+                    yield path, site, None
 
     # -- what a model contains, and who uses a class
 

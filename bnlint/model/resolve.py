@@ -227,8 +227,16 @@ class Evaluator:
         except Exception:
             raise Unresolved("operator") from None
 
+    def value(self, node: ast.AST) -> Any:
+        """A plain value: a parameter, a module or a namespace is not one."""
+        value = self.node(node)
+        if isinstance(value, (_Namespace, _ModuleRef, _Members)) or (
+                isinstance(value, tuple) and value and isinstance(value[0], _Namespace)):
+            raise Unresolved("not a value")
+        return value
+
     def _UnaryOp(self, node: ast.UnaryOp) -> Any:
-        value = self.node(node.operand)
+        value = self.value(node.operand)
         try:
             if isinstance(node.op, ast.USub):
                 return -value
@@ -243,7 +251,7 @@ class Evaluator:
     def _BoolOp(self, node: ast.BoolOp) -> Any:
         value = None
         for v in node.values:
-            value = self.node(v)
+            value = self.value(v)
             if isinstance(node.op, ast.And) and not value:
                 return value
             if isinstance(node.op, ast.Or) and value:
@@ -251,9 +259,9 @@ class Evaluator:
         return value
 
     def _Compare(self, node: ast.Compare) -> Any:
-        left = self.node(node.left)
+        left = self.value(node.left)
         for op, comp in zip(node.ops, node.comparators):
-            right = self.node(comp)
+            right = self.value(comp)
             try:
                 if not _CMPOPS[type(op)](left, right):
                     return False
@@ -263,7 +271,7 @@ class Evaluator:
         return True
 
     def _IfExp(self, node: ast.IfExp) -> Any:
-        return self.node(node.body) if self.node(node.test) else self.node(node.orelse)
+        return self.node(node.body) if self.value(node.test) else self.node(node.orelse)
 
     def _JoinedStr(self, node: ast.JoinedStr) -> Any:
         parts = []
@@ -495,6 +503,15 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
     """Evaluate a call site's arguments for ``definition``; raises Unresolved unless
     every argument resolves and the required parameters are all given."""
     ev = Evaluator(project, path, site.scope, line=site.line)
+    for test, outcome in site.guards:  # a call under an if-test the defaults make false never runs
+        if "__name__" in test:
+            continue
+        try:
+            holds = bool(ev.text(test))
+        except Unresolved:
+            continue
+        if holds != outcome:
+            raise Unresolved(f"not run: {test} is {holds}")
     args: List[Any] = []
     for text in site.args:
         if text.startswith("*"):

@@ -255,8 +255,11 @@ def _analyse_model(target: Target, settings: Settings, progress: Progress, laten
             model, tr = build(device)
         except Exception as exc:
             err = _error("build", exc, file)
+            if not err.get("reason") and target.plan.get("fallback"):
+                return _analyse_fallback(target, settings, progress, latent_done, keep_graph, err)
             if not err.get("reason"):  # the sandbox explains missing packages and downloads
-                needs = isinstance(exc, TypeError) and _MISSING_ARGUMENT.search(str(exc))
+                needs = (isinstance(exc, TypeError) and _MISSING_ARGUMENT.search(str(exc))) \
+                    or target.plan.get("placeholder_defaults")
                 err["reason"] = "needs-arguments" if needs else "build-failed"
             out["errors"].append(err)
             return out
@@ -311,6 +314,24 @@ def _analyse_model(target: Target, settings: Settings, progress: Progress, laten
         _latent_builds(target, settings, progress, model, graph, out, latent_done if latent_done is not None else set())
     if keep_graph:
         out["_graph"] = graph
+    return out
+
+
+def _analyse_fallback(target: Target, settings: Settings, progress: Progress, latent_done: Optional[set],
+                      keep_graph: bool, failed: Dict[str, Any]) -> Dict[str, Any]:
+    """Its plain build failed: build it with the arguments of the project's call site
+    instead (``Net.from_name('b0')`` for a class whose defaults are placeholders)."""
+    spec = target.plan["fallback"]
+    try:
+        fallback = planned_target(spec, target.module, target.file, progress)
+    except Exception:
+        fallback = None
+    if fallback is None:
+        out = {"name": target.name, "errors": [dict(failed, reason="build-failed")], "notes": []}
+        return out
+    out = _analyse_model(fallback, settings, progress, latent_done, keep_graph)
+    out["notes"].append(f"model {target.name}() raised {failed.get('message')}; it was built as {spec.get('call')} "
+                        f"instead, with the arguments of {spec.get('origin')}")
     return out
 
 
@@ -451,32 +472,49 @@ def _select_targets(request: Dict[str, Any], module, file: str, result: Dict[str
             if not required:
                 targets.append(Target(name, obj, (), {}, module, file, kind))
         return targets
-    from bnlint.model.loader import load_definitions
-
     for spec in plan.get("targets", []):
-        path = os.path.abspath(spec["path"])
         try:
-            if path == file:
-                owner = module
-            else:
-                progress.step(f"importing {os.path.basename(path)} for {spec['name']}")
-                owner = load_definitions(path)
-            obj = getattr(owner, spec["name"], None)
-            args = tuple(_decode(a) for a in spec.get("args", []))
-            kwargs = {k: _decode(v) for k, v in (spec.get("kwargs") or {}).items()}
+            target = planned_target(spec, module, file, progress)
         except Exception as exc:  # a foreign file that does not import, a reference that is gone
             if not spec.get("foreign"):
                 result["models"].append({"name": spec["name"], "errors": [_error("build", exc, file)], "notes": []})
             continue
-        if obj is None:
-            continue  # defined under a condition that did not hold
-        if spec["kind"] == "class" and not (inspect.isclass(obj) and issubclass(obj, nn.Module)
-                                            and not inspect.isabstract(obj)):
-            continue  # not an nn.Module after all (the static view over-approximates)
-        if spec["kind"] == "factory" and not callable(obj):
-            continue
-        targets.append(Target(spec["name"], obj, args, kwargs, owner, path, spec["kind"], spec))
+        if target is not None:
+            targets.append(target)
     return targets
+
+
+def planned_target(spec: Dict[str, Any], module, file: str, progress: Progress) -> Optional[Target]:
+    """The Target a planned target (bnlint.model.plan.PlannedTarget.to_dict()) stands
+    for; None when it is not a model after all (the static view over-approximates) or
+    is defined under a condition that did not hold."""
+    import inspect
+
+    import torch.nn as nn
+
+    from bnlint.model.loader import load_definitions
+
+    path = os.path.abspath(spec["path"])
+    if path == file:
+        owner = module
+    else:
+        progress.step(f"importing {os.path.basename(path)} for {spec['name']}")
+        owner = load_definitions(path)
+    obj = getattr(owner, spec["name"], None)
+    args = tuple(_decode(a) for a in spec.get("args", []))
+    kwargs = {k: _decode(v) for k, v in (spec.get("kwargs") or {}).items()}
+    if obj is None:
+        return None
+    if spec["kind"] == "class" and not (inspect.isclass(obj) and issubclass(obj, nn.Module)
+                                        and not inspect.isabstract(obj)):
+        return None
+    if spec["kind"] == "factory" and not callable(obj):
+        return None
+    if spec.get("method"):  # an alternative constructor: Net.from_name('b0')
+        obj = getattr(obj, spec["method"], None)
+        if not callable(obj):
+            return None
+    return Target(spec["name"], obj, args, kwargs, owner, path, spec["kind"], spec)
 
 
 def _decode(value: Any) -> Any:
