@@ -302,28 +302,22 @@ class Planner:
                 covered |= self.covered_by(target)
             elif d.kind == "class":
                 needs[d.name] = tuple(p.name for p in parameters_of(self.project, binding) or () if p.required)
+        # What no target of this file builds: a model of another file that uses it. Then
+        # what models of other files also use: seen in one such context too (a dropout
+        # at the end of a block feeding the next block's BN).
         foreign: List[PlannedTarget] = []
-        # What no target of this file builds: a model of another file that uses it.
-        for d in classes + factories:
-            binding = Binding("def", path, d.name)
-            if binding in covered or len(foreign) >= MAX_FOREIGN_TARGETS:
-                continue
-            builder = self._foreign_builder(binding)
-            if builder is not None and builder not in foreign:
-                foreign.append(builder)
-                covered |= self.covered_by(builder)
-        # Classes also used by models of other files: see them in one such context too
-        # (a dropout at the end of a block feeding the next block's BN).
-        seen_outside = {b for t in foreign for b in self.covered_by(t)}
-        for d in classes + factories:
-            binding = Binding("def", path, d.name)
-            if binding in seen_outside or len(foreign) >= MAX_FOREIGN_TARGETS:
-                continue
-            builder = self._foreign_builder(binding)
-            if builder is not None and builder not in foreign:
-                foreign.append(builder)
-                seen_outside |= self.covered_by(builder)
-                covered |= self.covered_by(builder)
+        seen_outside: Set[Binding] = set()
+        for skip in (covered, seen_outside):
+            for d in classes + factories:
+                binding = Binding("def", path, d.name)
+                if binding in skip or len(foreign) >= MAX_FOREIGN_TARGETS:
+                    continue
+                builder = self._foreign_builder(binding)
+                if builder is not None and builder not in foreign:
+                    foreign.append(builder)
+                    covered |= self.covered_by(builder)
+                    seen_outside |= self.covered_by(builder)
+
         def builds(t: PlannedTarget) -> Tuple[str, ...]:
             return tuple(sorted(str(b.name) for b in self.covered_by(t) if b.path == path and b.name != t.name))
 
