@@ -81,7 +81,7 @@ _MESSAGE = (
 _EVALUATION = re.compile(r"^(eval|evaluate|evaluation|evaluating|valid|validate|validation|val|test|testing|"
                          r"infer|inference|predict|prediction|predictions|score|scoring|benchmark)$")
 _RECALIBRATION = re.compile(r"^(bn|bns|batchnorm|batchnorms|norm|calib|calibrate|recalibrate|recalibration|"
-                            r"calibration|precise|adapt|adabn|recompute)$")
+                            r"calibration|precise|adapt|adabn|recompute|warmup|warm)$")
 _BN_STATISTICS = {"running_mean", "running_var", "reset_running_stats", "num_batches_tracked"}
 
 

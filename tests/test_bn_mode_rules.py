@@ -151,6 +151,11 @@ def test_eval_in_a_helper_a_context_manager_or_a_freeze_method_is_seen():
                              "            m.eval()\n\n    def forward(self, x):")
     body = _main("model.freeze_bn()\nwith torch.no_grad():\n    for x, y in val_loader:\n        model(x)\n")
     assert _found(body, header=freezer) == []
+    # A method bnlint cannot read whose name says it switches (LightningModule.freeze())
+    # may have; calling a submodule does not.
+    assert _found(_main("model.freeze()\nwith torch.no_grad():\n    for x, y in val_loader:\n        model(x)\n")) == []
+    body = _main("with torch.no_grad():\n    for x, y in val_loader:\n        model.fc1(x)\n        model(x)\n")
+    assert [c for c, _ in _found(body)] == ["BNL105"]
 
 
 def test_a_model_without_running_statistics_is_never_reported():
