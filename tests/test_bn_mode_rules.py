@@ -332,3 +332,15 @@ def test_what_the_model_contains_decides():
     body = "def main():\n    model = Net()\n    model.eval()\n    for x, y in DataLoader(data(), batch_size=1):\n" \
            "        model(x)\n"
     assert _found(body) == []
+
+
+def test_an_evaluation_helper_in_a_file_that_never_says_loader():
+    """The helper's file names no loader (``dl``); ``no_grad`` makes it a candidate."""
+    helper = ("import torch\n\n\ndef score(net, dl):\n    hits = 0\n    with torch.no_grad():\n"
+              "        for x, y in dl:\n            hits += (net(x).argmax(1) == y).sum().item()\n    return hits\n")
+    script = HEADER + "\n\nfrom metrics import score\n\n\n" + _main("score(model, val_loader)\n")
+    sources = [SourceFile(path=p, text=t, encoding="utf-8", bom=False, newline="\n", raw=t.encode())
+               for p, t in (("metrics.py", helper), ("train.py", script))]
+    found = run_script_rules(sources, RULES)
+    assert [(f.path, f.code, f.line) for f in found] == [("metrics.py", "BNL105", 7)]
+
