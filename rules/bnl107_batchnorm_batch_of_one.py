@@ -21,13 +21,17 @@ the network saw in training (Ioffe & Szegedy 2015, §3; Wu & He 2018, §2).
 
 ## Known problems
 What the model contains is read from its source: a model that builds `BatchNorm1d`
-and no `Conv1d` is taken to apply it to `(N, C)` features (an error); other
-BatchNorms with `batch_size=1` are a warning (they may run on maps larger than 1x1);
-a last batch of one is reported only for the first kind. Lengths bnlint cannot read
+and no `Conv1d` is taken to apply it to `(N, C)` features (an error). Other
+BatchNorms may run on maps larger than 1x1: they are a warning when the batch size of
+one is DataLoader's default (no `batch_size` written), and are left alone when
+`batch_size=1` is written (pix2pix trains that way on purpose) or for a last batch of
+one. Loaders whose items are batches already are not reported: the training loop takes
+them apart (`x.squeeze(0)`, `x.flatten(0, 1)`), or the loader is not PyTorch's
+(`torch_geometric`'s batches graphs of many nodes). Lengths bnlint cannot read
 (`ImageFolder`, `len` of a file list) are never guessed, and loaders with a sampler
 are not checked for their last batch. Models whose BatchNorms stay in evaluation mode
-(`FrozenBatchNorm2d`, a `train()` override that keeps them in `eval()`) are not
-reported.
+(`FrozenBatchNorm2d`, a `train()` override that keeps them in `eval()`, training
+after `model.eval()`) are not reported.
 
 ## Example
 ```python
@@ -129,6 +133,30 @@ def _trained_models(facts, use):
     return out
 
 
+def _unbatches(loop) -> bool:
+    """Does the training loop take its items apart (``x.squeeze(0)``, ``x.flatten(0, 1)``,
+    or ``x[0]`` for a tensor unpacked from the batch)? Then each item is already a batch
+    (a few-shot episode, a bag of crops) and one item per batch is fine."""
+    import libcst as cst  # libcst: imported when the rule runs
+
+    from bnlint.script.project import iter_nodes
+    node = loop.node
+    if not isinstance(node, cst.For):
+        return False
+    names = {n.value for n in iter_nodes(node.target) if isinstance(n, cst.Name)}
+    unpacked = names if isinstance(node.target, (cst.Tuple, cst.List)) else set()
+    for n in iter_nodes(node.body):
+        if isinstance(n, cst.Subscript) and isinstance(n.value, cst.Name) and n.value.value in unpacked:
+            first = n.slice[0].slice
+            if isinstance(first, cst.Index) and isinstance(first.value, cst.Integer) and first.value.value == "0":
+                return True
+        if (isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and isinstance(n.func.value, cst.Name)
+                and n.func.value.value in names and n.func.attr.value in ("squeeze", "squeeze_", "flatten")
+                and n.args and isinstance(n.args[0].value, cst.Integer) and n.args[0].value.value == "0"):
+            return True
+    return False
+
+
 def _code(node, file) -> str:
     try:
         return " ".join(file.module.code_for_node(node).split())
@@ -142,6 +170,10 @@ def find_batchnorm_batch_of_one(ctx):
     for use in facts.train_uses:
         loader = use.value
         if loader.kind != "loader" or use.alternative or not _no_batch_sampler(loader):
+            continue
+        if not str(loader.get("q") or "").startswith("torch.utils.data"):
+            continue  # torch_geometric's DataLoader batches graphs of many nodes
+        if _unbatches(use.iter_loop):
             continue
         size, spelled = _batch_size(loader)
         if size is None or size < 1:
@@ -167,7 +199,7 @@ def find_batchnorm_batch_of_one(ctx):
                       "use a batch size of at least 2, or GroupNorm/LayerNorm")
             yield Hit(message=_CRASH.format(models=names, bn="/".join(kinds), why=why, advice=advice),
                       span=ctx.span(loader.node, loader.file), severity=Severity.ERROR)
-        elif models and not last_batch:
+        elif models and not last_batch and not spelled:  # batch_size=1 written on purpose: leave it
             names = ", ".join(f"`{name}`" for _, _, name in models if name) or "the model"
             kinds = sorted({k for _, bn, _ in models for k in bn.kinds})
             yield Hit(message=_DEGENERATE.format(models=names, bn="/".join(kinds), why=why),

@@ -316,10 +316,13 @@ def test_what_the_model_contains_decides():
     conv = ("class SeqNet(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
             "        self.conv = nn.Conv1d(8, 16, 3)\n        self.bn = nn.BatchNorm1d(16)\n\n"
             "    def forward(self, x):\n        return self.bn(self.conv(x)).mean()\n")
-    # BatchNorm1d after Conv1d sees sequences: a batch of one does not raise (a warning
-    # with batch_size=1, nothing for a last batch of one).
-    _, findings = _run(conv + "\n\n" + TRAIN.format(model="SeqNet()", loader=one))
+    # BatchNorm1d after Conv1d sees sequences: a batch of one does not raise. A warning
+    # when the batch size of one is DataLoader's default; nothing when batch_size=1 is
+    # written (pix2pix-style training on purpose) or for a last batch of one.
+    default = "DataLoader(data(), shuffle=True)"
+    _, findings = _run(conv + "\n\n" + TRAIN.format(model="SeqNet()", loader=default))
     assert [(f.code, f.severity) for f in findings] == [("BNL107", Severity.WARNING)]
+    assert _train(one, model="SeqNet()", extra=conv) == []
     assert _train(last, model="SeqNet()", extra=conv) == []
     assert _train(one, model="nn.Sequential(nn.Linear(8, 2), nn.LayerNorm(2))") == []
     assert _train(one, model="nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4, track_running_stats=False))")
@@ -343,4 +346,24 @@ def test_an_evaluation_helper_in_a_file_that_never_says_loader():
                for p, t in (("metrics.py", helper), ("train.py", script))]
     found = run_script_rules(sources, RULES)
     assert [(f.path, f.code, f.line) for f in found] == [("metrics.py", "BNL105", 7)]
+
+
+def test_items_that_are_batches_already():
+    """A loader of episodes (``x.squeeze(0)``) or graphs (torch_geometric) gives the model
+    many samples per item."""
+    episodes = """\
+    def main():
+        model = Net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x, y in DataLoader(data(), batch_size=1, shuffle=True):
+            x, y = x.squeeze(0), y.squeeze(0)
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    """
+    assert _found(episodes) == []
+    assert [c for c, _ in _found(episodes.replace("            x, y = x.squeeze(0), y.squeeze(0)\n", ""))] == ["BNL107"]
+    graphs = "from torch_geometric.loader import DataLoader as GraphLoader\n\n\n" + TRAIN.format(
+        model="Net()", loader="GraphLoader(data(), batch_size=1, shuffle=True)")
+    assert _found(graphs) == []
 

@@ -322,7 +322,9 @@ class CallDispatch(CallEvaluator):
         file = fr.file
         first = args[0][1][0] if args else None
         if known.is_dataloader(q):
-            return self.make_loader(call, args, fr, loops), deps
+            loader = self.make_loader(call, args, fr, loops)
+            loader.attrs["q"] = q  # torch.utils.data.DataLoader, or a library's (torch_geometric)
+            return loader, deps
         kind = known.sampler_kind(q)
         if kind is not None:
             return self.make_sampler(call, kind, args, fr, loops), deps
