@@ -11,7 +11,7 @@ that builds it.
 ## Why is this bad?
 In training mode BatchNorm normalises with the batch's statistics. A BatchNorm that
 sees one value per channel (`BatchNorm1d` on `(N, C)` features, or any BatchNorm on a
-1x1 map) cannot: with one sample PyTorch raises `ValueError: Expected more than 1
+1x1 map, such as DeepLabV3's image-pooling branch) cannot: with one sample PyTorch raises `ValueError: Expected more than 1
 value per channel when training`, so a last batch of one crashes the run at the end of
 the first epoch, after all the work before it. With larger maps (`BatchNorm2d` after
 convolutions) a batch of one does not fail, but every example is normalised by its
@@ -21,7 +21,9 @@ the network saw in training (Ioffe & Szegedy 2015, §3; Wu & He 2018, §2).
 
 ## Known problems
 What the model contains is read from its source: a model that builds `BatchNorm1d`
-and no `Conv1d` is taken to apply it to `(N, C)` features (an error). Other
+and no `Conv1d` is taken to apply it to `(N, C)` features, and a BatchNorm that follows
+`AdaptiveAvgPool2d(1)` in one sequence of layers (`nn.Sequential(...)`, a list, the
+arguments of a `Sequential` subclass's `super().__init__`) to see 1x1 maps (errors). Other
 BatchNorms may run on maps larger than 1x1: they are a warning when the batch size of
 one is DataLoader's default (no `batch_size` written), and are left alone when
 `batch_size=1` is written (pix2pix trains that way on purpose) or for a last batch of
@@ -64,7 +66,7 @@ from bnlint.findings import Severity
 from bnlint.rule import Hit, Rule, RuleKind
 
 _CRASH = (
-    "this training loader gives {models} ({bn} over features) batches of one sample "
+    "this training loader gives {models} ({bn}) batches of one sample "
     "({why}): in training mode BatchNorm raises `ValueError: Expected more than 1 value "
     "per channel when training`; {advice}"
 )
@@ -157,6 +159,11 @@ def _unbatches(loop) -> bool:
     return False
 
 
+def _one_value_kind(bn) -> str:
+    flat = bool(bn.kinds & {"BatchNorm1d", "LazyBatchNorm1d"}) and not bn.sequence_convs
+    return "BatchNorm1d over features" if flat else "a BatchNorm after pooling to one position"
+
+
 def _code(node, file) -> str:
     try:
         return " ".join(file.module.code_for_node(node).split())
@@ -194,10 +201,10 @@ def find_batchnorm_batch_of_one(ctx):
         flat = [(m, bn, name) for m, bn, name in models if bn.one_value_per_channel]
         if flat:
             names = ", ".join(f"`{name}`" for _, _, name in flat if name) or "the model"
-            kinds = sorted({k for _, bn, _ in flat for k in bn.kinds if k in ("BatchNorm1d", "LazyBatchNorm1d")})
+            kinds = sorted({_one_value_kind(bn) for _, bn, _ in flat})
             advice = ("pass `drop_last=True`" if last_batch else
                       "use a batch size of at least 2, or GroupNorm/LayerNorm")
-            yield Hit(message=_CRASH.format(models=names, bn="/".join(kinds), why=why, advice=advice),
+            yield Hit(message=_CRASH.format(models=names, bn=", ".join(kinds), why=why, advice=advice),
                       span=ctx.span(loader.node, loader.file), severity=Severity.ERROR)
         elif models and not last_batch and not spelled:  # batch_size=1 written on purpose: leave it
             names = ", ".join(f"`{name}`" for _, _, name in models if name) or "the model"

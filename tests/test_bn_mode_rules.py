@@ -287,6 +287,8 @@ def _train(loader: str, model: str = "Net()", extra: str = ""):
     ("DataLoader(random_split(data(), [513, 100])[0], batch_size=64)", Severity.ERROR),  # 513 = 8 x 64 + 1
     ("DataLoader(TensorDataset(torch.randn(1025, 8)), batch_size=32, shuffle=True, drop_last=True)", None),
     ("DataLoader(TensorDataset(torch.randn(1024, 8)), batch_size=32, shuffle=True)", None),
+    ("DataLoader(TensorDataset(torch.randn(1025, 8)), batch_size=32, drop_last=args_bs > 1)", None),
+    ("DataLoader(TensorDataset(torch.randn(1025, 8)), batch_size=32, drop_last=debug)", Severity.ERROR),
     ("DataLoader(TensorDataset(torch.randn(1025, 8)), batch_size=32, sampler=RandomSampler(range(1025)))", None),
     ("DataLoader(data(), batch_size=1 if debug else 32)", None),  # not one on every path
     ("DataLoader(data(), batch_size=args_bs)", None),
@@ -366,4 +368,22 @@ def test_items_that_are_batches_already():
     graphs = "from torch_geometric.loader import DataLoader as GraphLoader\n\n\n" + TRAIN.format(
         model="Net()", loader="GraphLoader(data(), batch_size=1, shuffle=True)")
     assert _found(graphs) == []
+
+
+def test_batchnorm_after_pooling_to_one_position():
+    pooled = ("class Head(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+              "        self.pool = nn.Sequential({layers})\n\n"
+              "    def forward(self, x):\n        return self.pool(x).flatten(1)\n")
+    last = "DataLoader(TensorDataset(torch.randn(1025, 3, 8, 8), torch.zeros(1025)), batch_size=32, shuffle=True)"
+    at_one = "nn.AdaptiveAvgPool2d((1, 1)), nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.ReLU()"
+    found = _train(last, model="Head()", extra=pooled.format(layers=at_one))
+    assert [c for c, _ in found] == ["BNL107"]
+    resized = "nn.AdaptiveAvgPool2d(1), nn.Upsample(scale_factor=4), nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8)"
+    assert _train(last, model="Head()", extra=pooled.format(layers=resized)) == []
+    larger = "nn.AdaptiveAvgPool2d(4), nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8)"
+    assert _train(last, model="Head()", extra=pooled.format(layers=larger)) == []
+    header = HEADER + "import torchvision\n"
+    _, findings = _run("\n\n" + TRAIN.format(model="torchvision.models.segmentation.deeplabv3_resnet50()",
+                                              loader=last), header=header)
+    assert [f.code for f in findings] == ["BNL107"]
 
