@@ -251,6 +251,22 @@ def test_fixed_files_lint_clean_and_a_second_fix_changes_nothing(fixed_copy):
     assert again.returncode == 0 and again.stdout.strip() == "Would fix 0 problems (0 remaining).", again.stdout
 
 
+def test_fix_verify_has_no_experiment_for_bnl105(tmp_path):
+    """No training experiment verifies an evaluation-mode fix: --verify leaves the file
+    as it was and says why; --force writes it."""
+    case = FIXTURES / "BNL105" / "evaluate_checkpoint.py"
+    target = tmp_path / case.name
+    shutil.copy(case, target)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    proc = run_bnlint("fix", "--unsafe-fixes", "--verify", case.name, cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "no experiment verifies BNL105 fixes" in proc.stdout, proc.stdout
+    assert target.read_text() == case.read_text()
+    proc = run_bnlint("fix", "--unsafe-fixes", "--verify", "--force", case.name, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert target.read_text() == (SNAPSHOTS / case.name).read_text()
+
+
 def test_no_fix_when_the_model_is_called_in_a_helper_or_the_loop_returns():
     body = _main("with torch.no_grad():\n    for x, y in val_loader:\n        predict(model, x)\n",
                  extra="def predict(net, x):\n    return net(x)\n")
