@@ -151,6 +151,14 @@ def test_eval_in_a_helper_a_context_manager_or_a_freeze_method_is_seen():
                              "            m.eval()\n\n    def forward(self, x):")
     body = _main("model.freeze_bn()\nwith torch.no_grad():\n    for x, y in val_loader:\n        model(x)\n")
     assert _found(body, header=freezer) == []
+    # model.apply() with a function that switches modules to eval (module-level or lambda)
+    apply_fn = "def set_bn_eval(m):\n    if isinstance(m, nn.BatchNorm1d):\n        m.eval()\n"
+    body = _main("model.apply(set_bn_eval)\nwith torch.no_grad():\n    for x, y in val_loader:\n        model(x)\n",
+                 extra=apply_fn)
+    assert _found(body) == []
+    body = _main("model.apply(lambda m: m.eval())\nwith torch.no_grad():\n    for x, y in val_loader:\n"
+                 "        model(x)\n")
+    assert _found(body) == []
     # A method bnlint cannot read whose name says it switches (LightningModule.freeze())
     # may have; calling a submodule does not.
     assert _found(_main("model.freeze()\nwith torch.no_grad():\n    for x, y in val_loader:\n        model(x)\n")) == []

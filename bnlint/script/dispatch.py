@@ -220,7 +220,7 @@ class CallDispatch(CallEvaluator):
             if meth == "forward":
                 self.model_called(rv, call, fr, loops)
             elif meth not in _SELF_RETURNING:
-                self.model_method(rv, meth, args)
+                self.model_method(rv, meth, args, fr)
             if meth in _SELF_RETURNING:
                 return rv, deps
             return None, deps

@@ -4,8 +4,9 @@ A model's mode is a set of *tokens*, one per way the walk may have reached the c
 point:
 
 - ``default``: built in this walk and never switched: training mode, implicitly;
-- ``train``: ``model.train()`` was called and no training loop has run since (someone
-  asked for training mode here on purpose: BN recalibration, test-time adaptation);
+- ``train``: ``model.train()`` was called and no backward pass, optimizer step or
+  training loop has run since (someone asked for training mode here on purpose: BN
+  recalibration, test-time adaptation);
 - ``trained``: training mode that served training (a backward pass, an optimizer step
   or a training loop came after the ``model.train()``) and was never switched back;
 - ``eval``: ``model.eval()`` / ``model.train(False)``;
@@ -171,7 +172,6 @@ def record_call(facts, tracker: ModeTracker, model: Value, call: cst.CSTNode, fr
     ))
 
 
-
 _SWITCHING_NAME = re.compile(r"freeze|eval|inference|deploy", re.I)
 
 
@@ -190,14 +190,18 @@ class ModeEvents:
                 return
         self.modes.set(model, EVAL if meth == "eval" else train_token(args))
 
-    def model_method(self, model: Value, meth: str, args) -> None:
+    def model_method(self, model: Value, meth: str, args, fr) -> None:
         """Other methods on a model that may switch (part of) it to evaluation:
-        ``model.apply(set_bn_eval)``, the model class's own ``freeze_bn()``."""
+        ``model.apply(set_bn_eval)`` (a function of the project, a local one or a
+        lambda), the model class's own ``freeze_bn()``."""
         if meth == "apply":
-            for _, (value, _) in args:
-                for opt, _ in options(value):
-                    if opt is not None and opt.kind == "func" and self.switches_to_eval(opt.get("fn")):
-                        self.modes.set(model, UNKNOWN)
+            for arg, (value, _) in args:
+                fns = [opt.get("fn") for opt, _ in options(value) if opt is not None and opt.kind == "func"]
+                sym = self.project.resolver.resolve(fr.file, arg.value) if not fns else None
+                if sym is not None and sym.kind in ("function", "method"):
+                    fns.append(sym.node)
+                if sets_eval(arg.value) or any(self.switches_to_eval(fn) for fn in fns):
+                    self.modes.set(model, UNKNOWN)
             return
         cls = model.get("cls")
         hit = self.project.method(cls, meth) if cls is not None else None
