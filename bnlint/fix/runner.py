@@ -159,11 +159,12 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
         answer = why = None
         if model_fix:
             renames = sorted({tuple(r) for f in applied for r in dict(f.fix.data).get("renames", ())})
+            folds = sorted({tuple(r) for f in applied for r in dict(f.fix.data).get("bias_folds", ())})
             shape = [list(s) for s in config.input_shape] if config.input_shape else None
             candidates = _candidates(new_text)
             mocks = {"mock_imports": list(config.mock_imports), "no_mock_imports": list(config.no_mock_imports)}
             answer, why = _run_equivalence({
-                "original": abs_path, "fixed": tmp, "renames": renames,
+                "original": abs_path, "fixed": tmp, "renames": renames, "bias_folds": folds,
                 "candidates": _candidates(src.text), "input_shape": shape, **mocks,
                 "analyse": {"explicit": [], "candidates": candidates, "input_shape": shape, **mocks},
             }, config.timeout * 2)
