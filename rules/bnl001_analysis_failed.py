@@ -1,8 +1,10 @@
 """## What it does
 Reports a file or model that bnlint could not analyse (a syntax error, an import
-error, a missing dependency, a constructor or forward that raises, a model that does
-not trace, a worker that timed out or crashed), and, as an ``info`` note, blocks of a
-model that were analysed only from the outside.
+error, a constructor or forward that raises, a model that does not trace, a worker
+that timed out or crashed; as a warning, a model that needs a package that is not
+installed or a download), and, as ``info`` notes, blocks of a model that were analysed
+only from the outside, the packages replaced by stand-ins, and top-level statements
+left out of the import because they raised.
 
 ## Why is this bad?
 Code bnlint cannot read is code it cannot vouch for. A silent skip would let a

@@ -37,8 +37,10 @@ for epoch in range(epochs):
 Safe: the fix inserts `sampler.set_epoch(epoch)` as the first statement of the epoch
 loop (with the loop variable, or a counter it adds when the loop has none; guarded
 with `is not None` when the sampler may be None). It changes the data order, which is
-the point, and touches no model. A sampler picked in an `if`/`else` statement gets no
-automatic fix: the call must be guarded the way the branch is.
+the point, and touches no model. A sampler that may be another object on another path
+(picked in an `if`/`else` statement, `RandomSampler` in the other arm, a sampler class
+chosen by a condition) gets no automatic fix: the call must be guarded the way the
+branch is.
 
 ## References
 - Wu, Yun & Sra, "On the Training Instability of Shuffling SGD with Batch
@@ -64,8 +66,6 @@ def _epoch_sensitive(use):
     if value.kind == "loader":
         batch = value.get("batch_sampler")
         holder = value.get("sampler")
-        # The sampler was picked by an if statement: the fixer cannot guard the call.
-        fixable = not (holder is not None and holder.kind == "union" and holder.get("origin") == "branch")
         seen = set()
         alternatives = [v for state, v, _ in value.get("samplers", ()) if state == "value"]
         for state, b, _ in value.get("batch_samplers", ()):
@@ -77,12 +77,26 @@ def _epoch_sensitive(use):
             seen.add(id(sampler))
             if sampler.kind == "sampler" and sampler.get("needs_set_epoch"):
                 kind = "DistributedSampler" if sampler.get("kind") == "distributed" else "this sampler"
-                yield sampler, (value, batch, holder), kind, "sampler.set_epoch(epoch)", fixable
+                yield sampler, (value, batch, holder), kind, "sampler.set_epoch(epoch)", _fixable(sampler, holder)
         data = value.get("dataset")
         if data is not None and data.kind == "hfds" and data.get("streaming") and data.get("shuffled"):
             yield data, (value,), "this streaming dataset, shuffled with a seed,", "dataset.set_epoch(epoch)", True
     elif value.kind == "hfds" and value.get("streaming") and value.get("shuffled"):
         yield value, (), "this streaming dataset, shuffled with a seed,", "dataset.set_epoch(epoch)", True
+
+
+def _fixable(sampler, holder) -> bool:
+    """The fixer adds ``sampler.set_epoch(epoch)``, guarded by ``is not None`` when the
+    sampler comes from ``X if cond else None``; a sampler that may be another object
+    on another path (an ``if`` statement, ``RandomSampler`` in the other arm, a class
+    chosen by a condition) needs a guard the fixer cannot write."""
+    from bnlint.script.facts import options  # libcst: imported when the rule runs
+    if holder is None or holder.kind != "union":
+        return True
+    if holder.get("origin") != "ifexp":
+        return False
+    return all(opt is sampler or (opt is not None and opt.kind == "const" and "py" in opt.attrs
+                                  and opt.get("py") is None) for opt, _ in options(holder))
 
 
 def _told(call_, target, holders) -> bool:

@@ -142,3 +142,18 @@ def test_a_missing_local_module_is_a_real_error(tmp_path):
     [failure] = data
     assert failure["severity"] == "error" and "no module named 'layers'" in failure["message"]
     assert failure["details"]["missing_module"] == "layers"
+
+
+def test_mock_import_keys_are_validated(tmp_path):
+    from conftest import run_bnlint
+
+    (tmp_path / "net.py").write_text("x = 1\n")
+    for table, message in [
+        ('mock-imports = ["apex.amp"]', "mock-imports in pyproject.toml: 'apex.amp' is not a top-level package name"),
+        ('no-mock-imports = "torch"', "no-mock-imports in pyproject.toml: torch is never replaced by a stand-in"),
+        ('mock-imports = ["wandb"]\nno-mock-imports = ["wandb"]', "'wandb' is in both mock-imports and no-mock-imports"),
+        ('mock-import = ["wandb"]', "did you mean 'mock-imports'?"),
+    ]:
+        (tmp_path / "pyproject.toml").write_text(f"[tool.bnlint]\n{table}\n")
+        proc = run_bnlint("check", "net.py", cwd=tmp_path)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -4,6 +4,7 @@ are tried in a fresh Python process, as the worker uses them."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -83,6 +84,34 @@ def test_subclassing_a_stand_in_gives_an_ordinary_module():
     assert [n.op for n in traced.graph.nodes] == ["placeholder", "call_module", "output"]
 
 
+def test_a_config_class_derived_from_a_stand_in_is_a_plain_class():
+    yacs = StandInModule("yacs", "yacs")
+
+    class ConfigNode(yacs.config.CfgNode):
+        def __init__(self, init_dict=None, key_list=None, new_allowed=False):
+            super().__init__(init_dict, key_list, new_allowed)
+
+    config = ConfigNode()
+    config.train = ConfigNode()  # 'train' is not nn.Module.train here
+    config.train.dataloader = ConfigNode()
+    config.train.dataloader.num_workers = 2
+    assert config.train.dataloader.num_workers == 2
+    assert not isinstance(config, nn.Module)
+    with pytest.raises(NeedsPackage, match="'yacs'"):
+        nn.Linear(config.model.in_features, 4)  # an option nobody set: a stand-in
+
+
+def test_a_stand_in_used_as_a_module_names_the_package():
+    torchvision = StandInModule("torchvision", "torchvision")
+    vgg = torchvision.models.vgg19(pretrained=True)
+    with pytest.raises(NeedsPackage, match="children\\(\\) was called on torchvision.models.vgg19.features"):
+        nn.Sequential(*list(vgg.features.children())[:35])
+    with pytest.raises(NeedsPackage, match="parameters"):
+        torchvision.models.resnet18().parameters()
+    with pytest.raises(NeedsPackage):
+        torchvision.models.resnet18().to("cpu")
+
+
 def test_a_stand_in_inside_the_model_is_found(apex):
     class Net(nn.Module):
         def __init__(self):
@@ -104,7 +133,7 @@ def test_a_stand_in_inside_the_model_is_found(apex):
 HOOKS = textwrap.dedent("""
     import json, os, sys
     import importlib.util
-    from bnlint.model.standins import StandIns
+    from bnlint.model.standin_imports import StandIns
     root = sys.argv[1]
     sys.path.insert(0, root)
     mock = json.loads(sys.argv[2]); never = json.loads(sys.argv[3])
@@ -126,6 +155,7 @@ HOOKS = textwrap.dedent("""
     attempt("guarded", "try:\\n    import lmdb\\nexcept ImportError:\\n    raise ModuleNotFoundError('fallback')")
     attempt("probe", "import importlib.util\\nassert importlib.util.find_spec('h5py') is None")
     attempt("local", "import helpers")
+    attempt("local_from_installed", "import extlib\\nassert type(extlib.helpers).__name__ == 'StandInModule'")
     attempt("torch_sub", "import torch.not_a_module")
     attempt("sub_of_real", "import numpy.not_a_module")
     out["stubbed"] = sorted(standins.stubbed)
@@ -136,8 +166,12 @@ HOOKS = textwrap.dedent("""
 def _hooks(tmp_path, mock=(), never=()):
     (tmp_path / "lib").mkdir()
     (tmp_path / "lib" / "helpers.py").write_text("X = 1\n")  # a local module not on the path
+    installed = tmp_path.parent / f"{tmp_path.name}-site"  # an installed package outside the project
+    installed.mkdir()
+    (installed / "extlib.py").write_text("import helpers\n")  # a package of its own named like a local file
+    env = dict(os.environ, PYTHONPATH=str(installed))
     proc = subprocess.run([sys.executable, "-c", HOOKS, str(tmp_path), json.dumps(list(mock)), json.dumps(list(never))],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
@@ -149,8 +183,9 @@ def test_only_packages_that_are_genuinely_missing_are_stubbed(tmp_path):
     assert out["guarded_after_stub"] == "ModuleNotFoundError"  # even once another import stubbed it
     assert out["probe"] == "ok"  # find_spec still says it is missing
     assert out["local"] == "ModuleNotFoundError"  # the project's own module: a real error
+    assert out["local_from_installed"] == "ok"  # but an installed package means its own dependency
     assert out["torch_sub"] == "ModuleNotFoundError" and out["sub_of_real"] == "ModuleNotFoundError"
-    assert out["stubbed"] == ["apex", "wandb"]
+    assert out["stubbed"] == ["apex", "helpers", "wandb"]
 
 
 def test_mock_imports_and_no_mock_imports(tmp_path):
@@ -158,7 +193,7 @@ def test_mock_imports_and_no_mock_imports(tmp_path):
     out = _hooks(tmp_path / "a", mock=["yaml"], never=["wandb"])
     assert out["yaml"] == "AssertionError"  # installed, but replaced as configured
     assert out["wandb"] == "ModuleNotFoundError" and out["apex"] == "ok"
-    assert out["stubbed"] == ["apex", "yaml"]
+    assert out["stubbed"] == ["apex", "helpers", "yaml"]
     (tmp_path / "b").mkdir()
     off = _hooks(tmp_path / "b", never=["*"])
     assert off["apex"] == "ModuleNotFoundError" and off["wandb"] == "ModuleNotFoundError"

@@ -298,3 +298,22 @@ def test_imports_are_listed_for_the_importers_needs():
     assert ("", 1, ("layers",)) in result.imports
     assert ("blocks", 1, ("*",)) in result.imports
     assert ("utils.misc", "DEFAULT_WIDTH") in result.module_attribute_reads
+
+
+def test_only_constants_are_assigned_into_imported_modules():
+    _, code = _view("""
+        import os
+        import sys
+        import torch
+        from utils import Logger
+
+        sys.stdout = Logger("train.log")
+        os.environ["CUDA_VISIBLE_DEVICES"] = "0"
+        torch.backends.cudnn.benchmark = True
+
+        def f():
+            return sys.argv, os.sep, torch.ones(1)
+    """)
+    assert "sys.stdout" not in code and "Logger(" not in code
+    assert "os.environ['CUDA_VISIBLE_DEVICES'] = '0'" in code
+    assert "torch.backends.cudnn.benchmark = True" in code

@@ -107,3 +107,82 @@ def test_a_definition_that_raises_is_the_users_error(tmp_path):
     proc = subprocess.run([sys.executable, "-c", LOAD, str(tmp_path / "net.py")], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "KeyError: 'RANK_FOR_BNLINT_TEST'" in proc.stderr
+
+
+WRITES = textwrap.dedent("""
+    import json, sys
+    from bnlint.model.loader import is_definitions_file, load_definitions
+    from bnlint.model.nowrites import no_top_level_writes
+    sys.path.append(sys.argv[2])
+    notes = []
+    with no_top_level_writes(is_definitions_file):
+        module = load_definitions(sys.argv[1], notes)
+    with open(sys.argv[1] + ".after", "w") as fh:  # writes work again afterwards
+        fh.write("ok")
+    print(json.dumps({"value": repr(getattr(module, "RESULT", None)),
+                      "notes": [[n.path.rsplit("/", 1)[-1], n.line, n.message] for n in notes]}))
+""")
+
+
+def test_top_level_code_of_the_project_cannot_write_files(tmp_path):
+    project, installed = tmp_path / "project", tmp_path / "installed"
+    _write(project, {
+        ".git/HEAD": "",
+        "utils/__init__.py": "",
+        "utils/log.py": """
+            import logging
+            import os
+
+            def get_logger(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                logger = logging.getLogger("train")
+                logger.addHandler(logging.FileHandler(path))
+                return logger
+
+            def open_results(path):
+                return open(path, "a")
+        """,
+        "net.py": """
+            import cache_at_import
+            from utils.log import get_logger, open_results
+
+            logger = get_logger("logs/BNLINT_TRAP_train.log")
+            results = open_results("BNLINT_TRAP_results.csv")
+            RESULT = (cache_at_import.READY, 7)
+
+            def log(msg):
+                results.write(msg)
+        """,
+    })
+    # An installed package may write at its own import (a cache folder): allowed.
+    _write(installed, {"cache_at_import.py": """
+        import os
+        os.makedirs(os.path.join(os.path.dirname(__file__), "cache"), exist_ok=True)
+        READY = True
+    """})
+    proc = subprocess.run([sys.executable, "-c", WRITES, str(project / "net.py"), str(installed)], cwd=project,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["value"] == "(True, 7)"
+    assert [n[:2] for n in out["notes"]] == [["net.py", 5], ["net.py", 6]]
+    assert "os.makedirs('logs')" in out["notes"][0][2] and "open('BNLINT_TRAP_results.csv', 'a')" in out["notes"][1][2]
+    assert not list(project.rglob("BNLINT_TRAP*")) and not (project / "logs").exists()
+    assert (installed / "cache").is_dir() and (project / "net.py.after").exists()
+
+
+def test_relative_imports_in_a_folder_without_init(tmp_path):
+    # models/ has no __init__.py: the project imports it as the namespace package `models`.
+    _write(tmp_path, {
+        ".git/HEAD": "",
+        "models/op/__init__.py": "",
+        "models/op/blocks.py": "WIDTH = 4\n",
+        "models/helpers.py": "SCALE = 3\n",
+        "models/net.py": """
+            from .op.blocks import WIDTH
+            from helpers import SCALE  # a sibling, as a script in models/ would import it
+
+            RESULT = WIDTH * SCALE
+        """,
+    })
+    assert _load(tmp_path, "models/net.py")["value"] == "12"

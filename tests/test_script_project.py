@@ -243,6 +243,41 @@ def test_a_helper_called_with_context_is_not_also_walked_without_it():
     assert _run([("t.py", text.replace("shuffle=True)", "shuffle=False)"))]) == [("t.py", "BNL203", 6)]
 
 
+def test_sampler_class_chosen_by_a_condition_and_fixes_only_where_guardable():
+    text = textwrap.dedent("""\
+        import torch
+        from torch.utils.data import DataLoader, RandomSampler, TensorDataset
+        from torch.utils.data.distributed import DistributedSampler
+
+
+        def main(args):
+            ds = TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))
+            cls = RandomSampler if args.local_rank == -1 else DistributedSampler
+            loader = DataLoader(ds, sampler=cls(ds), batch_size=8)
+            sampler = DistributedSampler(ds) if args.distributed else RandomSampler(ds)
+            loader2 = DataLoader(ds, sampler=sampler, batch_size=8)
+            sampler3 = DistributedSampler(ds) if args.distributed else None
+            loader3 = DataLoader(ds, sampler=sampler3, batch_size=8, shuffle=sampler3 is None)
+            model = torch.nn.Linear(4, 2)
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for epoch in range(args.epochs):
+                for batches in (loader, loader2, loader3):
+                    pass
+                for x, y in loader:
+                    model(x).sum().backward()
+                    opt.step()
+                for x, y in loader2:
+                    model(x).sum().backward()
+                    opt.step()
+                for x, y in loader3:
+                    model(x).sum().backward()
+                    opt.step()
+        """)
+    found = run_script_rules([_src("fm.py", text)], SCRIPT_RULES)
+    assert [(f.code, f.line, f.fix is not None) for f in found] == [
+        ("BNL201", 9, False), ("BNL201", 10, False), ("BNL201", 12, True)]
+
+
 # ---------------------------------------------------------------- the cache
 
 PROJECT = {

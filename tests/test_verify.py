@@ -3,6 +3,7 @@ determinism, report schema, plot, CLI errors."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -64,8 +65,24 @@ def test_three_verdicts(before, after, model, verdict):
         assert shift.diff_mean == 0 and shift.decision == "no clear difference"
     else:
         assert shift.decision == ("better" if verdict == "confirmed" else "worse")
-        assert shift.ci_low is not None and (shift.ci_high < -0.02 if verdict == "confirmed" else shift.ci_low > 0.02)
+        margin = math.log(1.02)  # compared as log-ratios: after / before beyond 2%
+        assert shift.ci_low is not None and (shift.ci_high < -margin if verdict == "confirmed" else shift.ci_low > margin)
     assert not report.validation["counted"]
+
+
+@pytest.mark.parametrize("name, model", [
+    ("data_dependent_forward.py", "PatchClassifier"),  # Dropout2d -> BN, an untraceable forward
+    ("functional_dropout_before_bn.py", "MetaConvNet"),  # F.dropout2d -> F.batch_norm on buffers
+    ("functional_dropout_before_bn.py", "SmallConvNet"),
+    ("modulelist_conv1d.py", None),
+    ("densenet_bc_cifar.py", None),  # only the first bottleneck dropout moves
+])
+def test_fixture_fixes_are_confirmed(name, model):
+    """What `bnlint fix` writes for the BNL101 fixtures (fixtures/fixed/) is confirmed."""
+    report = verify_sources(str(ROOT / "fixtures" / "BNL101" / name), str(ROOT / "fixtures" / "fixed" / "BNL101" / name),
+                            model, AT_INIT)
+    assert report.verdict == "confirmed", report.render_table()
+    assert report.judged["names"] and not report.judged["fed_after"] or name == "densenet_bc_cifar.py"
 
 
 def test_judged_at_the_bns_the_finding_names():
@@ -109,10 +126,11 @@ def test_trained_run_counts_validation_when_training_moved_it(trained_report):
     # Li et al.: p = 0.5 feeding BN directly -> running var at least twice the eval var.
     assert shift.before_mean > 1.9 and shift.after_mean < 1.1
     assert _metric(report, "val_acc").spec.role == "validation"
-    assert _metric(report, "variance_shift_at_init").spec.role == "info"
+    assert _metric(report, "variance_shift_trained").spec.role == "info"
     for seed in report.seeds:
-        assert seed["before"]["variance_shift"] == seed["before"]["trained"]["variance_shift"]
-        assert seed["before"]["trained"]["variance_shift"][0]["ratio"] >= 0.95 * 2.0  # sampling noise
+        assert seed["before"]["variance_shift"] == seed["before"]["at_init"]["variance_shift"]
+        assert seed["before"]["at_init"]["variance_shift"][0]["ratio"] >= 0.95 * 2.0  # 1/(1-p), sampling noise
+        assert seed["before"]["trained"]["variance_shift"][0]["ratio"] >= 0.95 * 2.0
         assert len(seed["before"]["curve"]) == 6
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 import torch
@@ -71,6 +72,24 @@ def test_evidence_needs_the_interval_beyond_the_margin_or_the_sign_test():
     assert has_evidence(wide, 0.02)
     assert not has_evidence(wide[:5], 0.02)  # 5 of 5: p = 0.0625
     assert not has_evidence([0.5, 0.5, float("nan")], 0.0)
+
+
+def test_ratio_metrics_are_compared_on_the_log_scale():
+    """A variance shift of 20, 17 and 120 before and about 1.4 after (a channel dropout
+    feeding BN, measured at three seeds): on the raw scale the t-interval spans zero, as
+    log-ratios it is clear."""
+    before, after = [20.5, 16.6, 120.7], [1.29, 1.36, 1.39]
+    raw = compare_metric(MetricSpec("variance_shift", "lower", "mechanistic", tolerance=0.02), before, after)
+    assert raw.decision == "no clear difference"
+    log = compare_metric(MetricSpec("variance_shift", "lower", "mechanistic", tolerance=math.log(1.02), log=True),
+                         before, after)
+    assert log.decision == "better"
+    assert log.before_mean == pytest.approx((20.5 * 16.6 * 120.7) ** (1 / 3))
+    diff, interval = log.factor_text()
+    assert diff.startswith("x0.0") and interval.startswith("[x")
+    assert log.to_dict()["scale"] == "log"
+    same = compare_metric(log.spec, [1.5, 1.6, 1.7], [1.5, 1.6, 1.7])
+    assert same.decision == "no clear difference" and same.diff_mean == 0
 
 
 def test_shift_ties_within_the_margin_are_inconclusive():
@@ -267,3 +286,33 @@ def test_progress_bar_silent_without_a_tty():
     bar.advance(4)
     bar.close()
     assert "verify [" in tty.getvalue() and "4/4" in tty.getvalue()
+
+
+def test_seed_group_worker_matches_the_in_process_seed(tmp_path):
+    """The multi-GPU runner's worker (bnlint.verify.parallel), run here on CPU: it
+    rebuilds the pair from the files and returns the same plain records."""
+    from pathlib import Path
+
+    from bnlint.verify.model_experiment import make_task
+    from bnlint.verify.model_seed import SeedWork, measure_seed, train_seed
+    from bnlint.verify.parallel import run_seed_group, split_seeds
+    from bnlint.verify.sources import model_pair_from_files
+    from bnlint.verify.speed import SpeedChoice
+
+    fix = Path(__file__).resolve().parent.parent / "fixtures" / "verify"
+    before, after = str(fix / "mlp_dropout_before_bn.py"), str(fix / "mlp_dropout_after_bn.py")
+    options = VerifyOptions(progress=False)
+    work = SeedWork(64, 64, ("bn",), options, SpeedChoice(1, torch.float32, False, 0.0, 32), "cpu")
+    measured = run_seed_group(before, after, None, None, work, "measure", [0, 1], 1, None)
+    trained = run_seed_group(before, after, None, None, work, "train", [0], 1, None)
+    pair = model_pair_from_files(before, after, None)
+    task_for = make_task(pair, options, pair.build_before())
+    here = measure_seed(pair, task_for(1), 1, work, True)
+    for record in (measured[1], here):
+        record.pop("seconds")
+    assert measured[1] == here
+    assert measured[0]["before"]["at_init"]["judged"] > 1.5  # p = 0.5 feeds the BN
+    assert set(trained[0]["before"]) >= {"trained", "curve", "steps", "val_loss"}
+    expected = train_seed(pair, task_for(0), 0, work, 1)
+    assert trained[0]["after"]["curve"] == expected["after"]["curve"]
+    assert split_seeds([0, 1, 2, 3, 4], 2) == [[0, 2, 4], [1, 3]]

@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+
+from bnlint.model.callpolicy import DENIED_NAMES, DENIED_ROOTS, CallPolicy
+from bnlint.model.toplevel_names import dotted, reader, reads, root_name, stored_names
 
 __all__ = ["DENIED_NAMES", "DENIED_ROOTS", "FilterResult", "LeftOut", "filter_definitions", "definitions_only"]
 
@@ -32,35 +35,6 @@ SAFE_CALLS = frozenset({
     "object", "str", "int", "float", "bool", "compile", "dataclass", "Path", "cast",
     "get_logger", "len", "range", "max", "min", "abs", "round", "sorted", "zip", "hasattr",
 })
-
-# A call whose last name is one of these does I/O, trains, downloads or controls
-# processes: it never runs at import, nor does anything that reads what it binds.
-DENIED_NAMES = frozenset({
-    "open", "makedirs", "mkdir", "mkdtemp", "save", "savez", "savez_compressed", "savetxt",
-    "save_image", "savefig", "dump", "write", "writelines", "write_text", "write_bytes", "touch",
-    "download", "download_url", "urlretrieve", "urlopen", "fit", "train", "main", "run",
-    "system", "popen", "Popen", "call", "check_call", "check_output", "remove", "unlink", "rmtree",
-    "rename", "copyfile", "copytree", "copy2", "move", "load", "load_state_dict", "loadtxt",
-    "fromfile", "read_csv", "imread", "listdir", "scandir", "walk", "glob", "init_process_group",
-    "spawn", "launch", "SummaryWriter", "FileHandler", "basicConfig", "chdir", "exit", "quit",
-    "input", "sleep", "fork", "kill", "backward", "step", "merge_from_file", "from_pretrained",
-})
-
-# Calls into these packages (by the first part of the dotted name the file's imports
-# resolve to) never run at import either.
-DENIED_ROOTS = frozenset({
-    "subprocess", "shutil", "socket", "requests", "httpx", "urllib", "urllib3", "http", "ftplib",
-    "wandb", "mlflow", "neptune", "comet_ml", "tensorboardX", "multiprocessing", "webbrowser",
-    "pickle", "joblib", "h5py", "lmdb", "boto3", "gdown", "kaggle", "huggingface_hub", "datasets",
-    "tempfile", "signal", "threading", "asyncio", "sqlite3", "smtplib", "visdom",
-})
-DENIED_PREFIXES = (
-    "torch.distributed", "torch.multiprocessing", "torch.hub", "torch.utils.tensorboard",
-    "torch.utils.model_zoo", "torchvision.datasets", "torchvision.io", "torch.cuda.set_device",
-)
-# os.* does I/O and process control except for these.
-_OS_ALLOWED = ("os.path", "os.environ", "os.getenv", "os.cpu_count", "os.getcwd", "os.getpid", "os.fspath",
-               "os.sep")
 
 # Mutating methods a kept statement may call on a kept object (registries, argparse).
 MUTATING_METHODS = frozenset({
@@ -100,285 +74,6 @@ class FilterResult:
             if first <= line <= last:
                 return first if droppable else None
         return None
-
-
-# ---------------------------------------------------------------- names read and bound
-
-def _target_names(target: ast.AST) -> Iterator[str]:
-    if isinstance(target, ast.Name):
-        yield target.id
-    elif isinstance(target, (ast.Tuple, ast.List)):
-        for elt in target.elts:
-            yield from _target_names(elt)
-    elif isinstance(target, ast.Starred):
-        yield from _target_names(target.value)
-
-
-def _root_name(node: ast.AST) -> Optional[str]:
-    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
-        node = node.func if isinstance(node, ast.Call) else node.value
-    return node.id if isinstance(node, ast.Name) else None
-
-
-def _stored_names(nodes: Iterable[ast.AST]) -> Set[str]:
-    """Names bound in ``nodes`` in their own scope (nested functions and classes bind
-    only their own name)."""
-    out: Set[str] = set()
-
-    def visit(node: ast.AST) -> None:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            out.add(node.name)
-            return
-        if isinstance(node, ast.Lambda):
-            return
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            out.add(node.id)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            for alias in node.names:
-                if alias.name != "*":
-                    out.add(alias.asname or alias.name.split(".")[0])
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            out.add(node.name)
-        for child in ast.iter_child_nodes(node):
-            visit(child)
-
-    for n in nodes:
-        visit(n)
-    return out
-
-
-class _Reads:
-    """Names a piece of code reads from the module's globals.
-
-    ``deep``: also inside function bodies (what the code may read when called later);
-    otherwise only what runs at once (decorators, defaults, class bodies, values).
-    """
-
-    def __init__(self, deep: bool, future_annotations: bool):
-        self.deep = deep
-        self.lazy_annotations = future_annotations
-        self.names: Set[str] = set()
-
-    def expr(self, node: Optional[ast.AST], local: FrozenSet[str] = frozenset()) -> None:
-        if node is None:
-            return
-        if isinstance(node, ast.Name):
-            if isinstance(node.ctx, ast.Load) and node.id not in local:
-                self.names.add(node.id)
-            return
-        if isinstance(node, ast.Lambda):
-            self._arguments(node.args)
-            if self.deep:
-                params = {a.arg for a in _all_args(node.args)}
-                self.expr(node.body, local | params)
-            return
-        if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp, ast.DictComp)):
-            bound = set(local)
-            for gen in node.generators:
-                self.expr(gen.iter, frozenset(bound))
-                bound.update(_target_names(gen.target))
-                for cond in gen.ifs:
-                    self.expr(cond, frozenset(bound))
-            elts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
-            for e in elts:
-                self.expr(e, frozenset(bound))
-            return
-        if isinstance(node, ast.NamedExpr):
-            self.expr(node.value, local)
-            return
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.stmt):
-                self.stmt(child, local)
-            else:
-                self.expr(child, local)
-
-    def _arguments(self, args: ast.arguments) -> None:
-        for d in list(args.defaults) + [d for d in args.kw_defaults if d is not None]:
-            self.expr(d)
-
-    def _annotation(self, node: Optional[ast.AST]) -> None:
-        if node is not None and not self.lazy_annotations:
-            self.expr(node)
-
-    def stmt(self, node: ast.stmt, local: FrozenSet[str] = frozenset()) -> None:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            for d in node.decorator_list:
-                self.expr(d, local)
-            self._arguments(node.args)
-            for a in _all_args(node.args):
-                self._annotation(a.annotation)
-            self._annotation(node.returns)
-            if self.deep:
-                params = {a.arg for a in _all_args(node.args)}
-                declared = {n for s in ast.walk(node) if isinstance(s, (ast.Global, ast.Nonlocal)) for n in s.names}
-                own = (_stored_names(node.body) | params) - declared
-                for s in node.body:
-                    self.stmt(s, local | frozenset(own))
-            return
-        if isinstance(node, ast.ClassDef):
-            for d in node.decorator_list + node.bases + [k.value for k in node.keywords]:
-                self.expr(d, local)
-            class_local = local | frozenset(_stored_names(node.body))
-            for s in node.body:
-                # Methods see the module's globals, not the class body's names.
-                inner = local if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) else class_local
-                self.stmt(s, inner)
-            return
-        if isinstance(node, ast.AnnAssign):
-            self._annotation(node.annotation)
-            self.expr(node.value, local)
-            self.expr(node.target, local)
-            return
-        if isinstance(node, ast.AugAssign):
-            if isinstance(node.target, ast.Name) and node.target.id not in local:
-                self.names.add(node.target.id)  # x += 1 reads x
-            self.expr(node.target, local)
-            self.expr(node.value, local)
-            return
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.stmt):
-                self.stmt(child, local)
-            elif isinstance(child, ast.ExceptHandler):
-                self.expr(child.type, local)
-                for s in child.body:
-                    self.stmt(s, local)
-            else:
-                self.expr(child, local)
-
-
-def _all_args(args: ast.arguments) -> List[ast.arg]:
-    out = list(args.posonlyargs) + list(args.args) + list(args.kwonlyargs)
-    if args.vararg:
-        out.append(args.vararg)
-    if args.kwarg:
-        out.append(args.kwarg)
-    return out
-
-
-def _reads(node: ast.AST, deep: bool, future: bool) -> Set[str]:
-    r = _Reads(deep, future)
-    if isinstance(node, ast.stmt):
-        r.stmt(node)
-    else:
-        r.expr(node)
-    return r.names
-
-
-# ---------------------------------------------------------------- calls
-
-def _dotted(node: ast.AST) -> Optional[str]:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        return None
-    parts.append(node.id)
-    return ".".join(reversed(parts))
-
-
-def _immediate_calls(node: ast.AST) -> Iterator[ast.Call]:
-    """Calls evaluated when ``node`` runs (not those inside function bodies or lambdas)."""
-    if isinstance(node, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return
-    if isinstance(node, ast.Call):
-        yield node
-    for child in ast.iter_child_nodes(node):
-        yield from _immediate_calls(child)
-
-
-class _CallPolicy:
-    """Decides which calls are denied, resolving names through the file's imports and
-    looking into the file's own functions (a helper that writes a file is denied too)."""
-
-    def __init__(self, tree: ast.Module):
-        self.aliases: Dict[str, str] = {}
-        self.functions: Dict[str, ast.AST] = {}
-        for stmt in _walk_top(tree.body):
-            if isinstance(stmt, ast.Import):
-                for a in stmt.names:
-                    if a.asname:
-                        self.aliases[a.asname] = a.name
-                    else:
-                        top = a.name.split(".")[0]
-                        self.aliases[top] = top
-            elif isinstance(stmt, ast.ImportFrom) and stmt.module and stmt.level == 0:
-                for a in stmt.names:
-                    if a.name != "*":
-                        self.aliases[a.asname or a.name] = f"{stmt.module}.{a.name}"
-            elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                self.functions[stmt.name] = stmt
-            elif isinstance(stmt, ast.ClassDef):
-                init = [s for s in stmt.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))
-                        and s.name in ("__init__", "__new__", "__post_init__")]
-                self.functions[stmt.name] = ast.Module(body=init, type_ignores=[])
-        self._verdicts: Dict[str, Optional[str]] = {}
-
-    def resolve(self, dotted: str) -> str:
-        head, _, rest = dotted.partition(".")
-        full = self.aliases.get(head)
-        if full is None:
-            return dotted
-        return f"{full}.{rest}" if rest else full
-
-    def why_denied(self, call: ast.Call) -> Optional[str]:
-        """The reason this call may not run at import, or None."""
-        for kw in call.keywords:
-            if kw.arg == "download" and not (isinstance(kw.value, ast.Constant) and not kw.value.value):
-                return "it downloads"
-        dotted = _dotted(call.func)
-        if dotted is None:
-            return None
-        name = self.resolve(dotted)
-        last = name.rsplit(".", 1)[-1]
-        if last in DENIED_NAMES:
-            return f"it calls {last}()"
-        root = name.split(".")[0]
-        if root in DENIED_ROOTS:
-            return f"it calls {root}"
-        if any(name == p or name.startswith(p + ".") for p in DENIED_PREFIXES):
-            return f"it calls {name}"
-        if root == "os" and "." in name and not name.startswith(_OS_ALLOWED):
-            return f"it calls {name}"
-        if "." not in dotted and dotted in self.functions:
-            return self._function_verdict(dotted)
-        return None
-
-    def _function_verdict(self, name: str) -> Optional[str]:
-        if name in self._verdicts:
-            return self._verdicts[name]
-        self._verdicts[name] = None  # recursion guard
-        verdict = None
-        for node in ast.walk(self.functions[name]):
-            if isinstance(node, ast.Call):
-                why = self.why_denied(node)
-                if why is not None:
-                    verdict = f"{name}() does I/O ({why.replace('it calls ', 'calls ')})"
-                    break
-        self._verdicts[name] = verdict
-        return verdict
-
-    def statement_denied(self, node: ast.AST) -> Optional[str]:
-        for call in _immediate_calls(node):
-            why = self.why_denied(call)
-            if why is not None:
-                return why
-        return None
-
-
-def _walk_top(body: Sequence[ast.stmt]) -> Iterator[ast.stmt]:
-    """Top-level statements, looking into if/try blocks."""
-    for stmt in body:
-        yield stmt
-        if isinstance(stmt, ast.If):
-            yield from _walk_top(stmt.body)
-            yield from _walk_top(stmt.orelse)
-        elif isinstance(stmt, ast.Try):
-            yield from _walk_top(stmt.body)
-            for h in stmt.handlers:
-                yield from _walk_top(h.body)
-            yield from _walk_top(stmt.orelse)
-            yield from _walk_top(stmt.finalbody)
 
 
 # ---------------------------------------------------------------- classification
@@ -448,9 +143,10 @@ class _Leaf:
     reads_now: Set[str]
     demand: Set[str]  # names it needs when run or called later
     denied: Optional[str]
+    attributes: Set[Tuple[str, str]]
 
 
-def _classify(stmt: ast.stmt) -> Tuple[str, Optional[str]]:
+def _classify(stmt: ast.stmt, modules: FrozenSet[str] = frozenset()) -> Tuple[str, Optional[str]]:
     """(kind, mutated base name)."""
     if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)):
         return _DEF, None
@@ -459,10 +155,9 @@ def _classify(stmt: ast.stmt) -> Tuple[str, Optional[str]]:
             return _DEF, None
         call = stmt.value
         if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute):
-            dotted = _dotted(call.func)
-            if dotted in ("sys.path.insert", "sys.path.append", "sys.path.extend"):
+            if dotted(call.func) in ("sys.path.insert", "sys.path.append", "sys.path.extend"):
                 return _SYSPATH, None
-            base = _root_name(call.func.value)
+            base = root_name(call.func.value)
             if base is not None and call.func.attr in MUTATING_METHODS:
                 return _MUTATE, base
         return _CODE, None
@@ -473,14 +168,17 @@ def _classify(stmt: ast.stmt) -> Tuple[str, Optional[str]]:
             return _DEF, None  # x: int
         plain = all(_plain_target(t) for t in targets)
         if not plain:
-            bases = {_root_name(t) for t in targets}
-            if len(bases) == 1 and None not in bases:
-                return _MUTATE, bases.pop()
-            return _CODE, None
+            bases = {root_name(t) for t in targets}
+            if len(bases) != 1 or None in bases:
+                return _CODE, None
+            base = bases.pop()
+            if base in modules and not _is_constantish(value):
+                return _CODE, None  # sys.stdout = Logger(...): only constants go into modules
+            return _MUTATE, base
         if _is_constantish(value):
             return _CONST, None
         if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in MUTATING_METHODS:
-            return _CALL, _root_name(value.func.value)  # group = parser.add_argument_group(...)
+            return _CALL, root_name(value.func.value)  # group = parser.add_argument_group(...)
         return _CALL, None
     return _CODE, None
 
@@ -503,29 +201,31 @@ def _is_training_function(stmt: ast.stmt) -> bool:
 
 
 def _leaves(body: Sequence[ast.stmt], guard_reads: Set[str], guard_denied: Optional[str],
-            policy: _CallPolicy, future: bool, out: List[_Leaf]) -> None:
+            policy: CallPolicy, future: bool, out: List[_Leaf]) -> None:
     for stmt in body:
         if isinstance(stmt, ast.If):
             main = _is_main_guard(stmt.test)
-            reads = guard_reads | _reads(stmt.test, False, future)
+            test_reads = guard_reads | reads(stmt.test, False, future)
             denied = guard_denied or ("it is the script's main block" if main else policy.statement_denied(stmt.test))
-            _leaves(stmt.body, reads, denied, policy, future, out)
-            _leaves(stmt.orelse, reads, denied, policy, future, out)
+            _leaves(stmt.body, test_reads, denied, policy, future, out)
+            _leaves(stmt.orelse, test_reads, denied, policy, future, out)
             continue
         if isinstance(stmt, ast.Try):
             for part in (stmt.body, *[h.body for h in stmt.handlers], stmt.orelse, stmt.finalbody):
                 _leaves(part, guard_reads, guard_denied, policy, future, out)
             continue
-        kind, base = _classify(stmt)
+        kind, base = _classify(stmt, policy.module_names)
         star = isinstance(stmt, ast.ImportFrom) and any(a.name == "*" for a in stmt.names)
         if kind == _DEF:
             denied = guard_denied
         else:
             denied = guard_denied or policy.statement_denied(stmt)
-        demand = set() if _is_training_function(stmt) else _reads(stmt, True, future)
+        deep = reader(stmt, True, future)
+        demand = set() if _is_training_function(stmt) else deep.names
         out.append(_Leaf(
-            node=stmt, kind=kind, binds=_stored_names([stmt]), star=star, mutates=base,
-            reads_now=guard_reads | _reads(stmt, False, future), demand=guard_reads | demand, denied=denied,
+            node=stmt, kind=kind, binds=stored_names([stmt]), star=star, mutates=base,
+            reads_now=guard_reads | reads(stmt, False, future), demand=guard_reads | demand, denied=denied,
+            attributes=deep.attributes,
         ))
 
 
@@ -539,7 +239,7 @@ def filter_definitions(tree: ast.Module, needed: Iterable[str] = (), forced_out:
     """
     future = any(isinstance(s, ast.ImportFrom) and s.module == "__future__"
                  and any(a.name == "annotations" for a in s.names) for s in tree.body)
-    policy = _CallPolicy(tree)
+    policy = CallPolicy(tree)
     leaves: List[_Leaf] = []
     _leaves(tree.body, set(), None, policy, future, leaves)
     external = set(needed)
@@ -606,7 +306,7 @@ def filter_definitions(tree: ast.Module, needed: Iterable[str] = (), forced_out:
     kept_ids = included
     kept_nodes = {id(leaves[i].node) for i in kept_ids}
     body = _rebuild(tree.body, kept_nodes)
-    module = ast.fix_missing_locations(ast.Module(body=body, type_ignores=[]))
+    module = ast.Module(body=body, type_ignores=[])  # new nodes copy their locations
 
     kept_names: Set[str] = set()
     left_names: Set[str] = set()
@@ -634,20 +334,11 @@ def filter_definitions(tree: ast.Module, needed: Iterable[str] = (), forced_out:
         left_out_names=frozenset(left_names - kept_names),
         kept_leaves=leaves_out,
         imports=tuple(imports),
-        module_attribute_reads=tuple(sorted(_module_attribute_reads(tree, policy))),
+        module_attribute_reads=tuple(sorted(
+            (policy.aliases[name], attr) for leaf in leaves for name, attr in leaf.attributes if name in policy.aliases
+        )),
         left_out=left_out,
     )
-
-
-def _module_attribute_reads(tree: ast.Module, policy: _CallPolicy) -> Set[Tuple[str, str]]:
-    """(module, attribute) for ``mod.attr`` reads of imported modules (``import conf``
-    then ``conf.settings``): the attribute is needed from that module."""
-    modules = {alias: full for alias, full in policy.aliases.items()}
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
-            out.add((modules[node.value.id], node.attr))
-    return out
 
 
 def _rebuild(body: Sequence[ast.stmt], kept: Set[int]) -> List[ast.stmt]:

@@ -35,6 +35,7 @@ __all__ = [
     "find_auto_targets",
     "required_parameters",
     "project_root",
+    "is_definitions_file",
 ]
 
 # How many times an import starts again after leaving out a statement that raised.
@@ -180,6 +181,14 @@ def install_definitions_hook(roots: Sequence[str]) -> _DefinitionsFinder:
     return finder
 
 
+def is_definitions_file(path: str) -> bool:
+    """Whether ``path`` (absolute) was imported through the definitions filter."""
+    for finder in sys.meta_path:
+        if isinstance(finder, _DefinitionsFinder):
+            return path in finder.state.results
+    return False
+
+
 def _module_name_for(path: str) -> Tuple[str, str]:
     """(dotted module name, sys.path entry) for a file, following __init__.py packages."""
     path = os.path.abspath(path)
@@ -218,10 +227,18 @@ def load_definitions(path: str, notes: Optional[List[ImportNote]] = None) -> typ
     raise are left out and the import starts again; ``notes`` receives one
     ``ImportNote`` for each."""
     name, root = _module_name_for(path)
+    project = project_root(root)
+    namespaced = _namespace_name(path, name, project)
+    if namespaced is not None:
+        # ``from .op import x`` in a folder without __init__.py: the project imports it
+        # as ``models.network`` (a namespace package); its folder stays on the path too.
+        name, folder = namespaced, root
+        root = project
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
     if root not in sys.path:
         sys.path.insert(0, root)
     roots = [root]
-    project = project_root(root)
     if project is not None and project != root:
         if project not in sys.path:
             sys.path.insert(sys.path.index(root) + 1, project)
@@ -246,6 +263,25 @@ def load_definitions(path: str, notes: Optional[List[ImportNote]] = None) -> typ
     finally:
         if notes is not None:
             notes.extend(state.notes[first_note:])
+
+
+def _namespace_name(path: str, name: str, project: Optional[str]) -> Optional[str]:
+    """The dotted name from the project root for a file outside any __init__.py package
+    that uses relative imports, or None."""
+    if "." in name or project is None:
+        return None
+    relative = os.path.relpath(os.path.abspath(path), project)
+    parts = relative[:-3].split(os.sep) if relative.endswith(".py") else []
+    if len(parts) < 2 or not all(p.isidentifier() for p in parts):
+        return None
+    try:
+        with open(path, "rb") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    if not any(isinstance(n, ast.ImportFrom) and n.level > 0 for n in tree.body):
+        return None
+    return ".".join(parts)
 
 
 def _load_once(name: str, path: str, state: _LoadState) -> types.ModuleType:

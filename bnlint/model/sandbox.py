@@ -48,7 +48,7 @@ def prepare_import(file: str, project_root: Optional[str], mock_imports: Sequenc
                    no_mock_imports: Sequence[str] = ()):
     """Set the worker up to import ``file``; returns its ``StandIns``."""
     from bnlint.model.offline import block_network
-    from bnlint.model.standins import StandIns, installed_standins
+    from bnlint.model.standin_imports import StandIns, installed_standins
 
     sys.argv = [file]
     defaults_only_argparse()
@@ -66,7 +66,8 @@ def failure_reason(exc: BaseException) -> Dict[str, Any]:
     """``reason`` (and ``package`` / ``download``) for an error the setup explains:
     a stand-in that was really needed, or a refused download. Empty otherwise."""
     from bnlint.model.offline import download_error
-    from bnlint.model.standins import NeedsPackage, installed_standins
+    from bnlint.model.standin_imports import installed_standins
+    from bnlint.model.standins import NeedsPackage
 
     seen = set()
     todo = [exc]

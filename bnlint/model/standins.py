@@ -11,33 +11,24 @@ it, and a stand-in that meets a tensor (a torch function, a call with a tensor,
 arithmetic) raises ``NeedsPackage`` naming the package. A user class that derives
 from a stand-in (``class Net(pl.LightningModule)``) is an ordinary ``nn.Module``.
 
-Only top-level packages that genuinely cannot be found are stubbed; never torch,
-never a module of the project itself (a missing local module is a real error), never
-an import inside ``try: ... except ImportError:`` (the code has its own fallback), and
-never when code only asks whether a package exists (``importlib.util.find_spec``).
+The import hooks that install them are in bnlint.model.standin_imports.
 """
 from __future__ import annotations
 
 import abc
-import ast
-import functools
-import importlib.abc
-import importlib.machinery
+import re
 import inspect
-import os
 import sys
 import types
-from typing import Any, Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Set, Tuple
 
 import torch
 from torch import nn
 
 __all__ = [
-    "NeedsPackage", "StandIns", "installed_standins", "find_standins", "check_no_standins", "is_standin", "standin_package", "standin_bases",
+    "NeedsPackage", "StandInModule", "make_standin", "find_standins", "check_no_standins", "is_standin", "standin_package", "standin_bases",
 ]
 
-# Never stubbed, whatever the configuration says.
-NEVER_STUBBED = frozenset({"torch", "bnlint", "__main__", "builtins"})
 _MARKER = "StandIn["
 
 
@@ -53,7 +44,7 @@ class NeedsPackage(ImportError):
         self.site = site  # (file, line) where the stand-in was built, when known
 
 
-def _fail(obj: Any, what: str) -> "NoReturn":  # noqa: F821
+def _fail(obj: Any, what: str) -> NoReturn:
     cls = obj if isinstance(obj, type) else type(obj)
     raise NeedsPackage(cls._bnlint_package, f"{what} {cls._bnlint_dotted}")
 
@@ -94,11 +85,13 @@ class StandInForMissingPackage(abc.ABCMeta):
         if namespace.get("_bnlint_pure"):
             return super().__new__(mcls, name, bases, namespace, **kwargs)
         # A user's class derives from a stand-in: make it an ordinary class on
-        # _StandInBase (an nn.Module that accepts any constructor arguments).
+        # _StandInBase (an nn.Module that accepts any constructor arguments) when it
+        # looks like a model, else on _PlainStandInBase (``class Cfg(yacs.CfgNode)``).
         standins = [b for b in bases if isinstance(b, StandInForMissingPackage)]
+        replacement = _StandInBase if _looks_like_module(standins, namespace) else _PlainStandInBase
         new_bases: List[type] = []
         for b in bases:
-            b = _StandInBase if isinstance(b, StandInForMissingPackage) else b
+            b = replacement if isinstance(b, StandInForMissingPackage) else b
             if b not in new_bases:
                 new_bases.append(b)
         namespace = dict(namespace)
@@ -123,6 +116,17 @@ class StandInForMissingPackage(abc.ABCMeta):
         nn.Module.__setattr__(instance, "_bnlint_site", (caller.f_code.co_filename, caller.f_lineno))
         return instance
 
+    @classmethod
+    def __torch_function__(mcls, func, types, args=(), kwargs=None):
+        # A stand-in class itself passed to torch (torch.empty((4, cfg.WIDTH))).
+        values = list(args) + list((kwargs or {}).values())
+        values += [v for x in list(values) if isinstance(x, (tuple, list)) for v in x]
+        found = next((v for v in values if isinstance(v, StandInForMissingPackage)), None)
+        name = getattr(func, "__name__", func)
+        if found is None:
+            raise NeedsPackage("?", f"{name}() was applied to a stand-in")
+        raise NeedsPackage(found._bnlint_package, f"{name}() was applied to {found._bnlint_dotted}")
+
     def __getitem__(cls, item):
         return cls
 
@@ -143,6 +147,38 @@ class StandInForMissingPackage(abc.ABCMeta):
     del _op
 
 
+_MODULE_NAMES = re.compile(r"(Module|Model|Net|Network|Layer|Block|Backbone|Head|Encoder|Decoder)$")
+_MODULE_METHODS = ("forward", "training_step", "validation_step", "configure_optimizers")
+
+
+def _looks_like_module(standins: Sequence[type], namespace: Dict[str, Any]) -> bool:
+    """A user class derived from a stand-in is an nn.Module when it defines forward (or
+    Lightning's hooks), or derives from a name such as LightningModule or PreTrainedModel."""
+    return any(m in namespace for m in _MODULE_METHODS) or any(
+        _MODULE_NAMES.search(s._bnlint_dotted.rsplit(".", 1)[-1]) for s in standins)
+
+
+def _standin_attribute(owner: type, name: str):
+    base = owner._bnlint_standin_of[0] if owner._bnlint_standin_of else owner.__name__
+    return make_standin(f"{base}.{name}", owner._bnlint_package)
+
+
+class _PlainStandInBase:
+    """Base of a user class derived from a stand-in that is not a model (a config node,
+    a logger): accepts any constructor arguments; unknown attributes are stand-ins."""
+
+    _bnlint_package = "?"
+    _bnlint_standin_of: Tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _standin_attribute(type(self), name)
+
+
 class _StandInBase(nn.Module):
     """Base of stand-in instances and of user classes derived from a stand-in."""
 
@@ -158,8 +194,20 @@ class _StandInBase(nn.Module):
         except AttributeError:
             if name.startswith("_"):
                 raise
-        base = type(self)._bnlint_standin_of[0] if type(self)._bnlint_standin_of else type(self).__name__
-        return make_standin(f"{base}.{name}", type(self)._bnlint_package)
+        return _standin_attribute(type(self), name)
+
+
+class _Structural:
+    """An nn.Module method that exposes structure (children, parameters, ...): on a
+    stand-in, calling it means the model is built from the missing package."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type):
+        def missing(*args: Any, **kwargs: Any) -> NoReturn:
+            _fail(owner, f"{self.name}() was called on")
+        return missing
 
 
 class _PureStandIn(_StandInBase):
@@ -175,7 +223,12 @@ class _PureStandIn(_StandInBase):
         except AttributeError:
             if name.startswith("_"):
                 raise
-        return getattr(type(self), name)
+        child = getattr(type(self), name)
+        return child() if isinstance(child, StandInForMissingPackage) else child
+
+    children, named_children, modules, named_modules = (_Structural() for _ in range(4))
+    parameters, named_parameters, buffers, named_buffers = (_Structural() for _ in range(4))
+    state_dict, load_state_dict, get_submodule, get_parameter = (_Structural() for _ in range(4))
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if _is_decorated(args, kwargs) or (len(args) == 1 and not kwargs and callable(args[0])
@@ -233,7 +286,7 @@ class StandInModule(types.ModuleType):
         super().__init__(name)
         self.__path__: List[str] = []
         self.__all__: List[str] = []
-        self.__version__ = "0.0"
+        self.__version__ = "99.0.0"  # passes "needs version >= X" checks at import
         self._bnlint_package = package
 
     def __getattr__(self, name: str):
@@ -258,10 +311,17 @@ def standin_package(obj: Any) -> Optional[str]:
 def find_standins(model: nn.Module) -> Optional[Tuple[str, str, Optional[Tuple[str, int]]]]:
     """(package, where, (file, line) it was built) of the first stand-in that is the model or one of its
     submodules: building the model needs that package."""
-    for name, sub in model.named_modules():
+    todo = [("", model)]  # by _modules: a stand-in's own children() raises
+    seen = set()
+    while todo:
+        name, sub = todo.pop(0)
+        if id(sub) in seen:
+            continue
+        seen.add(id(sub))
         if isinstance(sub, _PureStandIn):
             what = f"submodule {name} is" if name else "the model is"
             return sub._bnlint_package, f"{what} a stand-in for {sub._bnlint_dotted}", sub.__dict__.get("_bnlint_site")
+        todo.extend((f"{name}.{k}" if name else k, m) for k, m in sub._modules.items() if m is not None)
     return None
 
 
@@ -288,180 +348,3 @@ def standin_bases(model: nn.Module) -> List[Tuple[str, str]]:
             for base in klass.__dict__.get("_bnlint_standin_of", ()):
                 out.append((klass.__qualname__, base))
     return sorted(set(out))
-
-
-# ---------------------------------------------------------------- import machinery
-
-class _StandInLoader(importlib.abc.Loader):
-    def __init__(self, package: str):
-        self.package = package
-
-    def create_module(self, spec):
-        return StandInModule(spec.name, self.package)
-
-    def exec_module(self, module):
-        pass
-
-
-@functools.lru_cache(maxsize=256)
-def _guarded_lines(filename: str) -> Tuple[Tuple[int, int], ...]:
-    """Line ranges of ``try:`` bodies in ``filename`` whose handlers catch ImportError."""
-    try:
-        with open(filename, "rb") as fh:
-            tree = ast.parse(fh.read())
-    except (OSError, SyntaxError, ValueError):
-        return ()
-    catching = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
-
-    def catches(h: ast.ExceptHandler) -> bool:
-        if h.type is None:
-            return True
-        names = h.type.elts if isinstance(h.type, ast.Tuple) else [h.type]
-        return any((n.id if isinstance(n, ast.Name) else n.attr if isinstance(n, ast.Attribute) else "") in catching
-                   for n in names)
-
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Try) and any(catches(h) for h in node.handlers) and node.body:
-            out.append((node.body[0].lineno, max(getattr(s, "end_lineno", s.lineno) for s in node.body)))
-    return tuple(out)
-
-
-def _importer() -> Tuple[Optional[str], int, bool]:
-    """(file, line) of the code that is importing, and whether it only asks whether
-    the module exists (importlib.util.find_spec)."""
-    frame = sys._getframe(2)
-    here = os.path.abspath(__file__)
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if frame.f_code.co_name in ("find_spec", "find_loader") and (name == "<frozen importlib.util>" or name.endswith(
-                (os.path.join("importlib", "util.py"), "pkgutil.py"))):
-            return None, 0, True
-        if not (name.startswith("<frozen importlib") or os.path.abspath(name) == here
-                or name.endswith(os.path.join("importlib", "__init__.py"))):
-            return name, frame.f_lineno, False
-        frame = frame.f_back
-    return None, 0, False
-
-
-def _project_module_names(root: Optional[str], limit: int = 20000) -> FrozenSet[str]:
-    """Top-level names the project's own files could be imported by: every ``x.py``
-    and every folder holding Python files, anywhere below ``root``."""
-    if not root:
-        return frozenset()
-    names: Set[str] = set()
-    seen = 0
-    skip = {"__pycache__", "node_modules", "site-packages", "dist-packages", "venv", "env"}
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in skip]
-        seen += len(files) + len(dirs)
-        if any(f.endswith(".py") for f in files):
-            names.add(os.path.basename(folder))
-        names.update(f[:-3] for f in files if f.endswith(".py"))
-        if seen > limit:
-            break
-    return frozenset(n for n in names if n.isidentifier())
-
-
-class StandIns:
-    """The stand-in import hooks of one worker and what they stubbed."""
-
-    def __init__(self, project_root: Optional[str], mock: Sequence[str] = (), never: Sequence[str] = ()):
-        self.project_root = project_root
-        self.forced = frozenset(m.split(".")[0] for m in mock) - NEVER_STUBBED
-        self.never = frozenset(n.split(".")[0] for n in never if n != "*") | NEVER_STUBBED
-        self.enabled = "*" not in never
-        self.stubbed: Dict[str, Tuple[Optional[str], int]] = {}  # package -> first importer (file, line)
-        self._local: Optional[FrozenSet[str]] = None
-        self.front = _FrontFinder(self)
-        self.back = _BackFinder(self)
-
-    def install(self) -> "StandIns":
-        if self.front not in sys.meta_path:
-            sys.meta_path.insert(0, self.front)
-        if self.back not in sys.meta_path:
-            sys.meta_path.append(self.back)
-        import builtins
-
-        if not getattr(builtins.__import__, "_bnlint_standins", False):
-            builtins.__import__ = _guarded_import(builtins.__import__, self)
-        return self
-
-    def local_names(self) -> FrozenSet[str]:
-        if self._local is None:
-            self._local = _project_module_names(self.project_root)
-        return self._local
-
-    def missing(self) -> List[str]:
-        """Stubbed packages that are genuinely not installed (not forced ones)."""
-        return sorted(p for p in self.stubbed if p not in self.forced)
-
-    def spec(self, fullname: str, top: str, importer: Tuple[Optional[str], int]):
-        self.stubbed.setdefault(top, importer)
-        return importlib.machinery.ModuleSpec(fullname, _StandInLoader(top), is_package=True)
-
-
-def _guarded_import(original, owner: StandIns):
-    """``__import__`` that keeps a package already stubbed missing for an import inside
-    ``try: ... except ImportError:`` (the stand-in sits in sys.modules, where no finder
-    is asked again)."""
-
-    def __import__(name, globals=None, locals=None, fromlist=(), level=0):
-        if level == 0:
-            top = name.partition(".")[0]
-            if top in owner.stubbed and top not in owner.forced:
-                caller = sys._getframe(1)
-                file = caller.f_code.co_filename
-                if any(a <= caller.f_lineno <= b for a, b in _guarded_lines(file)):
-                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return original(name, globals, locals, fromlist, level)
-
-    __import__._bnlint_standins = True  # type: ignore[attr-defined]
-    return __import__
-
-
-class _FrontFinder(importlib.abc.MetaPathFinder):
-    """Stubs ``mock-imports`` packages even when installed, and the submodules of
-    packages already stubbed."""
-
-    def __init__(self, owner: StandIns):
-        self.owner = owner
-
-    def find_spec(self, fullname, path=None, target=None):
-        top = fullname.partition(".")[0]
-        if top in self.owner.forced or ("." in fullname and top in self.owner.stubbed):
-            file, line, probe = _importer()
-            if probe and top not in self.owner.forced:
-                return None
-            return self.owner.spec(fullname, top, (file, line))
-        return None
-
-
-class _BackFinder(importlib.abc.MetaPathFinder):
-    """Consulted after every other finder: a top-level package nobody found."""
-
-    def __init__(self, owner: StandIns):
-        self.owner = owner
-
-    def find_spec(self, fullname, path=None, target=None):
-        owner = self.owner
-        if "." in fullname or not owner.enabled or fullname in owner.never:
-            return None
-        if fullname in getattr(sys, "stdlib_module_names", ()):
-            return None
-        file, line, probe = _importer()
-        if probe:
-            return None
-        if file is not None and any(a <= line <= b for a, b in _guarded_lines(file)):
-            return None  # try: import x / except ImportError: the code has a fallback
-        if fullname in owner.local_names():
-            return None  # the project's own module, not on the path: a real error
-        return owner.spec(fullname, fullname, (file, line))
-
-
-def installed_standins() -> Optional[StandIns]:
-    """The ``StandIns`` whose hooks this process has installed, if any."""
-    for finder in sys.meta_path:
-        if isinstance(finder, _FrontFinder):
-            return finder.owner
-    return None

@@ -347,14 +347,16 @@ def _import_definitions(file: str, request: Dict[str, Any], result: Dict[str, An
     """Import the file's definitions with stand-ins for missing packages, no network and
     argparse defaults (bnlint.model.sandbox). Returns (module, standins); the module is
     None when the import failed, and ``result["error"]`` says why."""
-    from bnlint.model.loader import load_definitions, project_root
+    from bnlint.model.loader import is_definitions_file, load_definitions, project_root
+    from bnlint.model.nowrites import no_top_level_writes
     from bnlint.model.sandbox import prepare_import
 
     standins = prepare_import(file, project_root(os.path.dirname(file)), request.get("mock_imports") or (),
                               request.get("no_mock_imports") or ())
     notes: List[Any] = []
     try:
-        module = load_definitions(file, notes)
+        with no_top_level_writes(is_definitions_file):
+            module = load_definitions(file, notes)
     except BaseException as exc:  # SystemExit and friends from user code, too
         if isinstance(exc, KeyboardInterrupt):
             raise

@@ -58,7 +58,9 @@ class CallEvaluator:
             if expr.value in _CONSTANTS:
                 return Value("const", expr, fr.file, loops, py=_CONSTANTS[expr.value]), _EMPTY
             bound = fr.lookup(expr.value)
-            return bound if bound is not None else (None, _EMPTY)
+            if bound is None:
+                return self.class_reference(expr, fr, loops), _EMPTY
+            return bound
         if isinstance(expr, cst.Call):
             return self.eval_call(expr, fr, loops)
         if isinstance(expr, cst.Attribute):
@@ -119,6 +121,14 @@ class CallEvaluator:
             self.bind(expr.target, value, fr, loops)
             return value
         return None, _EMPTY
+
+    def class_reference(self, expr, fr, loops) -> Optional[Value]:
+        """``RandomSampler`` named without a call (``cls = RandomSampler if ... else
+        DistributedSampler``; ``cls(dataset)`` later): a library class bnlint knows."""
+        q = fr.file.imports.qualify(expr)
+        if q is not None and (known.sampler_kind(q) or known.is_dataloader(q)):
+            return Value("libclass", expr, fr.file, loops, q=q)
+        return None
 
     # -- constants, None tests, dicts ------------------------------------------------------
     def map_consts(self, value, fn, node, fr, loops):
@@ -194,7 +204,7 @@ class CallEvaluator:
             text = dotted(expr)
             if text is not None and text in fr.env:
                 return fr.env[text]
-            return None, deps
+            return self.class_reference(expr, fr, ()), deps
         if base.kind == "loader":
             found = base.get(attr)
             return (found if isinstance(found, Value) else None), deps

@@ -67,6 +67,10 @@ class CallDispatch(CallEvaluator):
         args = [(a, self.eval(a.value, fr, loops)) for a in call.args]
         deps = frozenset().union(*[d for _, (_, d) in args]) if args else _EMPTY
 
+        if local is not None and local[0] is not None and local[0].kind in ("libclass", "union"):
+            out = self.call_classes(call, local[0], args, deps, fr, loops)
+            if out is not None:
+                return out
         if recv is not None:
             out = self.method_call(call, func.attr.value, recv, args, deps, fr, loops)
             if out is not None:
@@ -98,6 +102,17 @@ class CallDispatch(CallEvaluator):
             if p is not None and name not in ("len", "print", "sorted", "set"):
                 return Value("permuted", call, file, loops, perm=p), deps
         return None, (deps if pure else deps | {VARIES})
+
+    def call_classes(self, call, value, args, deps, fr, loops):
+        """``cls(dataset)`` where ``cls`` names a library class, maybe one per path."""
+        alternatives = []
+        for opt, conds in options(value):
+            if opt is None or opt.kind != "libclass":
+                return None
+            made = self.library_call(call, opt.get("q"), args, deps, fr, loops)
+            alternatives.append((made[0] if made is not None else None, conds))
+        # "branch": the fixer cannot guard a call on an object whose class was chosen.
+        return union(alternatives, fr.file, loops, origin="branch"), deps
 
     def launch(self, args, fr) -> None:
         """Local functions passed to a call that is not followed (``mp.spawn(worker)``,

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 __all__ = [
-    "PROJECT_MARKERS", "SKIP_DIRS", "ImportRef", "Layout", "project_root", "scan_imports",
+    "PROJECT_MARKERS", "SKIP_DIRS", "ImportRef", "Layout", "project_root", "find_project_root", "scan_imports",
     "MAX_PROJECT_FILES",
 ]
 
@@ -45,21 +45,26 @@ SKIP_DIRS = {
 }
 # Files left by an interrupted 'bnlint fix' / 'fix --verify' are never context.
 _TEMP_PREFIXES = ("_bnlint_fix_", "_bnlint_verify_")
-MAX_PROJECT_FILES = 20000
+MAX_PROJECT_FILES = 5000  # files listed per project at most (a home folder with .git)
 
 
-def project_root(path: str) -> str:
+def find_project_root(path: str) -> Optional[str]:
     """The nearest folder at or above ``path``'s folder with a project marker
-    (``pyproject.toml``, ``setup.py``, ``.git``, ...), else the file's own folder."""
-    start = os.path.dirname(os.path.abspath(path))
-    current = start
+    (``pyproject.toml``, ``setup.py``, ``.git``, ...), or None."""
+    current = os.path.dirname(os.path.abspath(path))
     while True:
         if any(os.path.exists(os.path.join(current, m)) for m in PROJECT_MARKERS):
             return current
         parent = os.path.dirname(current)
         if parent == current:
-            return start
+            return None
         current = parent
+
+
+def project_root(path: str) -> str:
+    """``find_project_root``, else the file's own folder (a loose script: its folder
+    and the packages in it are its project, see ``Layout(shallow=True)``)."""
+    return find_project_root(path) or os.path.dirname(os.path.abspath(path))
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,7 @@ class _Disk:
         except OSError:
             return None
 
-    def listing(self, root: str) -> List[str]:
+    def listing(self, root: str, shallow: bool = False) -> List[str]:
         out: List[str] = []
         seen: Set[str] = set()
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -153,6 +158,7 @@ class _Disk:
             dirnames[:] = sorted(
                 d for d in dirnames
                 if d not in SKIP_DIRS and not d.startswith(".") and not d.endswith(".egg-info")
+                and (not shallow or os.path.isfile(os.path.join(dirpath, d, "__init__.py")))
             )
             for name in sorted(filenames):
                 if name.endswith(".py") and not name.startswith(_TEMP_PREFIXES):
@@ -189,7 +195,7 @@ class _Memory:
     def stat(self, path: str):
         return None
 
-    def listing(self, root: str) -> List[str]:
+    def listing(self, root: str, shallow: bool = False) -> List[str]:
         prefix = root.rstrip(os.sep) + os.sep
         return sorted(p for p in self.files if p.startswith(prefix) and p.endswith(".py"))
 
@@ -214,8 +220,11 @@ class Layout:
     _FIELD = "script-layout-1"
 
     def __init__(self, root: str, fs=None, *, index=None, hint: Optional[Callable[[str], bool]] = None,
-                 overrides: Optional[Mapping[str, str]] = None) -> None:
+                 overrides: Optional[Mapping[str, str]] = None, shallow: bool = False) -> None:
         self.root = os.path.abspath(root) if fs is None else root
+        # A folder with no project marker: its own files and the packages in it only
+        # (never every .py file below a home or a temporary folder).
+        self.shallow = shallow
         self.fs = fs or _Disk()
         self.index = index
         self.hint = hint or (lambda text: True)
@@ -243,7 +252,7 @@ class Layout:
     def files(self) -> List[str]:
         """Every ``.py`` file of the project (build, VCS and environment folders left out)."""
         if self._files is None:
-            self._files = self.fs.listing(self.root)
+            self._files = self.fs.listing(self.root, self.shallow)
         return self._files
 
     def package_base(self, path: str) -> str:

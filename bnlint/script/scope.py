@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from bnlint.findings import Finding
 from bnlint.script.known import SCRIPT_HINT, may_matter
-from bnlint.script.layout import Layout, project_root
+from bnlint.script.layout import Layout, find_project_root
 
 __all__ = ["CheckedFile", "check_in_project", "PER_FILE_LOOKUPS"]
 
@@ -44,16 +44,27 @@ def check_in_project(files: Sequence[CheckedFile], rules, *, cache=None, index=N
     rules = [r for r in rules if r.check is not None]
     if not rules or not files:
         return []
-    groups: Dict[str, List[CheckedFile]] = {}
+    groups: Dict[tuple, List[CheckedFile]] = {}
     for f in files:
-        groups.setdefault(project_root(f.abs_path), []).append(f)
+        root = find_project_root(f.abs_path)
+        key = (root, False) if root is not None else (_package_base(f.abs_path), True)
+        groups.setdefault(key, []).append(f)
     out: List[Finding] = []
-    for root in sorted(groups):
-        out.extend(_check_group(root, groups[root], rules, cache, index, on_error))
+    for key in sorted(groups):
+        out.extend(_check_group(key, groups[key], rules, cache, index, on_error))
     return sorted(out, key=Finding.sort_key)
 
 
-def _check_group(root, group, rules, cache, index, on_error) -> List[Finding]:
+def _package_base(path: str) -> str:
+    """The folder above ``path``'s top-level package (its own folder for a script)."""
+    folder = os.path.dirname(path)
+    while os.path.isfile(os.path.join(folder, "__init__.py")) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def _check_group(key, group, rules, cache, index, on_error) -> List[Finding]:
+    root, shallow = key
     from bnlint.sources import SourceError
 
     sources: Dict[str, object] = {}
@@ -69,7 +80,7 @@ def _check_group(root, group, rules, cache, index, on_error) -> List[Finding]:
                 continue
             overrides[f.abs_path] = sources[f.abs_path].text
         given.append(f)
-    layout = Layout(root, index=index, hint=may_matter, overrides=overrides)
+    layout = Layout(root, index=index, hint=may_matter, overrides=overrides, shallow=shallow)
     paths = [f.abs_path for f in given]
 
     def file_key(f: CheckedFile) -> str:

@@ -13,6 +13,11 @@ has its eval-mode variance. Measured here in two steps, on a copy of the model:
 2. **Measure** each BN's per-channel input variance in eval mode (dropout off, every BN
    normalising with the re-estimated statistics) on *other* batches.
 
+BNs written as ``F.batch_norm(x, self.running_mean, self.running_var, ...)`` on plain
+buffers (meta-learning code) are measured too, through a temporary wrapper of
+``torch.nn.functional.batch_norm`` that recognises their running-variance buffer
+(named after it, e.g. ``running_var``).
+
 Per BN: ``ratio`` = running variance / eval-mode input variance as a geometric mean
 over channels (at least 1/(1-p) at a BN that a dropout of rate p feeds directly; about
 1 where no dropout reaches it), ``shift`` = max(ratio, 1/ratio), and ``li_shift`` =
@@ -21,19 +26,21 @@ noise, so the verdict uses ``shift``).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from bnlint.verify.batching import BatchSource
 
-__all__ = ["BNShift", "batchnorm_layers", "reestimated_copy", "variance_shift", "bn_input_positions",
-           "full_batch_bn_risk", "measurement_indices", "mean_shift"]
+__all__ = ["BNShift", "batchnorm_layers", "functional_batchnorm_buffers", "reestimated_copy", "variance_shift",
+           "bn_input_positions", "full_batch_bn_risk", "measurement_indices", "mean_shift"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,53 @@ class _MomentAccumulator:
         return (self.s2 / self.count - mean * mean).clamp_min(0.0)
 
 
+def functional_batchnorm_buffers(model: nn.Module) -> Dict[int, str]:
+    """``id(running_var) -> name`` of running-variance buffers that no BN module owns
+    (used by ``F.batch_norm`` calls in the model's forward)."""
+    owned = {id(m.running_var) for _, m in batchnorm_layers(model)}
+    return {id(buf): name for name, buf in model.named_buffers()
+            if name.split(".")[-1].endswith("running_var") and id(buf) not in owned and buf.dim() == 1}
+
+
+class _FunctionalBatchNorms:
+    """While active, ``F.batch_norm`` calls on the buffers of
+    :func:`functional_batchnorm_buffers` are re-estimated (momentum 1/k at the k-th
+    training call: the cumulative average nn.BatchNorm computes with momentum=None) and
+    their eval-mode inputs measured."""
+
+    def __init__(self, model: nn.Module):
+        self.names = functional_batchnorm_buffers(model)
+        self.calls: Dict[int, int] = {}
+        self.moments: Dict[int, _MomentAccumulator] = {k: _MomentAccumulator() for k in self.names}
+        self.running: Dict[int, torch.Tensor] = {}
+        self.eps: Dict[int, float] = {}
+
+    @contextlib.contextmanager
+    def active(self):
+        if not self.names:
+            yield self
+            return
+        original = F.batch_norm
+
+        def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
+                       eps=1e-5):
+            key = id(running_var) if running_var is not None else None
+            if key in self.names:
+                self.running[key], self.eps[key] = running_var, eps
+                if training:
+                    self.calls[key] = self.calls.get(key, 0) + 1
+                    momentum = 1.0 / self.calls[key]
+                else:
+                    self.moments[key](None, (input,), None)
+            return original(input, running_mean, running_var, weight, bias, training, momentum, eps)
+
+        F.batch_norm = batch_norm
+        try:
+            yield self
+        finally:
+            F.batch_norm = original
+
+
 def _rng_devices(device: torch.device) -> List[int]:
     return [device.index or 0] if device.type == "cuda" else []
 
@@ -101,12 +155,19 @@ def reestimated_copy(model: nn.Module, source: BatchSource, indices: torch.Tenso
         bn.reset_running_stats()
         bn.momentum = None  # cumulative moving average over all batches
     probe.train()
-    with torch.random.fork_rng(devices=_rng_devices(source.device)):
+    with torch.random.fork_rng(devices=_rng_devices(source.device)), _FunctionalBatchNorms(probe).active():
         torch.manual_seed(seed)
         for inputs, _ in source.batches(indices, batch_size):
             _forward(probe, source, inputs)
     probe.eval()
     return probe
+
+
+def _shift(name: str, running: torch.Tensor, real: torch.Tensor, values: int) -> BNShift:
+    per_channel = running / real
+    log_mean = float(per_channel.log().mean())
+    li = float(torch.maximum(per_channel, 1.0 / per_channel).mean())
+    return BNShift(name, math.exp(log_mean), math.exp(abs(log_mean)), li, int(per_channel.numel()), values)
 
 
 @torch.no_grad()
@@ -117,27 +178,28 @@ def variance_shift(model: nn.Module, recal: BatchSource, recal_indices: torch.Te
     ``measure``. BNs the measurement batches never reach are left out."""
     probe = reestimated_copy(model, recal, recal_indices, batch_size, seed)
     layers = batchnorm_layers(probe)
-    if not layers:
+    functional = _FunctionalBatchNorms(probe)
+    if not layers and not functional.names:
         return []
     accumulators = [_MomentAccumulator() for _ in layers]
     handles = [m.register_forward_hook(acc) for (_, m), acc in zip(layers, accumulators)]
     try:
-        for inputs, _ in measure.batches(measure_indices, batch_size):
-            _forward(probe, measure, inputs)
+        with functional.active():
+            for inputs, _ in measure.batches(measure_indices, batch_size):
+                _forward(probe, measure, inputs)
     finally:
         for h in handles:
             h.remove()
     shifts = []
     for (name, bn), acc in zip(layers, accumulators):
-        if acc.count == 0:
-            continue
-        real = acc.variance() + bn.eps
-        running = bn.running_var.detach().double() + bn.eps
-        per_channel = running / real
-        log_mean = float(per_channel.log().mean())
-        ratio = math.exp(log_mean)
-        li = float(torch.maximum(per_channel, 1.0 / per_channel).mean())
-        shifts.append(BNShift(name, ratio, math.exp(abs(log_mean)), li, int(per_channel.numel()), acc.count))
+        if acc.count:
+            shifts.append(_shift(name, bn.running_var.detach().double() + bn.eps, acc.variance() + bn.eps, acc.count))
+    for key, name in functional.names.items():
+        acc = functional.moments[key]
+        if acc.count and key in functional.running:
+            eps = functional.eps[key]
+            shifts.append(_shift(name, functional.running[key].detach().double() + eps, acc.variance() + eps,
+                                 acc.count))
     return shifts
 
 
@@ -156,15 +218,21 @@ def bn_input_positions(model: nn.Module, source: BatchSource, names: Optional[Se
 
     layers = [(n, m) for n, m in batchnorm_layers(model) if wanted is None or n in wanted]
     handles = [m.register_forward_hook(hook(n)) for n, m in layers]
+    functional = _FunctionalBatchNorms(model)
     was_training = model.training
     model.eval()
+    examples = min(2, len(source))
     try:
-        inputs, _ = source.batch(torch.arange(min(2, len(source))))
-        _forward(model, source, inputs)
+        inputs, _ = source.batch(torch.arange(examples))
+        with functional.active():
+            _forward(model, source, inputs)
     finally:
         for h in handles:
             h.remove()
         model.train(was_training)
+    for key, name in functional.names.items():
+        if functional.moments[key].count and (wanted is None or name in wanted):
+            counts[name] = max(1, functional.moments[key].count // examples)
     return max(1, min(counts.values())) if counts else 1
 
 

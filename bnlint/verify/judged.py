@@ -18,7 +18,9 @@ from typing import FrozenSet, Optional, Sequence, Tuple
 
 from torch import nn
 
-__all__ = ["JudgedBatchNorms", "dropout_fed_batchnorms", "judged_batchnorms"]
+__all__ = ["JudgedBatchNorms", "dropout_fed_batchnorms", "judged_batchnorms", "FUNCTIONAL"]
+
+FUNCTIONAL = "F.batch_norm"  # stands for every BN the model applies as a function on its own buffers
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ def dropout_fed_batchnorms(model: nn.Module) -> Optional[FrozenSet[str]]:
                 path = facts.get("module_path")
                 if path:
                     fed.add(str(path))
+                elif facts.get("kind") == "batchnorm":
+                    fed.add(FUNCTIONAL)
         return frozenset(fed)
     except Exception:  # an analysis failure must not stop the verification
         return None
@@ -65,9 +69,14 @@ def dropout_fed_batchnorms(model: nn.Module) -> Optional[FrozenSet[str]]:
 
 
 def judged_batchnorms(before: Optional[FrozenSet[str]], after: Optional[FrozenSet[str]],
-                      measured: Sequence[str]) -> JudgedBatchNorms:
-    """Choose the judged BNs (see the module docstring) among the ``measured`` ones."""
-    measured_set = set(measured)
+                      measured: Sequence[str], functional: Sequence[str] = ()) -> JudgedBatchNorms:
+    """Choose the judged BNs (see the module docstring) among the ``measured`` module
+    BNs and the ``functional`` ones (``F.batch_norm`` on buffers, named by buffer)."""
+    measured_set = set(measured) | set(functional)
+    if before is not None and FUNCTIONAL in before:
+        before = (before - {FUNCTIONAL}) | frozenset(functional)
+    if after is not None and FUNCTIONAL in after:
+        after = (after - {FUNCTIONAL}) | frozenset(functional)
     if before is None or after is None:
         return JudgedBatchNorms((), "every BN (bnlint could not analyse the models' graphs)")
     changed = sorted((before ^ after) & measured_set)

@@ -5,13 +5,14 @@
    settings (``bnlint.verify.speed``).
 2. Plan seeds first (``bnlint.verify.plan``); phase 1 measures every seed's variance
    shift at initialisation, valid at any training length (``bnlint.verify.bnstats``).
-3. Phase 2, when the budget lets training matter: train every seed's pair, measure
-   the variance shift again and the validation metrics. A run cut short by the budget
-   keeps phase 1's measurement and does not count validation.
+3. Phase 2, when the budget lets training matter: train every seed's pair, then
+   measure the variance shift again (for information: the two models have become
+   different networks) and the validation metrics. A run cut short by the budget does
+   not count validation.
 4. Paired statistics and the verdict (``bnlint.verify.stats``): the mechanistic metric
-   is the variance shift at the judged BNs; validation metrics count only when
-   training moved them (validation loss at most ``VAL_PROGRESS`` times its initial
-   value in every run).
+   is phase 1's variance shift at the judged BNs (same weights, only the change
+   differs); validation metrics count only when training moved them and can then
+   veto (``bnlint.verify.model_verdict``).
 """
 from __future__ import annotations
 
@@ -19,28 +20,25 @@ import math
 import time
 from typing import Callable, List, Optional, Tuple
 
-import torch
 from torch import nn
 
-from bnlint.verify.batching import BatchSource
-from bnlint.verify.bnstats import batchnorm_layers, bn_input_positions
+from bnlint.verify.bnstats import batchnorm_layers, bn_input_positions, functional_batchnorm_buffers
 from bnlint.verify.budget import time_one_step
 from bnlint.verify.environment import cpu_threads, default_budget, environment_info, pick_device
 from bnlint.verify.judged import JudgedBatchNorms, dropout_fed_batchnorms, judged_batchnorms
 from bnlint.verify.model_seed import ModelPair, SeedWork, build_pair, measure_seed, renamed_module, train_seed
+from bnlint.verify.model_verdict import (divergence, merge_records, shift_comparisons, validation_comparisons,
+                                         validation_counts)
 from bnlint.verify.options import VerifyError, VerifyOptions
 from bnlint.verify.plan import Costs, RunPlan, Sizes, make_plan
 from bnlint.verify.progress import ProgressBar
 from bnlint.verify.report import VerifyReport
 from bnlint.verify.speed import choose_speed
-from bnlint.verify.stats import INCONCLUSIVE, MIN_SEEDS, REGRESSED, MetricSpec, compare_metric, verdict_from
+from bnlint.verify.stats import INCONCLUSIVE, verdict_from
 from bnlint.verify.tasks import TaskData, load_user_task, output_width, synthetic_task
 from bnlint.verify.weights import check_eval_equivalence
 
-__all__ = ["ModelPair", "run_model_experiment", "build_pair", "make_task", "VAL_PROGRESS", "SHIFT_MARGIN"]
-
-VAL_PROGRESS = 0.8  # validation counts when training brought its loss to at most this x the initial loss
-SHIFT_MARGIN = 0.02  # variance-shift differences below this (2% of the variance) do not matter
+__all__ = ["ModelPair", "run_model_experiment", "build_pair", "make_task"]
 
 
 def make_task(pair: ModelPair, options: VerifyOptions, probe: nn.Module) -> Callable[[int], TaskData]:
@@ -111,7 +109,8 @@ class _Experiment:
         fed_after = dropout_fed_batchnorms(after)
         if fed_after is not None and rename:
             fed_after = frozenset(renamed_module(n, rename, inverse=True) for n in fed_after)
-        return judged_batchnorms(fed_before, fed_after, [n for n, _ in batchnorm_layers(before)])
+        return judged_batchnorms(fed_before, fed_after, [n for n, _ in batchnorm_layers(before)],
+                                 sorted(functional_batchnorm_buffers(before).values()))
 
     def _plan(self, before0: nn.Module, task0: TaskData, judged: JudgedBatchNorms, speed,
               build_seconds: float) -> Tuple[RunPlan, Costs, Sizes]:
@@ -126,9 +125,10 @@ class _Experiment:
                       wanted, options.epochs is not None)
         costs = Costs(speed.forward_seconds / max(1, min(options.batch_size, len(task0.train))), build_seconds)
         plan = make_plan(costs, sizes, self.left())
+        self._time_step = lambda: time_one_step(probe, src, task0.loss_fn, options.batch_size, options.lr,
+                                                options.momentum)
         if plan.needs_step_time:
-            step = time_one_step(probe, src, task0.loss_fn, options.batch_size, options.lr, options.momentum)
-            costs = Costs(costs.forward_per_sample, costs.build_pair, step)
+            costs = Costs(costs.forward_per_sample, costs.build_pair, self._time_step())
             plan = make_plan(costs, sizes, self.left())
         return plan, costs, sizes
 
@@ -174,16 +174,22 @@ class _Experiment:
                 bar: ProgressBar) -> Tuple[Optional[List[dict]], int]:
         if plan.epochs == 0 or len(phase1) < len(options_seeds(self.options)):
             return None, 0
-        actual = self.timing["phase1_seconds"] / len(phase1)
-        slowdown = min(4.0, max(0.5, actual / plan.phase1_seed_seconds)) if plan.phase1_seed_seconds > 0 else 1.0
-        replan = make_plan(costs, Sizes(len(phase1), sizes.batch_size, sizes.n_train, sizes.n_val, sizes.positions,
-                                        plan.epochs, sizes.epochs_requested), self.left(), slowdown,
-                           phase1_done=True, samples=(plan.recal_samples, plan.measure_samples))
+        # Plan the training again from what phase 1 took and a step timed now: the
+        # machine may be busier (or quieter) than when the plan was made.
+        step_now = self._time_step()
+        load = step_now / costs.step if costs.step else 1.0
+        now = Costs(costs.forward_per_sample * load, costs.build_pair, step_now)
+        replan = make_plan(now, Sizes(len(phase1), sizes.batch_size, sizes.n_train, sizes.n_val, sizes.positions,
+                                      plan.epochs, sizes.epochs_requested), self.left(), phase1_done=True,
+                           samples=(plan.recal_samples, plan.measure_samples),
+                           seed_seconds=self.timing["phase1_seconds"] / len(phase1))
         epochs = replan.epochs
+        self.timing["step_seconds"] = {"planned": costs.step, "before_training": step_now}
         if epochs < plan.epochs:
             self.notes.append(f"training {'shortened from' if epochs else 'dropped: planned'} {plan.epochs} "
-                              f"epochs{f' to {epochs}' if epochs else ''}, because measuring ran {slowdown:.2f}x "
-                              "slower than planned (a busy machine?)")
+                              f"epochs{f' to {epochs}' if epochs else ''}: a step now takes {step_now * 1000:.0f} ms "
+                              f"(planned with {costs.step * 1000:.0f} ms) and measuring took "
+                              f"{self.timing['phase1_seconds'] / len(phase1):.1f} s per seed (a busy machine?)")
             bar.set_total(len(phase1) * (1 + 2 * epochs))
         if epochs == 0:
             return None, 0
@@ -214,55 +220,30 @@ class _Experiment:
 
     def _report(self, phase1: List[dict], trained: Optional[List[dict]], epochs: int, task0: TaskData,
                 judged: JudgedBatchNorms, speed, equivalence, plan: RunPlan) -> VerifyReport:
-        seeds = _merge(phase1, trained)
-        stage = "trained" if trained else "at_init"
-        comparisons = []
-        has_bn = bool(seeds) and all(s[arm][stage]["judged"] is not None for s in seeds for arm in ("before", "after"))
-        if has_bn:
-            comparisons.append(_compare(seeds, lambda side: side[stage]["judged"],
-                                        MetricSpec("variance_shift", "lower", "mechanistic", tolerance=SHIFT_MARGIN)))
-            if all(s[arm][stage]["other_max"] is not None for s in seeds for arm in ("before", "after")):
-                comparisons.append(_compare(seeds, lambda side: side[stage]["other_max"],
-                                            MetricSpec("variance_shift_other_max", "lower", "info",
-                                                       tolerance=SHIFT_MARGIN)))
-            if trained:
-                comparisons.append(_compare(seeds, lambda side: side["at_init"]["judged"],
-                                            MetricSpec("variance_shift_at_init", "lower", "info",
-                                                       tolerance=SHIFT_MARGIN)))
-        elif seeds:
+        seeds = merge_records(phase1, trained)
+        comparisons = shift_comparisons(seeds, bool(trained))
+        if seeds and not comparisons:
             self.notes.append("the models have no BatchNorm layer that tracks running statistics: there is no "
                               "variance shift to measure")
-        counted, why = _validation_counts(seeds, trained, epochs)
-        validation = {"counted": counted, "reason": why}
+        counted, why = validation_counts(seeds, trained, epochs, self.options.epochs == 0)
         if trained:
-            role = "validation" if counted else "info"
-            if task0.is_classification:
-                comparisons.append(_compare(seeds, lambda side: side["val_acc"],
-                                            MetricSpec("val_acc", "higher", role, margin=self.options.acc_margin)))
-                comparisons.append(_compare(seeds, lambda side: side["val_loss"],
-                                            MetricSpec("val_loss", "lower", "info", tolerance=0.005)))
-            else:
-                comparisons.append(_compare(seeds, lambda side: side["val_loss"],
-                                            MetricSpec("val_loss", "lower", role, tolerance=0.005,
-                                                       margin=self.options.loss_margin, relative_margin=True)))
+            comparisons += validation_comparisons(seeds, task0.is_classification, counted, self.options)
         self.notes.append(f"validation metrics {'count' if counted else 'do not count'}: {why}")
         if any(c.spec.name == "variance_shift_other_max" for c in comparisons):
             self.notes.append("variance_shift_other_max is the most shifted BN outside the judged ones, for "
                               "information: a BN reached from a dropout through weight layers keeps part of the "
                               "shift wherever the dropout sits (BNL103)")
         if seeds:
-            self.notes.append(f"variance shift judged at {judged.how}; measured "
-                              f"{'after training' if trained else 'at initialisation (step 0)'} on "
+            self.notes.append(f"variance shift judged at {judged.how}; measured at initialisation (step 0"
+                              f"{', and after training: variance_shift_trained' if trained else ''}) on "
                               f"{plan.recal_samples} re-estimation and {plan.measure_samples} measurement examples")
         verdict, reason = verdict_from(comparisons) if seeds else (INCONCLUSIVE, "no seed ran in the budget")
-        if trained and len(seeds) >= MIN_SEEDS and all(s["after"]["diverged"] and not s["before"]["diverged"]
-                                                       for s in seeds):
-            verdict, reason = REGRESSED, "the after model diverged (non-finite loss) in every seed; the before model did not"
-        elif trained and any(s["after"]["diverged"] != s["before"]["diverged"] for s in seeds):
-            self.notes.append("a model diverged (non-finite loss) in some seeds: "
-                              + ", ".join(f"seed {s['seed']}: " + "/".join(a for a in ("before", "after")
-                                                                           if s[a]["diverged"]) for s in seeds
-                                          if s["after"]["diverged"] != s["before"]["diverged"]))
+        if trained:
+            diverged, note = divergence(seeds)
+            if diverged is not None:
+                verdict, reason = diverged
+            if note:
+                self.notes.append(note)
         environment = environment_info(self.device)
         environment.update(cpu_threads=speed.threads or environment["cpu_threads"],
                            mixed_precision=speed.to_dict()["mixed_precision"], speed=speed.to_dict())
@@ -274,60 +255,10 @@ class _Experiment:
             kind="model", verdict=verdict, reason=reason, before=self.pair.before_label, after=self.pair.after_label,
             comparisons=comparisons, seeds=seeds, task=task0.description, environment=environment,
             options=self.options.to_dict(), equivalence=equivalence.to_dict(), epochs=epochs if trained else 0,
-            notes=self.notes, timing=self.timing, judged=judged.to_dict(), validation=validation,
+            notes=self.notes, timing=self.timing, judged=judged.to_dict(),
+            validation={"counted": counted, "reason": why},
         )
 
 
 def options_seeds(options: VerifyOptions) -> List[int]:
     return list(range(options.first_seed, options.first_seed + options.seeds))
-
-
-def _merge(phase1: List[dict], trained: Optional[List[dict]]) -> List[dict]:
-    """One record per seed: phase 1's measurement, phase 2's training when it ran."""
-    by_seed = {r["seed"]: r for r in (trained or [])}
-    merged = []
-    for rec in phase1:
-        out = {"seed": rec["seed"], "phase1_seconds": rec["seconds"]}
-        extra = by_seed.get(rec["seed"])
-        if extra is not None:
-            out["phase2_seconds"] = extra["seconds"]
-        for arm in ("before", "after"):
-            side = dict(rec[arm])
-            if extra is not None:
-                side.update(extra[arm])
-            stage = side.get("trained") or side["at_init"]
-            side["variance_shift"] = stage["variance_shift"]
-            out[arm] = side
-        merged.append(out)
-    return merged
-
-
-def _compare(seeds: List[dict], value: Callable[[dict], float], spec: MetricSpec):
-    def num(x) -> float:
-        return math.nan if x is None else float(x)
-
-    return compare_metric(spec, [num(value(s["before"])) for s in seeds], [num(value(s["after"])) for s in seeds])
-
-
-def _validation_counts(seeds: List[dict], trained: Optional[List[dict]], epochs: int) -> Tuple[bool, str]:
-    if not trained:
-        if epochs:
-            return False, "training did not finish in the budget"
-        return False, "the models were not trained (see the note on the budget)"
-    worst = None
-    for s in seeds:
-        for arm in ("before", "after"):
-            side = s[arm]
-            initial, final = side.get("initial_val_loss"), side.get("val_loss")
-            if initial is None or final is None or not math.isfinite(final) or not initial > 0:
-                return False, f"seed {s['seed']} ({arm}) has no finite validation loss"
-            frac = final / initial
-            if worst is None or frac > worst[0]:
-                worst = (frac, s["seed"], arm)
-    assert worst is not None
-    steps = seeds[0]["before"].get("steps", 0)
-    if worst[0] > VAL_PROGRESS:
-        return False, (f"{epochs} epochs ({steps} steps) brought the validation loss only to {worst[0]:.2f}x its "
-                       f"initial value (seed {worst[1]}, {worst[2]}); it counts from {VAL_PROGRESS}x")
-    return True, (f"{epochs} epochs ({steps} steps) brought the validation loss to at most {worst[0]:.2f}x its "
-                  f"initial value in every run")

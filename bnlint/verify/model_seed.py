@@ -82,17 +82,25 @@ def renamed_module(name: str, rename: Sequence[Tuple[str, str]], inverse: bool =
     return name
 
 
+def _geometric_mean(values: Sequence[float]) -> Optional[float]:
+    if not values:
+        return None
+    if not all(v > 0 and math.isfinite(v) for v in values):
+        return math.nan
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
 def summarise_shifts(shifts: Sequence[BNShift], judged: Sequence[str]) -> dict:
-    """Per-BN list plus the judged mean and the worst BN outside the judged set."""
+    """Per-BN list, the judged BNs' shift and ratio (geometric means: they are ratios)
+    and the most shifted BN outside the judged set."""
     names = set(judged) if judged else {s.name for s in shifts}
-    inside = [s.shift for s in shifts if s.name in names]
+    inside = [s for s in shifts if s.name in names]
     outside = [s for s in shifts if s.name not in names]
     worst = max(outside, key=lambda s: s.shift, default=None)
     return {
         "variance_shift": [s.to_dict() for s in shifts],
-        "judged": sum(inside) / len(inside) if inside else None,
-        "judged_ratio": (math.exp(sum(math.log(s.ratio) for s in shifts if s.name in names) / len(inside))
-                         if inside else None),
+        "judged": _geometric_mean([s.shift for s in inside]),
+        "judged_ratio": _geometric_mean([s.ratio for s in inside]),
         "other_max": worst.shift if worst else None,
         "other_max_name": worst.name if worst else None,
     }

@@ -97,15 +97,25 @@ def load_model_source(path: str, model: Optional[str]) -> ModelSource:
 
 
 def _module_class_sources(source: ModelSource) -> Dict[str, str]:
-    """AST dumps of the nn.Module classes and the factory defined in the file."""
-    out = {}
+    """AST dumps of the nn.Module classes and the factory defined in the file.
+
+    Read from the file itself: ``inspect.getsource`` finds a class through
+    ``sys.modules[cls.__module__]``, which a later load of another file under the same
+    module name replaces (two versions of one file in one process)."""
+    wanted = set()
     for name in _local_names(source.module):
         obj = getattr(source.module, name)
         if (inspect.isclass(obj) and issubclass(obj, nn.Module)) or name == source.name:
-            try:
-                out[name] = ast.dump(ast.parse(inspect.getsource(obj)))
-            except (OSError, TypeError, SyntaxError):
-                out[name] = repr(obj)
+            wanted.add(name)
+    try:
+        with open(source.path, encoding="utf-8") as fh:
+            tree = ast.parse(fh.read())
+    except (OSError, SyntaxError, ValueError):
+        return {name: repr(getattr(source.module, name)) for name in wanted}
+    out = {}
+    for node in tree.body:
+        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in wanted:
+            out[node.name] = ast.dump(node)
     return out
 
 

@@ -89,13 +89,15 @@ def _measure_seconds(costs: Costs, recal: int, measure: int) -> float:
 
 
 def make_plan(costs: Costs, sizes: Sizes, seconds_left: float, slowdown: float = 1.0, phase1_done: bool = False,
-              samples: Optional[Tuple[int, int]] = None) -> RunPlan:
+              samples: Optional[Tuple[int, int]] = None, seed_seconds: Optional[float] = None) -> RunPlan:
     """The plan for ``sizes.seeds`` seeds in ``seconds_left`` (see the module docstring).
 
     ``slowdown`` scales every measured cost (phase 1 ran this many times slower than
     estimated). Phase 1 gets at most half of the usable time; the sample counts shrink
     to fit, down to ``MIN_VALUES_PER_CHANNEL``. With ``phase1_done`` (planning again
-    after phase 1) only training is planned, with the given ``samples``.
+    after phase 1) only training is planned, with the given ``samples``; then
+    ``seed_seconds``, phase 1's measured time per seed, replaces the estimate of
+    building and measuring a pair.
     """
     scaled = Costs(costs.forward_per_sample * slowdown, costs.build_pair * slowdown,
                    None if costs.step is None else costs.step * slowdown)
@@ -120,7 +122,9 @@ def make_plan(costs: Costs, sizes: Sizes, seconds_left: float, slowdown: float =
     step = scaled.step if scaled.step is not None else (
         OPTIMISTIC_STEP_FACTOR * scaled.forward_per_sample * sizes.batch_size)
     per_epoch = 2 * (sizes.steps_per_epoch * step + val_pass)
-    fixed2 = scaled.build_pair + 2 * val_pass + _measure_seconds(scaled, recal, measure)
+    rebuild_and_measure = seed_seconds if seed_seconds is not None else (
+        scaled.build_pair + _measure_seconds(scaled, recal, measure))
+    fixed2 = rebuild_and_measure + 2 * val_pass
     left = usable - n * phase1
     fit = int(max(0.0, left - n * fixed2) // (n * per_epoch)) if per_epoch > 0 else sizes.wanted_epochs
     epochs = min(sizes.wanted_epochs, fit)

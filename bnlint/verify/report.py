@@ -85,9 +85,9 @@ class VerifyReport:
         header = ("metric", "before", "after", "difference", "95% interval", "better/worse", "decision")
         rows = [header]
         for c in self.comparisons:
-            interval = "-" if c.ci_low is None else f"[{_fmt(c.ci_low)}, {_fmt(c.ci_high)}]"
+            diff, interval = c.factor_text()
             role = {"mechanistic": "*", "validation": "+"}.get(c.spec.role, "")
-            rows.append((c.spec.name + role, _fmt(c.before_mean), _fmt(c.after_mean), _fmt(c.diff_mean),
+            rows.append((c.spec.name + role, _fmt(c.before_mean), _fmt(c.after_mean), diff,
                          interval, f"{c.wins}/{c.losses}", c.decision))
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         speed = self.environment.get("speed", {}).get("label")
@@ -102,7 +102,7 @@ class VerifyReport:
         for r in rows:
             lines.append("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(r)).rstrip())
         lines.append("(* mechanistic metric, + validation metric, others for information; difference = after - before, "
-                     "mean over paired seeds)")
+                     "mean over paired seeds; xF: after/before for ratios, geometric means)")
         for note in self.notes:
             lines.append(f"note: {note}")
         lines.append(f"verdict: {self.verdict} ({self.reason})")

@@ -5,6 +5,10 @@ For each metric the per-seed difference ``after - before`` is turned into a gain
 matters (``MetricSpec.tolerance``; for validation metrics ``margin``). Rules (stated
 in every report):
 
+- Ratio metrics (``MetricSpec.log``, e.g. the variance shift) are compared on the log
+  scale: differences are log-ratios, means are geometric means, the margin is a
+  log-ratio (``ln 1.02``: 2%), and the table shows factors (``x0.67``). A ratio metric
+  that is 20 in one seed and 120 in the next is then as clear as it looks.
 - **Evidence** that the gains exceed a threshold needs at least ``MIN_SEEDS`` (3)
   paired seeds, and either the 95% paired t-interval of the gain lying entirely above
   the threshold, or an exact two-sided sign test (gains above the threshold vs the
@@ -59,8 +63,9 @@ def sign_test_p(wins: int, losses: int) -> float:
 class MetricSpec:
     """``better``: "lower" or "higher". ``role``: "mechanistic", "validation" or "info".
     ``tolerance``: the margin of mechanistic and info metrics (smaller differences do
-    not matter). ``margin`` (validation only): absolute, or relative to the before mean
-    when ``relative_margin``."""
+    not matter; a log-ratio when ``log``). ``margin`` (validation only): absolute, or
+    relative to the before mean when ``relative_margin``. ``log``: a positive ratio
+    metric, compared on the log scale."""
 
     name: str
     better: str
@@ -68,6 +73,7 @@ class MetricSpec:
     tolerance: float = 0.0
     margin: float = 0.0
     relative_margin: bool = False
+    log: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,9 @@ class Comparison:
     spec: MetricSpec
     before: tuple
     after: tuple
-    before_mean: float
+    before_mean: float  # geometric means for log metrics
     after_mean: float
-    diff_mean: float  # after - before
+    diff_mean: float  # after - before (log metrics: ln(after / before))
     ci_low: Optional[float]  # 95% t-interval of after - before
     ci_high: Optional[float]
     wins: int  # seeds where after is better beyond the margin
@@ -100,7 +106,28 @@ class Comparison:
             "ci95": [self.ci_low, self.ci_high], "wins": self.wins, "losses": self.losses, "ties": self.ties,
             "sign_test_p": self.sign_p, "decision": self.decision, "tolerance": self.spec.tolerance,
             "margin": self.margin, "worse_beyond_margin": self.beyond_margin_worse,
+            "scale": "log" if self.spec.log else "linear",
         }
+
+    def factor_text(self) -> tuple:
+        """(difference, interval) as printed: factors for log metrics."""
+        if self.spec.log:
+            diff = f"x{_exp(self.diff_mean):.3g}"
+            interval = "-" if self.ci_low is None else f"[x{_exp(self.ci_low):.3g}, x{_exp(self.ci_high):.3g}]"
+            return diff, interval
+        interval = "-" if self.ci_low is None else f"[{self.ci_low:.4g}, {self.ci_high:.4g}]"
+        return f"{self.diff_mean:.4g}", interval
+
+
+def _exp(x: float) -> float:
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0 else math.nan
 
 
 def _mean(xs: Sequence[float]) -> float:
@@ -133,6 +160,9 @@ def compare_metric(spec: MetricSpec, before: Sequence[float], after: Sequence[fl
     if len(before) != len(after) or not before:
         raise ValueError("paired metrics need the same, non-zero number of seeds")
     sign = -1.0 if spec.better == "lower" else 1.0
+    raw_before, raw_after = tuple(before), tuple(after)
+    if spec.log:
+        before, after = [_log(x) for x in before], [_log(x) for x in after]
     diffs = [a - b for a, b in zip(after, before)]
     gains = [sign * d if math.isfinite(d) else (-math.inf if not math.isfinite(a) else math.inf)
              for d, a in zip(diffs, after)]
@@ -161,7 +191,10 @@ def compare_metric(spec: MetricSpec, before: Sequence[float], after: Sequence[fl
             decision = "within margin" if _mean(gains) >= -margin else "mean beyond margin"
     n = len(gains)
     sign_p = min(sign_test_p(wins, n - wins), sign_test_p(losses, n - losses))  # ties count against
-    return Comparison(spec, tuple(before), tuple(after), before_mean, _mean(after), _mean(diffs), low, high,
+    after_mean = _mean(after)
+    if spec.log:
+        before_mean, after_mean = _exp(before_mean), _exp(after_mean)
+    return Comparison(spec, raw_before, raw_after, before_mean, after_mean, _mean(diffs), low, high,
                       wins, losses, ties, sign_p, decision, margin, beyond)
 
 
@@ -182,7 +215,8 @@ def verdict_from(comparisons: List[Comparison]) -> Tuple[str, str]:
     if primary.decision == "worse":
         return REGRESSED, f"{name} is worse after the change ({_evidence_text(primary)})"
     if primary.decision != "better":
-        return INCONCLUSIVE, (f"{name} shows no difference beyond its margin {primary.margin:.3g} that "
+        margin = f"x{_exp(primary.margin):.3g}" if primary.spec.log else f"{primary.margin:.3g}"
+        return INCONCLUSIVE, (f"{name} shows no difference beyond its margin ({margin}) that "
                               f"{primary.seeds} paired seeds support ({_evidence_text(primary)})")
     for c in val:
         gain = -c.diff_mean if c.spec.better == "lower" else c.diff_mean
@@ -193,5 +227,7 @@ def verdict_from(comparisons: List[Comparison]) -> Tuple[str, str]:
 
 
 def _evidence_text(c: Comparison) -> str:
-    interval = "no interval" if c.ci_low is None else f"95% interval of the difference [{c.ci_low:.3g}, {c.ci_high:.3g}]"
+    _, interval = c.factor_text()
+    what = "after/before" if c.spec.log else "difference"
+    interval = "no interval" if c.ci_low is None else f"95% interval of the {what} {interval}"
     return f"{interval}, sign test p = {c.sign_p:.2g}, {c.seeds} seeds"
