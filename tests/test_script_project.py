@@ -323,3 +323,66 @@ def test_precommit_run_on_one_file_parses_only_its_context(tmp_path, monkeypatch
     assert check("data/loaders.py") == full
     assert sorted(parsed) == ["__init__.py", "loaders.py", "train.py"]  # not other.py
     assert check("data/loaders.py", use_cache=False) == full
+
+
+def test_a_new_version_of_a_file_is_checked_in_place_with_its_project(tmp_path):
+    """What a fixer needs: the fixed text of data/loaders.py, before it is written,
+    checked with the scripts that import it."""
+    from bnlint.script.scope import CheckedFile, check_in_project
+
+    _write(tmp_path, PROJECT)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    target = str(tmp_path / "data" / "loaders.py")
+    old = (tmp_path / "data" / "loaders.py").read_text()
+
+    def checked(text):
+        return CheckedFile("data/loaders.py", target, lambda: _src("data/loaders.py", text), in_memory=True)
+
+    assert [(f.code, f.line) for f in check_in_project([checked(old)], SCRIPT_RULES)] == [("BNL201", 5)]
+    fixed = old.replace("sampler=DistributedSampler(ds))", "shuffle=True)")
+    assert check_in_project([checked(fixed)], SCRIPT_RULES) == []
+    assert (tmp_path / "data" / "loaders.py").read_text() == old
+
+
+def test_a_loop_run_with_train_false_does_not_train():
+    """minGPT-DDP's trainer: one _run_epoch for both loaders, set_epoch and backward
+    under `if train:`; the evaluation pass (train=False) trains nothing."""
+    text = textwrap.dedent("""\
+        import torch
+        from torch.utils.data import DataLoader, DistributedSampler
+
+
+        class Trainer:
+            def __init__(self, model, train_set, test_set, optimizer):
+                self.model = model
+                self.optimizer = optimizer
+                self.train_loader = self._prepare_dataloader(train_set)
+                self.test_loader = self._prepare_dataloader(test_set)
+
+            def _prepare_dataloader(self, dataset):
+                return DataLoader(dataset, batch_size=32, shuffle=False, sampler=DistributedSampler(dataset))
+
+            def _run_batch(self, source, targets, train=True):
+                with torch.set_grad_enabled(train):
+                    loss = self.model(source, targets)
+                if train:
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    self.optimizer.step()
+                return loss.item()
+
+            def _run_epoch(self, epoch, dataloader, train=True):
+                if train:
+                    dataloader.sampler.set_epoch(epoch)
+                for source, targets in dataloader:
+                    self._run_batch(source, targets, train)
+
+            def train(self, max_epochs):
+                for epoch in range(max_epochs):
+                    self._run_epoch(epoch, self.train_loader, train=True)
+                    self._run_epoch(epoch, self.test_loader, train=False)
+        """)
+    assert _run([("trainer.py", text)]) == []
+    forgot = text.replace("dataloader.sampler.set_epoch(epoch)", "pass")
+    assert forgot != text
+    assert _run([("trainer.py", forgot)]) == [("trainer.py", "BNL201", 13)]

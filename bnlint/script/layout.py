@@ -48,17 +48,29 @@ _TEMP_PREFIXES = ("_bnlint_fix_", "_bnlint_verify_")
 MAX_PROJECT_FILES = 5000  # files listed per project at most (a home folder with .git)
 
 
-def find_project_root(path: str) -> Optional[str]:
+def find_project_root(path: str, _memo: Optional[Dict[str, Optional[str]]] = None) -> Optional[str]:
     """The nearest folder at or above ``path``'s folder with a project marker
-    (``pyproject.toml``, ``setup.py``, ``.git``, ...), or None."""
+    (``pyproject.toml``, ``setup.py``, ``.git``, ...), or None. ``_memo`` (folder ->
+    root) saves the walk up for files that share folders."""
     current = os.path.dirname(os.path.abspath(path))
+    seen = []
+    found = None
     while True:
+        if _memo is not None and current in _memo:
+            found = _memo[current]
+            break
+        seen.append(current)
         if any(os.path.exists(os.path.join(current, m)) for m in PROJECT_MARKERS):
-            return current
+            found = current
+            break
         parent = os.path.dirname(current)
         if parent == current:
-            return None
+            break
         current = parent
+    if _memo is not None:
+        for folder in seen:
+            _memo[folder] = found
+    return found
 
 
 def project_root(path: str) -> str:
@@ -120,6 +132,7 @@ class _Disk:
     def __init__(self) -> None:
         self._isfile: Dict[str, bool] = {}
         self._isdir: Dict[str, bool] = {}
+        self._names: Dict[str, Set[str]] = {}
 
     def isfile(self, path: str) -> bool:
         hit = self._isfile.get(path)
@@ -145,6 +158,18 @@ class _Disk:
             return os.stat(path)
         except OSError:
             return None
+
+    def names(self, folder: str) -> Set[str]:
+        """Entries of ``folder`` (memoised): an import's first name is looked up here
+        before any path is built."""
+        hit = self._names.get(folder)
+        if hit is None:
+            try:
+                hit = set(os.listdir(folder))
+            except OSError:
+                hit = set()
+            self._names[folder] = hit
+        return hit
 
     def listing(self, root: str, shallow: bool = False) -> List[str]:
         out: List[str] = []
@@ -188,6 +213,10 @@ class _Memory:
 
     def isdir(self, path: str) -> bool:
         return path in self.dirs
+
+    def names(self, folder: str) -> Set[str]:
+        prefix = folder.rstrip(os.sep) + os.sep
+        return {p[len(prefix):].split(os.sep, 1)[0] for p in self.files if p.startswith(prefix)}
 
     def read(self, path: str) -> Optional[bytes]:
         return self.files.get(path)
@@ -330,6 +359,11 @@ class Layout:
         return out
 
     def _module_file(self, base: str, dotted: str) -> Optional[str]:
+        if dotted:
+            head = dotted.split(".", 1)[0]
+            names = self.fs.names(base)
+            if head not in names and head + ".py" not in names:
+                return None  # not here (torch, numpy, ...): no path built, no stat
         stem = os.path.join(base, *dotted.split(".")) if dotted else base
         for cand in (os.path.join(stem, "__init__.py"), stem + ".py"):  # a package wins, as in Python
             if self.fs.isfile(cand):
@@ -339,7 +373,7 @@ class Layout:
     def resolve_module(self, importer: str, level: int, dotted: str) -> Optional[str]:
         """The file of module ``dotted`` as imported from ``importer`` (``level`` leading
         dots), or None when it is not a project file (a library)."""
-        key = (os.path.dirname(importer) if level else importer, level, dotted)
+        key = (os.path.dirname(importer), level, dotted)  # the bases depend on the folder only
         if key in self._resolved:
             return self._resolved[key]
         found = None

@@ -31,12 +31,17 @@ PER_FILE_LOOKUPS = 64
 @dataclass(frozen=True)
 class CheckedFile:
     """A file named for checking: ``path`` as shown, ``read()`` its ``SourceFile``
-    (raises ``bnlint.sources.SourceError``), ``notebook`` when it is a notebook's code."""
+    (raises ``bnlint.sources.SourceError``), ``notebook`` when it is a notebook's code.
+
+    ``in_memory``: ``read()`` gives text that is not (yet) on disk at ``abs_path``, e.g.
+    a fixed version of the file before it is written; it is analysed in place of the
+    file, with the file's project around it (nothing is cached for it)."""
 
     path: str
     abs_path: str
     read: Callable
     notebook: bool = False
+    in_memory: bool = False
 
 
 def check_in_project(files: Sequence[CheckedFile], rules, *, cache=None, index=None,
@@ -45,8 +50,9 @@ def check_in_project(files: Sequence[CheckedFile], rules, *, cache=None, index=N
     if not rules or not files:
         return []
     groups: Dict[tuple, List[CheckedFile]] = {}
+    roots: Dict[str, object] = {}
     for f in files:
-        root = find_project_root(f.abs_path)
+        root = find_project_root(f.abs_path, roots)
         key = (root, False) if root is not None else (_package_base(f.abs_path), True)
         groups.setdefault(key, []).append(f)
     out: List[Finding] = []
@@ -71,7 +77,7 @@ def _check_group(key, group, rules, cache, index, on_error) -> List[Finding]:
     overrides = {}
     given: List[CheckedFile] = []
     for f in group:
-        if f.notebook:  # its Python exists only as read: read it now
+        if f.notebook or f.in_memory:  # its text exists only as read: read it now
             try:
                 sources[f.abs_path] = f.read()
             except SourceError as exc:
@@ -89,6 +95,8 @@ def _check_group(key, group, rules, cache, index, on_error) -> List[Finding]:
     combined = None
     found: List[Finding] = []
     missed = given
+    if any(f.in_memory for f in given):
+        cache = None
     if cache is not None:
         parts = [p for f in given for p in (f.path.encode(), f.abs_path.encode())]
         parts += [(layout.rel(p) + "\0" + layout.digest(p)).encode() for p in layout.context(paths)]

@@ -67,6 +67,51 @@ def _is_no_grad(expr: cst.BaseExpression) -> bool:
     return last_part(dotted(target)) in _NO_GRAD
 
 
+def _const_test(test: cst.BaseExpression, consts) -> Optional[bool]:
+    """``train`` / ``not train`` where ``train`` is a known constant, else None."""
+    if not consts:
+        return None
+    negate = False
+    while isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        test, negate = test.expression, not negate
+    if isinstance(test, cst.Name) and test.value in consts:
+        return bool(consts[test.value]) != negate
+    return None
+
+
+_PY_CONSTANTS = {"True": True, "False": False, "None": None}
+
+
+def _const_args(fn: cst.FunctionDef, call: cst.Call, consts) -> dict:
+    """Parameters of ``fn`` that ``call`` binds to a constant (a literal, or a name the
+    caller knows to be constant), defaults included."""
+    params = list(fn.params.posonly_params) + list(fn.params.params)
+    if params and params[0].name.value in ("self", "cls"):
+        params = params[1:]
+    out = {}
+    for p in params + list(fn.params.kwonly_params):
+        if isinstance(p.default, cst.Name) and p.default.value in _PY_CONSTANTS:
+            out[p.name.value] = _PY_CONSTANTS[p.default.value]
+    index = 0
+    for arg in call.args:
+        if arg.star:
+            return {}
+        name = arg.keyword.value if arg.keyword is not None else (
+            params[index].name.value if index < len(params) else None)
+        if arg.keyword is None:
+            index += 1
+        if name is None:
+            continue
+        value = arg.value
+        if isinstance(value, cst.Name) and value.value in _PY_CONSTANTS:
+            out[name] = _PY_CONSTANTS[value.value]
+        elif isinstance(value, cst.Name) and consts and value.value in consts:
+            out[name] = consts[value.value]
+        else:
+            out.pop(name, None)
+    return out
+
+
 def _merge_states(target: Dict, states: List[Tuple[Dict, frozenset]], file, loops, origin: str) -> None:
     """Replace ``target``'s bindings with what either state may hold (in place, since
     module frames share their dict with the module's globals)."""
@@ -404,9 +449,43 @@ class Walker(CallDispatch):
             return False
         if fr.yield_trains and _has_yield(body):
             return True
-        return self.code_trains(body, fr, 0)
+        consts = {name: bound[0].get("py") for name, bound in fr.env.items()
+                  if bound[0] is not None and bound[0].kind == "const" and "py" in bound[0].attrs}
+        return self.code_trains(body, fr, 0, consts)
 
-    def code_trains(self, node, fr: Frame, depth: int) -> bool:
+    def code_trains(self, node, fr: Frame, depth: int, consts=None) -> bool:
+        """Does ``node`` run a backward pass or an optimizer step (directly or in the
+        project functions it calls)? ``consts`` are names known to hold a constant
+        (``train=False``): an ``if train:`` arm that cannot run is left out."""
+        block = node.body if isinstance(node, (cst.IndentedBlock, cst.SimpleStatementSuite)) else [node]
+        for stmt in block:
+            if isinstance(stmt, cst.If):
+                if self.code_trains(stmt.test, fr, depth, consts):
+                    return True
+                known = _const_test(stmt.test, consts)
+                orelse = stmt.orelse
+                other = orelse if isinstance(orelse, cst.If) else (orelse.body if orelse is not None else None)
+                if known is not False and self.code_trains(stmt.body, fr, depth, consts):
+                    return True
+                if known is not True and other is not None and self.code_trains(other, fr, depth, consts):
+                    return True
+                continue
+            if isinstance(stmt, (cst.For, cst.While, cst.With, cst.Try)) or type(stmt).__name__ == "TryStar":
+                parts = [stmt.body] + [getattr(stmt, name) for name in ("orelse", "finalbody") if getattr(stmt, name, None)]
+                parts = [p.body if isinstance(p, (cst.Else, cst.Finally)) else p for p in parts]
+                parts += [h.body for h in getattr(stmt, "handlers", ())]
+                head = [getattr(stmt, name) for name in ("iter", "test") if getattr(stmt, name, None) is not None]
+                head += [item.item for item in getattr(stmt, "items", ())]
+                if any(self._calls_train(h, fr, depth) for h in head):
+                    return True
+                if any(self.code_trains(p, fr, depth, consts) for p in parts):
+                    return True
+                continue
+            if self._calls_train(stmt, fr, depth, consts):
+                return True
+        return False
+
+    def _calls_train(self, node, fr: Frame, depth: int, consts=None) -> bool:
         for call in calls_in(node):
             func = call.func
             if isinstance(func, cst.Attribute):
@@ -419,16 +498,17 @@ class Walker(CallDispatch):
                         return True
             if depth < MAX_DEPTH:
                 target = self.static_callee(call, fr)
-                if target is not None and self.function_trains(target, depth + 1):
+                if target is not None and self.function_trains(target, depth + 1, _const_args(target[0], call, consts)):
                     return True
         return False
 
-    def function_trains(self, target, depth: int) -> bool:
+    def function_trains(self, target, depth: int, consts=None) -> bool:
         fn, frame = target
-        key = id(fn)
+        key = (id(fn), tuple(sorted(consts.items(), key=repr)) if consts else ())
         if key not in self._trains_memo:
             self._trains_memo[key] = False  # recursion guard
-            self._trains_memo[key] = self.code_trains(fn.body, frame, depth)
+            body = fn.body if isinstance(fn.body, (cst.IndentedBlock, cst.SimpleStatementSuite)) else fn.body
+            self._trains_memo[key] = self.code_trains(body, frame, depth, consts)
         return self._trains_memo[key]
 
     def static_callee(self, call: cst.Call, fr: Frame):

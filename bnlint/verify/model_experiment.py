@@ -82,6 +82,7 @@ class _Experiment:
         self.deadline = self.start + self.budget
         self.notes: List[str] = []
         self.timing: dict = {}
+        self._time_step: Callable[[], float] = lambda: math.nan  # set by _plan: times one step now
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
