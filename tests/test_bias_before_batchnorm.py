@@ -233,3 +233,26 @@ def test_fold_checks_the_promise():
     assert why == "" and folded["bn.running_mean"].tolist() == [-1.0, -1.0, -2.0, -2.0] and "c.bias" not in folded
     _, why = fold_biases({"c.bias": torch.ones(3), "m": torch.zeros(4)}, {"c.bias": ["m"]})
     assert "cannot fold" in why
+
+
+def test_a_dropout_fix_that_reveals_a_cancelled_bias(tmp_path):
+    """The Wide-ResNet block applies conv1 -> dropout -> bn2 with conv1's bias on: moving
+    the dropout (BNL101) leaves the bias feeding bn2 directly. The dropout fix is not
+    refused for it; --unsafe-fixes removes the bias in a further round, and a second run
+    changes nothing."""
+    wrn = (FIXTURES / "BNL101" / "wide_resnet_dropout_before_bn2.py").read_bytes()
+    (tmp_path / "safe").mkdir()
+    (tmp_path / "safe" / "wrn.py").write_bytes(wrn)
+    proc = run_bnlint("fix", "wrn.py", cwd=tmp_path / "safe")
+    assert "BNL101 fixed" in proc.stdout and "fix rejected" not in proc.stdout, proc.stdout
+    assert "a BNL106 warning appears" in proc.stdout
+    text = (tmp_path / "safe" / "wrn.py").read_text()
+    assert "self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, padding=1, bias=True)" in text
+    (tmp_path / "unsafe").mkdir()
+    (tmp_path / "unsafe" / "wrn.py").write_bytes(wrn)
+    proc = run_bnlint("fix", "--unsafe-fixes", "wrn.py", cwd=tmp_path / "unsafe")
+    assert "BNL101 fixed" in proc.stdout and "BNL106 fixed" in proc.stdout, proc.stdout
+    fixed = (tmp_path / "unsafe" / "wrn.py").read_bytes()
+    assert b"self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=3, padding=1, bias=False)" in fixed
+    again = run_bnlint("fix", "--unsafe-fixes", "wrn.py", cwd=tmp_path / "unsafe")
+    assert (tmp_path / "unsafe" / "wrn.py").read_bytes() == fixed and "Fixed 0 problems" in again.stdout, again.stdout

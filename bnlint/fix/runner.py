@@ -36,8 +36,16 @@ from bnlint.sources import SourceError, SourceFile, read_source
 
 __all__ = ["FileOutcome", "FixRun", "fix_paths", "cleanup_on_signals", "ALLOWED_LEFTOVER"]
 
-# A moved dropout may still reach a later BN through a weight layer (issue #4).
-ALLOWED_LEFTOVER = ("BNL103",)
+# Warnings a fix may reveal, never a reason to refuse it: a moved dropout may still reach
+# a later BN through a weight layer (issue #4), or leave a layer's bias feeding a BN
+# directly (BNL106; with --unsafe-fixes a later round builds that layer with bias=False).
+ALLOWED_LEFTOVER = ("BNL103", "BNL106")
+_LEFTOVER_NOTES = {
+    "BNL103": ("a {code} warning remains: the moved dropout still reaches a later BatchNorm through a weight "
+               "layer (no residual add); see 'bnlint explain {code}'"),
+    "BNL106": ("a {code} warning appears: with the dropout moved, a layer's bias feeds a BatchNorm directly "
+               "and is cancelled by it; 'bnlint fix --unsafe-fixes' builds that layer with bias=False"),
+}
 
 # CPython 3.11's ast module keeps one recursion counter per interpreter: two threads
 # building ast trees at once (a garbage-collector finalizer can switch threads midway)
@@ -55,6 +63,7 @@ class FileOutcome:
     notes: List[str] = field(default_factory=list)
     renamed: List[Tuple[str, str]] = field(default_factory=list)
     diff: str = ""
+    revealed: bool = False  # the fix revealed findings with fixes of their own (a later round)
 
 
 @dataclass
@@ -193,8 +202,9 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
         if count <= allowed:
             continue
         if code in ALLOWED_LEFTOVER:
-            outcome.notes.append(f"a {code} warning remains: the moved dropout still reaches a later "
-                                 f"BatchNorm through a weight layer (no residual add); see 'bnlint explain {code}'")
+            outcome.notes.append(_LEFTOVER_NOTES[code].format(code=code))
+            outcome.revealed = outcome.revealed or any(f.fix is not None and f.fix.edits for f in after
+                                                       if f.code == code)
             continue
         if code == "BNL001":
             msg = next((f.message for f in after if f.code == code), "")
@@ -425,12 +435,13 @@ MAX_ROUNDS = 8
 def _later_rounds(run: FixRun, pool: ThreadPoolExecutor, config: Config, rules: Sequence[Rule],
                   unsafe: bool) -> None:
     """Fixes left out because their edits overlapped another fix (two dropouts moved to
-    the same place) are applied in further rounds on the written file, as ruff does,
-    so that one ``bnlint fix`` leaves nothing for a second run."""
+    the same place), and fixes of findings a fix revealed (a bias now feeding a BN:
+    BNL106), are applied in further rounds on the written file, as ruff does, so that
+    one ``bnlint fix`` leaves nothing for a second run."""
     from bnlint.engine import check_paths
 
     for _ in range(MAX_ROUNDS - 1):
-        pending = {o.path: o for o in run.files if o.rejected is None and o.applied and o.skipped}
+        pending = {o.path: o for o in run.files if o.rejected is None and o.applied and (o.skipped or o.revealed)}
         if not pending:
             return
         result = check_paths(sorted(pending), config, rules)
@@ -439,7 +450,7 @@ def _later_rounds(run: FixRun, pool: ThreadPoolExecutor, config: Config, rules: 
             if f.path in pending and _wanted(f, unsafe):
                 by_file.setdefault(f.path, []).append(f)
         for outcome in pending.values():
-            outcome.skipped = []
+            outcome.skipped, outcome.revealed = [], False
         here = {p: [f for f in result.findings if f.path == p] for p in by_file}
         rounds = list(pool.map(
             lambda path: _fix_file(path, by_file[path], here[path], config, rules, True, result.raw.get(path)),
@@ -450,6 +461,6 @@ def _later_rounds(run: FixRun, pool: ThreadPoolExecutor, config: Config, rules: 
                 outcome.notes.append(f"{len(new.applied)} more fixes not applied: {new.rejected}")
                 continue
             outcome.applied += new.applied
-            outcome.skipped = new.skipped
+            outcome.skipped, outcome.revealed = new.skipped, new.revealed
             outcome.renamed += [r for r in new.renamed if r not in outcome.renamed]
             outcome.notes += [n for n in new.notes if n not in outcome.notes]
