@@ -8,7 +8,9 @@ constant offset a per-channel constant: reshapes and views (`flatten`, `view`,
 max and adaptive pooling, global pooling and interpolation. A layer whose output
 also reaches anything else (an activation, a residual add, a concatenation, a
 dropout, the model's output) is not flagged, nor is a layer built with
-`bias=False`, nor a normalisation that is not a BatchNorm (LayerNorm, GroupNorm).
+`bias=False`, nor a normalisation that is not a BatchNorm (LayerNorm, GroupNorm). A
+layer applied more than once (shared weights) is flagged only when every application
+feeds a BatchNorm; layers built inside installed packages are left alone.
 
 ## Why is this bad?
 BatchNorm subtracts the per-channel mean of its input, in training mode the batch's
@@ -160,13 +162,17 @@ def cancelled_biases(g: nx.DiGraph) -> Dict[str, Tuple[str, ...]]:
     {'conv': ('bn',)}
     """
     out: Dict[str, Tuple[str, ...]] = {}
+    kept: set = set()  # modules applied somewhere their bias matters (a shared layer)
     for node, facts in g.nodes(data=True):
         if facts.get("kind") != "weight" or not facts.get("has_bias") or _installed(facts):
             continue
         bns = _batchnorms_only(g, node)
         if bns:
             out[node] = tuple(bns)
-    return out
+        elif facts.get("op") == "call_module":
+            kept.add(facts.get("module_path"))
+    return {n: bns for n, bns in out.items()
+            if g.nodes[n].get("op") != "call_module" or g.nodes[n].get("module_path") not in kept}
 
 
 def find_bias_before_batchnorm(g: nx.DiGraph) -> Iterator[Hit]:

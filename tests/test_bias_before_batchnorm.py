@@ -82,6 +82,15 @@ def test_a_second_user_of_the_output_keeps_the_bias():
     assert flagged(g) == [("conv", ("bn",))]
 
 
+def test_a_shared_layer_keeps_its_bias_when_one_use_needs_it():
+    g = graph(("x", "input"), ("conv", "weight"), ("bn", "batchnorm"))
+    g.add_node("conv_again", kind="weight", has_bias=True, op="call_module", module_path="conv")
+    g.add_node("relu", kind="activation")
+    g.add_edge("x", "conv_again")
+    g.add_edge("conv_again", "relu")
+    assert flagged(g) == []
+
+
 def test_layer_norm_group_norm_and_installed_code_are_not_flagged():
     assert flagged(graph(("x", "input"), ("fc", "weight"), ("ln", "other"))) == []
     installed = {"conv": {"defn": {"file": "/usr/lib/python3/site-packages/torchvision/models/vgg.py", "line": 9}}}
