@@ -53,6 +53,8 @@ def test_missing_optional_packages_are_stubbed_and_named(tmp_path):
     assert {"pytorch_lightning", "tensorboardX"} <= set(heads["details"]["stubbed"])
     assert heads["line"] == 5  # its first import of a missing package
     assert "lmdb" not in str(notes)  # lmdb_dataset.py defines no model: never imported
+    [lit] = [f for f in data if "derives from a stand-in" in f["message"]]
+    assert lit["line"] == 19 and "pytorch_lightning.LightningModule" in lit["message"]
 
 
 def test_top_level_code_never_runs_and_argparse_gives_defaults(tmp_path):

@@ -79,18 +79,23 @@ def test_statements_that_raise_are_left_out_in_every_module(tmp_path):
             import os
             from dist_utils import SCALE
 
+            choose = argparse.ArgumentParser()
+            choose.add_argument("arch", choices=["wrn", "resnet"])
             parser = argparse.ArgumentParser()
             parser.add_argument("--data", required=True)
             parser.add_argument("--width", type=int, default=16)
             opt = parser.parse_args()
             width = int(opt.width)
             LOCAL = os.environ["LOCAL_RANK_FOR_BNLINT_TEST"]
-            RESULT = (width * SCALE, opt.data)
+            RESULT = (width * SCALE, opt.data, choose.parse_args().arch)
+
+            def result():  # a definition reads it: an assignment from a call is kept
+                return RESULT
         """,
     })
     out = _load(tmp_path, "net.py")
-    assert out["value"] == "(32, None)"  # argparse defaults; the required option is None
-    assert [n[:2] for n in out["notes"]] == [["dist_utils.py", 3], ["net.py", 11]]
+    assert out["value"] == "(32, None, 'wrn')"  # argparse defaults: required is None, or its first choice
+    assert [n[:2] for n in out["notes"]] == [["dist_utils.py", 3], ["net.py", 13]]
     assert "KeyError" in out["notes"][0][2]
 
 

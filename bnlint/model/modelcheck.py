@@ -406,7 +406,7 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
             out.append(_failure(job.path, f"{where} " + what.format(reason=rec["reason"]), def_line,
                                 severity=Severity.INFO, model=name, module=module))
     for note in model.get("notes", []):
-        out.append(_failure(job.path, note, None, severity=Severity.INFO, model=name))
+        out.append(_failure(job.path, note, def_line, severity=Severity.INFO, model=name))
     return out
 
 

@@ -22,7 +22,8 @@ __all__ = ["prepare_import", "failure_reason", "defaults_only_argparse"]
 
 def defaults_only_argparse() -> None:
     """``parse_args()`` / ``parse_known_args()`` with no explicit argument list parse
-    an empty command line, and required options and positionals default to None."""
+    an empty command line; required options and positionals default to None, or to
+    their first choice when they have ``choices``."""
     parser_class = argparse.ArgumentParser
     if getattr(parser_class, "_bnlint_defaults_only", False):
         return
@@ -31,14 +32,16 @@ def defaults_only_argparse() -> None:
     def parse_known_args(self, args=None, namespace=None):
         if args is None:
             args = []
-        saved = [(action, action.required) for action in self._actions]
-        for action, _ in saved:
+        saved = [(action, action.required, action.default) for action in self._actions]
+        for action, required, default in saved:
             action.required = False
+            if required and default is None and action.choices:
+                action.default = next(iter(action.choices))  # --dataset {cifar10,mnist}: the first
         try:
             return original(self, args, namespace)
         finally:
-            for action, required in saved:
-                action.required = required
+            for action, required, default in saved:
+                action.required, action.default = required, default
 
     parser_class.parse_known_args = parse_known_args
     parser_class._bnlint_defaults_only = True

@@ -119,7 +119,7 @@ def _build(factory, args, kwargs, device: str, notes: Optional[List[str]] = None
 
     from bnlint.model.offline import build_without_downloads
     from bnlint.model.sites import recording_construction_sites
-    from bnlint.model.standins import check_no_standins
+    from bnlint.model.standins import check_no_standins, standin_bases
 
     with recording_construction_sites():
         if device == "meta":
@@ -130,8 +130,11 @@ def _build(factory, args, kwargs, device: str, notes: Optional[List[str]] = None
     check_no_standins(model)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"returned {type(model).__name__}, not an nn.Module")
-    if notes is not None and note and note not in notes:
-        notes.append(note)
+    if notes is not None:
+        texts = [note] if note else []
+        texts += [f"{cls} derives from a stand-in for {base} (not installed): it was analysed as a plain nn.Module"
+                  for cls, base in standin_bases(model)]
+        notes.extend(t for t in texts if t not in notes)
     model.train()
     return model
 
