@@ -314,3 +314,65 @@ def test_a_block_used_twice_is_fixed_for_both_uses(tmp_path):
     # appears (tests/test_bias_before_batchnorm.py).
     code, after = run_json("--no-cache", "--ignore", "BNL106", "blocks.py", cwd=tmp_path)
     assert [f["code"] for f in after] == ["BNL103"], after
+
+
+def _load(path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_fixture_{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reseeding_helpers_keep_their_draws_and_stop_resetting_the_order():
+    """The BNL204 helper fix (snapshots in fixtures/fixed/BNL204): the helper returns
+    exactly what it returned before, and the global generators that order the data
+    continue as if it had not run (before the fix they restarted from its seed)."""
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    import random
+
+    before = _load(FIXTURES / "BNL204" / "latent_grid_helper.py")
+    after = _load(SNAPSHOTS / "BNL204" / "latent_grid_helper.py")
+    results = []
+    for module in (before, after):
+        torch.manual_seed(5)
+        z = module.sample_latents(4)
+        results.append((z, torch.rand(3)))
+    torch.manual_seed(5)
+    untouched = torch.rand(3)
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[1][1], untouched) and not torch.equal(results[0][1], untouched)
+
+    before = _load(FIXTURES / "BNL204" / "numpy_preview_helper.py")
+    after = _load(SNAPSHOTS / "BNL204" / "numpy_preview_helper.py")
+    results = []
+    for module in (before, after):
+        np.random.seed(5)
+        random.seed(5)
+        picks = module.preview_indices(100)
+        results.append((list(picks), np.random.permutation(10).tolist(), random.random()))
+    np.random.seed(5)
+    random.seed(5)
+    untouched = (np.random.permutation(10).tolist(), random.random())
+    assert results[0][0] == results[1][0]
+    assert results[1][1:] == untouched and results[0][1:] != untouched
+
+
+def test_script_fix_safety_and_the_fixed_notebook_still_trains(fixed_tree):
+    """Orders fixed before training are changed only with --unsafe-fixes; the reseeding
+    helper fix is safe; the fixed notebook export runs."""
+    proc = run_bnlint("check", "--format", "json", "--select", "BNL2",
+                      *[f"fixtures/{p}" for p in ("BNL203/notebook_export_perm_once.py", "BNL203/subset_permuted_no_shuffle.py",
+                                                  "BNL203/sampler_index_list.py", "BNL203/loader_never_shuffles.py",
+                                                  "BNL204/latent_grid_helper.py", "BNL204/numpy_preview_helper.py")])
+    safety = {f["path"].split("/", 1)[1]: f["fix"]["safety"] for f in json.loads(proc.stdout)}
+    assert safety == {"BNL203/notebook_export_perm_once.py": "unsafe", "BNL203/subset_permuted_no_shuffle.py": "unsafe",
+                      "BNL203/sampler_index_list.py": "unsafe", "BNL203/loader_never_shuffles.py": "safe",
+                      "BNL204/latent_grid_helper.py": "safe", "BNL204/numpy_preview_helper.py": "safe"}, safety
+    work = fixed_tree[0]
+    run = subprocess.run([sys.executable, "BNL203/notebook_export_perm_once.py"], cwd=work, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(run.stdout.splitlines()) == 30

@@ -31,6 +31,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from bnlint.config import Config
 from bnlint.findings import Finding, FixSafety, Severity
 from bnlint.fix.edits import OverlapError, apply_edits, overlapping
+from bnlint.fix.kinds import is_model_finding, is_script_finding
 from bnlint.rule import Rule, RuleKind
 from bnlint.sources import SourceError, SourceFile, read_source
 
@@ -172,7 +173,7 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(_encode(src, new_text))
-        model_fix = any(f.code.startswith("BNL1") for f in applied)
+        model_fix = any(is_model_finding(f) for f in applied)
         # The script rules re-check the new source here; graph rules run on the graphs the
         # equivalence worker returns for the fixed file (one process per file).
         script_rules = [r for r in rules if r.kind is RuleKind.SCRIPT]
@@ -215,7 +216,7 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
         side.shutdown(wait=True)
         remove_temp(tmp)
     if not model_fix:  # graph rules were not re-run: compare script findings only
-        before = [f for f in before if f.code.startswith("BNL2")]
+        before = [f for f in before if is_script_finding(f)]
     old, new, fixed = _problems(before), _problems(after), _problems(applied)
     for code, count in sorted(new.items()):
         allowed = old.get(code, 0) - fixed.get(code, 0)
@@ -306,7 +307,7 @@ def _fix_file(path: str, findings: List[Finding], all_here: List[Finding], confi
     findings = sorted(findings, key=Finding.sort_key)
     # Model fixes move code: two of them inserting the same text are two moves.
     refused = set(overlapping(src.text, [f.fix.edits for f in findings],
-                              [not f.code.startswith("BNL1") for f in findings]))
+                              [not is_model_finding(f) for f in findings]))
     chosen = [f for i, f in enumerate(findings) if i not in refused]
     outcome.skipped = [f for i, f in enumerate(findings) if i in refused]
     try:
