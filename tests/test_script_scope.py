@@ -39,7 +39,8 @@ SINGLE_FOLDERS = [FIXTURES / r.code for r in SCRIPT_RULES] + [FIXTURES / "script
 REPOS = sorted((FIXTURES / "repos").glob("scripts_*"))
 
 DECOY_TRAIN = '''\
-"""Decoy: the fixtures' function names, defined again and called in other ways."""
+"""Decoy: the fixtures' function names, defined again and called in other ways (and a
+BatchNorm model evaluated in training mode: a BNL105 of its own)."""
 import itertools
 
 import torch
@@ -79,6 +80,19 @@ def seed_everything(seed):
 
 def reseed(seed=0):
     return seed
+
+
+def validate(model, loader):
+    model.eval()
+    return [model(x) for (x,) in loader]
+
+
+def fit_and_score(model, loader):
+    net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.BatchNorm1d(4))
+    with torch.no_grad():
+        for (x,) in DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4):
+            net(x)
+    validate(net, loader)
 
 
 def main_worker(gpu, ngpus_per_node, args):

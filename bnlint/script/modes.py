@@ -24,6 +24,7 @@ walked before it.
 """
 from __future__ import annotations
 
+import re
 from typing import Dict, FrozenSet, List, Optional, Set
 
 import libcst as cst
@@ -89,6 +90,10 @@ class ModeTracker:
         """The state after alternative paths: each model may be in any of their modes. A
         model missing on a path was built on another path (it does not exist there), or
         was made by an earlier walk (``unknown`` there)."""
+        first = states[0] if states else {}
+        if all(st == first for st in states[1:]):
+            self.state = dict(first)  # no path changed a mode differently
+            return
         keys: List[int] = []
         for st in states:
             keys.extend(k for k in st if k not in keys)
@@ -167,6 +172,9 @@ def record_call(facts, tracker: ModeTracker, model: Value, call: cst.CSTNode, fr
 
 
 
+_SWITCHING_NAME = re.compile(r"freeze|eval|inference|deploy", re.I)
+
+
 class ModeEvents:
     """Mixin for ``bnlint.script.walker.Walker``: what calls do to the models' modes."""
 
@@ -188,13 +196,24 @@ class ModeEvents:
         if meth == "apply":
             for _, (value, _) in args:
                 for opt, _ in options(value):
-                    if opt is not None and opt.kind == "func" and sets_eval(opt.get("fn")):
+                    if opt is not None and opt.kind == "func" and self.switches_to_eval(opt.get("fn")):
                         self.modes.set(model, UNKNOWN)
             return
         cls = model.get("cls")
         hit = self.project.method(cls, meth) if cls is not None else None
-        if hit is not None and sets_eval(hit[1]):
+        if hit is not None and self.switches_to_eval(hit[1]):
             self.modes.set(model, UNKNOWN)
+        elif hit is None and _SWITCHING_NAME.search(meth):
+            # A method bnlint cannot read whose name says it may switch modes
+            # (LightningModule.freeze(), a library's set_eval_mode()).
+            self.modes.set(model, UNKNOWN)
+
+    def switches_to_eval(self, fn) -> bool:
+        """``sets_eval`` memoised per function."""
+        memo = self.__dict__.setdefault("_sets_eval_memo", {})
+        if id(fn) not in memo:
+            memo[id(fn)] = sets_eval(fn)
+        return memo[id(fn)]
 
     def model_called(self, model: Value, call: cst.CSTNode, fr, loops) -> None:
         record_call(self.facts, self.modes, model, call, fr, loops)
