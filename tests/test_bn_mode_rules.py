@@ -266,11 +266,11 @@ def test_fix_verify_has_no_experiment_for_bnl105(tmp_path):
     target = tmp_path / case.name
     shutil.copy(case, target)
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    proc = run_bnlint("fix", "--unsafe-fixes", "--verify", case.name, cwd=tmp_path)
+    proc = run_bnlint("fix", "--unsafe-fixes", "--select", "BNL105", "--verify", case.name, cwd=tmp_path)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert proc.returncode == 1 and "no experiment verifies BNL105 fixes" in proc.stdout, proc.stdout
     assert target.read_text() == case.read_text()
-    proc = run_bnlint("fix", "--unsafe-fixes", "--verify", "--force", case.name, cwd=tmp_path)
+    proc = run_bnlint("fix", "--unsafe-fixes", "--select", "BNL105", "--verify", "--force", case.name, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert target.read_text() == (SNAPSHOTS / case.name).read_text()
 
