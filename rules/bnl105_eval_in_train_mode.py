@@ -81,7 +81,7 @@ _MESSAGE = (
 _EVALUATION = re.compile(r"^(eval|evaluate|evaluation|evaluating|valid|validate|validation|val|test|testing|"
                          r"infer|inference|predict|prediction|predictions|score|scoring|benchmark)$")
 _RECALIBRATION = re.compile(r"^(bn|bns|batchnorm|batchnorms|norm|calib|calibrate|recalibrate|recalibration|"
-                            r"calibration|precise|adapt|adabn|recompute)$")
+                            r"calibration|precise|adapt|adabn|recompute|warmup|warm)$")
 _BN_STATISTICS = {"running_mean", "running_var", "reset_running_stats", "num_batches_tracked"}
 
 
@@ -155,6 +155,10 @@ def _code(node, file) -> str:
         return "?"
 
 
+def _short(code: str, limit: int = 48) -> str:
+    return code if len(code) <= limit else code[:limit - 3].rstrip() + "..."
+
+
 def find_eval_in_train_mode(ctx):
     from bnlint.fix.evalmode import eval_mode_fix  # libcst: imported when the rule runs
     from bnlint.fix.scriptfix import planned  # libcst: imported when the rule runs
@@ -186,7 +190,7 @@ def find_eval_in_train_mode(ctx):
         shown = ", ".join(f"`{n}`" for n in names)
         yield Hit(
             message=_MESSAGE.format(models=shown, verb="runs" if len(names) == 1 else "run",
-                                    source=_code(loop.node.iter, loop.file),
+                                    source=_short(_code(loop.node.iter, loop.file)),
                                     evals=" and ".join(f"`{n}.eval()`" for n in names)),
             span=ctx.span(loop.node.iter, loop.file),
             fix=planned(eval_mode_fix, ctx, loop, calls),

@@ -11,7 +11,7 @@ that builds it.
 ## Why is this bad?
 In training mode BatchNorm normalises with the batch's statistics. A BatchNorm that
 sees one value per channel (`BatchNorm1d` on `(N, C)` features, or any BatchNorm on a
-1x1 map) cannot: with one sample PyTorch raises `ValueError: Expected more than 1
+1x1 map, such as DeepLabV3's image-pooling branch) cannot: with one sample PyTorch raises `ValueError: Expected more than 1
 value per channel when training`, so a last batch of one crashes the run at the end of
 the first epoch, after all the work before it. With larger maps (`BatchNorm2d` after
 convolutions) a batch of one does not fail, but every example is normalised by its
@@ -21,13 +21,19 @@ the network saw in training (Ioffe & Szegedy 2015, §3; Wu & He 2018, §2).
 
 ## Known problems
 What the model contains is read from its source: a model that builds `BatchNorm1d`
-and no `Conv1d` is taken to apply it to `(N, C)` features (an error); other
-BatchNorms with `batch_size=1` are a warning (they may run on maps larger than 1x1);
-a last batch of one is reported only for the first kind. Lengths bnlint cannot read
+and no `Conv1d` is taken to apply it to `(N, C)` features, and a BatchNorm that follows
+`AdaptiveAvgPool2d(1)` in one sequence of layers (`nn.Sequential(...)`, a list, the
+arguments of a `Sequential` subclass's `super().__init__`) to see 1x1 maps (errors). Other
+BatchNorms may run on maps larger than 1x1: they are a warning when the batch size of
+one is DataLoader's default (no `batch_size` written), and are left alone when
+`batch_size=1` is written (pix2pix trains that way on purpose) or for a last batch of
+one. Loaders whose items are batches already are not reported: the training loop takes
+them apart (`x.squeeze(0)`, `x.flatten(0, 1)`), or the loader is not PyTorch's
+(`torch_geometric`'s batches graphs of many nodes). Lengths bnlint cannot read
 (`ImageFolder`, `len` of a file list) are never guessed, and loaders with a sampler
 are not checked for their last batch. Models whose BatchNorms stay in evaluation mode
-(`FrozenBatchNorm2d`, a `train()` override that keeps them in `eval()`) are not
-reported.
+(`FrozenBatchNorm2d`, a `train()` override that keeps them in `eval()`, training
+after `model.eval()`) are not reported.
 
 ## Example
 ```python
@@ -60,7 +66,7 @@ from bnlint.findings import Severity
 from bnlint.rule import Hit, Rule, RuleKind
 
 _CRASH = (
-    "this training loader gives {models} ({bn} over features) batches of one sample "
+    "this training loader gives {models} ({bn}) batches of one sample "
     "({why}): in training mode BatchNorm raises `ValueError: Expected more than 1 value "
     "per channel when training`; {advice}"
 )
@@ -129,6 +135,35 @@ def _trained_models(facts, use):
     return out
 
 
+def _unbatches(loop) -> bool:
+    """Does the training loop take its items apart (``x.squeeze(0)``, ``x.flatten(0, 1)``,
+    or ``x[0]`` for a tensor unpacked from the batch)? Then each item is already a batch
+    (a few-shot episode, a bag of crops) and one item per batch is fine."""
+    import libcst as cst  # libcst: imported when the rule runs
+
+    from bnlint.script.project import iter_nodes
+    node = loop.node
+    if not isinstance(node, cst.For):
+        return False
+    names = {n.value for n in iter_nodes(node.target) if isinstance(n, cst.Name)}
+    unpacked = names if isinstance(node.target, (cst.Tuple, cst.List)) else set()
+    for n in iter_nodes(node.body):
+        if isinstance(n, cst.Subscript) and isinstance(n.value, cst.Name) and n.value.value in unpacked:
+            first = n.slice[0].slice
+            if isinstance(first, cst.Index) and isinstance(first.value, cst.Integer) and first.value.value == "0":
+                return True
+        if (isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and isinstance(n.func.value, cst.Name)
+                and n.func.value.value in names and n.func.attr.value in ("squeeze", "squeeze_", "flatten")
+                and n.args and isinstance(n.args[0].value, cst.Integer) and n.args[0].value.value == "0"):
+            return True
+    return False
+
+
+def _one_value_kind(bn) -> str:
+    flat = bool(bn.kinds & {"BatchNorm1d", "LazyBatchNorm1d"}) and not bn.sequence_convs
+    return "BatchNorm1d over features" if flat else "a BatchNorm after pooling to one position"
+
+
 def _code(node, file) -> str:
     try:
         return " ".join(file.module.code_for_node(node).split())
@@ -142,6 +177,10 @@ def find_batchnorm_batch_of_one(ctx):
     for use in facts.train_uses:
         loader = use.value
         if loader.kind != "loader" or use.alternative or not _no_batch_sampler(loader):
+            continue
+        if not str(loader.get("q") or "").startswith("torch.utils.data"):
+            continue  # torch_geometric's DataLoader batches graphs of many nodes
+        if _unbatches(use.iter_loop):
             continue
         size, spelled = _batch_size(loader)
         if size is None or size < 1:
@@ -162,12 +201,12 @@ def find_batchnorm_batch_of_one(ctx):
         flat = [(m, bn, name) for m, bn, name in models if bn.one_value_per_channel]
         if flat:
             names = ", ".join(f"`{name}`" for _, _, name in flat if name) or "the model"
-            kinds = sorted({k for _, bn, _ in flat for k in bn.kinds if k in ("BatchNorm1d", "LazyBatchNorm1d")})
+            kinds = sorted({_one_value_kind(bn) for _, bn, _ in flat})
             advice = ("pass `drop_last=True`" if last_batch else
                       "use a batch size of at least 2, or GroupNorm/LayerNorm")
-            yield Hit(message=_CRASH.format(models=names, bn="/".join(kinds), why=why, advice=advice),
+            yield Hit(message=_CRASH.format(models=names, bn=", ".join(kinds), why=why, advice=advice),
                       span=ctx.span(loader.node, loader.file), severity=Severity.ERROR)
-        elif models and not last_batch:
+        elif models and not last_batch and not spelled:  # batch_size=1 written on purpose: leave it
             names = ", ".join(f"`{name}`" for _, _, name in models if name) or "the model"
             kinds = sorted({k for _, bn, _ in models for k in bn.kinds})
             yield Hit(message=_DEGENERATE.format(models=names, bn="/".join(kinds), why=why),

@@ -44,7 +44,7 @@ class Guideline(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)  # a BN follows (BNL106)
         self.bn1 = nn.BatchNorm2d(8)
         self.drop = nn.Dropout(0.3)
         self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
@@ -59,7 +59,7 @@ class Guideline(nn.Module):
 class PooledHead(nn.Module):
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.features = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(0.5)
         self.fc = nn.Linear(16, 10)

@@ -151,6 +151,19 @@ def test_eval_in_a_helper_a_context_manager_or_a_freeze_method_is_seen():
                              "            m.eval()\n\n    def forward(self, x):")
     body = _main("model.freeze_bn()\nwith torch.no_grad():\n    for x, y in val_loader:\n        model(x)\n")
     assert _found(body, header=freezer) == []
+    # model.apply() with a function that switches modules to eval (module-level or lambda)
+    apply_fn = "def set_bn_eval(m):\n    if isinstance(m, nn.BatchNorm1d):\n        m.eval()\n"
+    body = _main("model.apply(set_bn_eval)\nwith torch.no_grad():\n    for x, y in val_loader:\n        model(x)\n",
+                 extra=apply_fn)
+    assert _found(body) == []
+    body = _main("model.apply(lambda m: m.eval())\nwith torch.no_grad():\n    for x, y in val_loader:\n"
+                 "        model(x)\n")
+    assert _found(body) == []
+    # A method bnlint cannot read whose name says it switches (LightningModule.freeze())
+    # may have; calling a submodule does not.
+    assert _found(_main("model.freeze()\nwith torch.no_grad():\n    for x, y in val_loader:\n        model(x)\n")) == []
+    body = _main("with torch.no_grad():\n    for x, y in val_loader:\n        model.fc1(x)\n        model(x)\n")
+    assert [c for c, _ in _found(body)] == ["BNL105"]
 
 
 def test_a_model_without_running_statistics_is_never_reported():
@@ -246,6 +259,22 @@ def test_fixed_files_lint_clean_and_a_second_fix_changes_nothing(fixed_copy):
     assert again.returncode == 0 and again.stdout.strip() == "Would fix 0 problems (0 remaining).", again.stdout
 
 
+def test_fix_verify_has_no_experiment_for_bnl105(tmp_path):
+    """No training experiment verifies an evaluation-mode fix: --verify leaves the file
+    as it was and says why; --force writes it."""
+    case = FIXTURES / "BNL105" / "evaluate_checkpoint.py"
+    target = tmp_path / case.name
+    shutil.copy(case, target)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    proc = run_bnlint("fix", "--unsafe-fixes", "--select", "BNL105", "--verify", case.name, cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and "no experiment verifies BNL105 fixes" in proc.stdout, proc.stdout
+    assert target.read_text() == case.read_text()
+    proc = run_bnlint("fix", "--unsafe-fixes", "--select", "BNL105", "--verify", "--force", case.name, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert target.read_text() == (SNAPSHOTS / case.name).read_text()
+
+
 def test_no_fix_when_the_model_is_called_in_a_helper_or_the_loop_returns():
     body = _main("with torch.no_grad():\n    for x, y in val_loader:\n        predict(model, x)\n",
                  extra="def predict(net, x):\n    return net(x)\n")
@@ -282,6 +311,8 @@ def _train(loader: str, model: str = "Net()", extra: str = ""):
     ("DataLoader(random_split(data(), [513, 100])[0], batch_size=64)", Severity.ERROR),  # 513 = 8 x 64 + 1
     ("DataLoader(TensorDataset(torch.randn(1025, 8)), batch_size=32, shuffle=True, drop_last=True)", None),
     ("DataLoader(TensorDataset(torch.randn(1024, 8)), batch_size=32, shuffle=True)", None),
+    ("DataLoader(TensorDataset(torch.randn(1025, 8)), batch_size=32, drop_last=args_bs > 1)", None),
+    ("DataLoader(TensorDataset(torch.randn(1025, 8)), batch_size=32, drop_last=debug)", Severity.ERROR),
     ("DataLoader(TensorDataset(torch.randn(1025, 8)), batch_size=32, sampler=RandomSampler(range(1025)))", None),
     ("DataLoader(data(), batch_size=1 if debug else 32)", None),  # not one on every path
     ("DataLoader(data(), batch_size=args_bs)", None),
@@ -311,10 +342,13 @@ def test_what_the_model_contains_decides():
     conv = ("class SeqNet(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
             "        self.conv = nn.Conv1d(8, 16, 3)\n        self.bn = nn.BatchNorm1d(16)\n\n"
             "    def forward(self, x):\n        return self.bn(self.conv(x)).mean()\n")
-    # BatchNorm1d after Conv1d sees sequences: a batch of one does not raise (a warning
-    # with batch_size=1, nothing for a last batch of one).
-    _, findings = _run(conv + "\n\n" + TRAIN.format(model="SeqNet()", loader=one))
+    # BatchNorm1d after Conv1d sees sequences: a batch of one does not raise. A warning
+    # when the batch size of one is DataLoader's default; nothing when batch_size=1 is
+    # written (pix2pix-style training on purpose) or for a last batch of one.
+    default = "DataLoader(data(), shuffle=True)"
+    _, findings = _run(conv + "\n\n" + TRAIN.format(model="SeqNet()", loader=default))
     assert [(f.code, f.severity) for f in findings] == [("BNL107", Severity.WARNING)]
+    assert _train(one, model="SeqNet()", extra=conv) == []
     assert _train(last, model="SeqNet()", extra=conv) == []
     assert _train(one, model="nn.Sequential(nn.Linear(8, 2), nn.LayerNorm(2))") == []
     assert _train(one, model="nn.Sequential(nn.Linear(8, 4), nn.BatchNorm1d(4, track_running_stats=False))")
@@ -327,3 +361,53 @@ def test_what_the_model_contains_decides():
     body = "def main():\n    model = Net()\n    model.eval()\n    for x, y in DataLoader(data(), batch_size=1):\n" \
            "        model(x)\n"
     assert _found(body) == []
+
+
+def test_an_evaluation_helper_in_a_file_that_never_says_loader():
+    """The helper's file names no loader (``dl``); ``no_grad`` makes it a candidate."""
+    helper = ("import torch\n\n\ndef score(net, dl):\n    hits = 0\n    with torch.no_grad():\n"
+              "        for x, y in dl:\n            hits += (net(x).argmax(1) == y).sum().item()\n    return hits\n")
+    script = HEADER + "\n\nfrom metrics import score\n\n\n" + _main("score(model, val_loader)\n")
+    sources = [SourceFile(path=p, text=t, encoding="utf-8", bom=False, newline="\n", raw=t.encode())
+               for p, t in (("metrics.py", helper), ("train.py", script))]
+    found = run_script_rules(sources, RULES)
+    assert [(f.path, f.code, f.line) for f in found] == [("metrics.py", "BNL105", 7)]
+
+
+def test_items_that_are_batches_already():
+    """A loader of episodes (``x.squeeze(0)``) or graphs (torch_geometric) gives the model
+    many samples per item."""
+    episodes = """\
+    def main():
+        model = Net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for x, y in DataLoader(data(), batch_size=1, shuffle=True):
+            x, y = x.squeeze(0), y.squeeze(0)
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+    """
+    assert _found(episodes) == []
+    assert [c for c, _ in _found(episodes.replace("            x, y = x.squeeze(0), y.squeeze(0)\n", ""))] == ["BNL107"]
+    graphs = "from torch_geometric.loader import DataLoader as GraphLoader\n\n\n" + TRAIN.format(
+        model="Net()", loader="GraphLoader(data(), batch_size=1, shuffle=True)")
+    assert _found(graphs) == []
+
+
+def test_batchnorm_after_pooling_to_one_position():
+    pooled = ("class Head(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+              "        self.pool = nn.Sequential({layers})\n\n"
+              "    def forward(self, x):\n        return self.pool(x).flatten(1)\n")
+    last = "DataLoader(TensorDataset(torch.randn(1025, 3, 8, 8), torch.zeros(1025)), batch_size=32, shuffle=True)"
+    at_one = "nn.AdaptiveAvgPool2d((1, 1)), nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8), nn.ReLU()"
+    found = _train(last, model="Head()", extra=pooled.format(layers=at_one))
+    assert [c for c, _ in found] == ["BNL107"]
+    resized = "nn.AdaptiveAvgPool2d(1), nn.Upsample(scale_factor=4), nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8)"
+    assert _train(last, model="Head()", extra=pooled.format(layers=resized)) == []
+    larger = "nn.AdaptiveAvgPool2d(4), nn.Conv2d(3, 8, 1), nn.BatchNorm2d(8)"
+    assert _train(last, model="Head()", extra=pooled.format(layers=larger)) == []
+    header = HEADER + "import torchvision\n"
+    _, findings = _run("\n\n" + TRAIN.format(model="torchvision.models.segmentation.deeplabv3_resnet50()",
+                                              loader=last), header=header)
+    assert [f.code for f in findings] == ["BNL107"]
+

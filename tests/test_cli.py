@@ -45,12 +45,12 @@ def test_clean_file_exits_zero():
 def test_select_and_ignore_with_prefixes():
     files = ["fixtures/BNL102/googlenet_head.py", "fixtures/BNL103/vgg_cifar_dropout.py"]
     rc, data = run_json(*files)
-    assert {f["code"] for f in data} == {"BNL102", "BNL103"}
+    assert {f["code"] for f in data} == {"BNL102", "BNL103", "BNL106"}
     rc, data = run_json("--select", "BNL102", *files)
     assert {f["code"] for f in data} == {"BNL102"}
     rc, data = run_json("--ignore", "BNL10", *files)
     assert data == [] and rc == 0
-    rc, data = run_json("--select", "BNL1", "--ignore", "BNL103", *files)
+    rc, data = run_json("--select", "BNL1", "--ignore", "BNL103,BNL106", *files)
     assert {f["code"] for f in data} == {"BNL102"}
 
 

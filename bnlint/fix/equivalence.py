@@ -1,6 +1,7 @@
 """Worker side of a model fix check: build the original and the fixed file's models,
-compare state_dict keys (exactly, or through the promised renames) and eval-mode
-outputs with the original weights loaded (relative tolerance 1e-6).
+compare state_dict keys (exactly, through the promised renames, or less the promised
+biases of BNL106) and eval-mode outputs with the original weights loaded (a removed
+bias folded into its BatchNorm's running mean; relative tolerance 1e-6).
 
 Runs in a subprocess (user code never runs in the CLI process):
 ``python -m bnlint.fix.equivalence REQUEST.json RESULT.json``.
@@ -50,8 +51,9 @@ def _flatten(value) -> List[Any]:
     return []
 
 
-def _compare_model(mod_a, mod_b, name: str, renames, input_shape) -> Dict[str, Any]:
-    """``renames``: (the renames promised for this model, those promised for the others)."""
+def _compare_model(mod_a, mod_b, name: str, renames, input_shape, folds=()) -> Dict[str, Any]:
+    """``renames``: (the renames promised for this model, those promised for the others);
+    ``folds``: the biases BNL106's fix promised to remove (``bnlint.fix.biasfold``)."""
     import torch
 
     from bnlint.model.worker import _build
@@ -69,13 +71,15 @@ def _compare_model(mod_a, mod_b, name: str, renames, input_shape) -> Dict[str, A
     except Exception as exc:  # user code may raise anything
         out["reason"] = f"model {name} does not build after the fix: {type(exc).__name__}: {exc}"
         return out
-    return _compare_built(name, a, b, mod_a, renames, input_shape)
+    return _compare_built(name, a, b, mod_a, renames, input_shape, folds=folds)
 
 
-def _compare_built(name: str, a, b, module, renames, input_shape, hint: Optional[int] = None) -> Dict[str, Any]:
+def _compare_built(name: str, a, b, module, renames, input_shape, hint: Optional[int] = None,
+                   folds=()) -> Dict[str, Any]:
     """Compare two built models (the original ``a`` and the fixed ``b``, built from the
-    same seed): state_dict keys through the renames, then eval-mode outputs with ``a``'s
-    weights loaded into ``b``. ``module`` gives ``example_inputs()``."""
+    same seed): state_dict keys through the renames (and the BNL106 bias ``folds``), then
+    eval-mode outputs with ``a``'s weights loaded into ``b``. ``module`` gives
+    ``example_inputs()``."""
     import torch
 
     from bnlint.model.worker import _input_candidates
@@ -103,15 +107,32 @@ def _compare_built(name: str, a, b, module, renames, input_shape, hint: Optional
                 own, mapped = trial, attempt
                 break
     renames = own
-    if sorted(mapped) != sorted(keys_b):
-        missing = sorted(set(mapped) - set(keys_b))[:3]
-        extra = sorted(set(keys_b) - set(mapped))[:3]
+    removed: Dict[str, Any] = {}
+    if folds:  # BNL106: removed biases, folded into the running means (bnlint.fix.biasfold)
+        from bnlint.fix.biasfold import removed_biases
+
+        removed, why = removed_biases(mapped, keys_b, folds)
+        if why:
+            out["reason"] = f"model {name}: {why}"
+            return out
+    kept = [k for k in mapped if k not in removed]
+    if sorted(kept) != sorted(keys_b):
+        missing = sorted(set(kept) - set(keys_b))[:3]
+        extra = sorted(set(keys_b) - set(kept))[:3]
         out["reason"] = (f"model {name}: state_dict keys differ from the promise "
                          f"(missing {missing}, unexpected {extra})")
         return out
     out["renamed"] = [[k, m] for k, m in zip(keys_a, mapped) if k != m]
-    state = a.state_dict()
-    b.load_state_dict({rename_key(k, renames): v for k, v in state.items()})
+    state = {rename_key(k, renames): v for k, v in a.state_dict().items()}
+    if removed:
+        from bnlint.fix.biasfold import fold_biases
+
+        state, why = fold_biases(state, removed)
+        if why:
+            out["reason"] = f"model {name}: {why}"
+            return out
+        out["removed"] = sorted(removed)
+    b.load_state_dict(state)
     a.eval()
     b.eval()
     for trial in range(2):
@@ -205,7 +226,9 @@ def compare_planned(request: Dict[str, Any]) -> Dict[str, Any]:
             try:
                 trace_model(b)
                 renames = (by_model.get(name, []), union) if by_model else (union, [])
-                result["models"].append(_compare_built(name, a, b, module, renames, request.get("input_shape"), hint))
+                folds = [tuple(f) for f in request.get("bias_folds") or ()]
+                result["models"].append(_compare_built(name, a, b, module, renames, request.get("input_shape"), hint,
+                                                       folds=folds))
             except Exception as exc:
                 result["models"].append({"name": name, "ok": False,
                                          "reason": f"model {name}: {type(exc).__name__}: {exc}"})
@@ -265,7 +288,8 @@ def compare_files(request: Dict[str, Any]) -> Dict[str, Any]:
         for name in names:
             try:
                 renames = (by_model.get(name, []), union) if by_model else (union, [])
-                result["models"].append(_compare_model(mod_a, mod_b, name, renames, request.get("input_shape")))
+                result["models"].append(_compare_model(mod_a, mod_b, name, renames, request.get("input_shape"),
+                                                       [tuple(f) for f in request.get("bias_folds") or ()]))
             except Exception as exc:
                 result["models"].append({"name": name, "ok": False,
                                          "reason": f"model {name}: {type(exc).__name__}: {exc}"})

@@ -46,7 +46,7 @@ from bnlint.model.graphwalk import VALUE_PRESERVING, describe, reach
 
 __all__ = ["NoFix", "plan_model_fix", "FIXABLE_GRAPH_CODES"]
 
-FIXABLE_GRAPH_CODES = ("BNL101", "BNL102")
+FIXABLE_GRAPH_CODES = ("BNL101", "BNL102", "BNL106")
 PARAM_FREE = frozenset({"dropout", "activation", "reshape", "pool", "global-pool", "scale"})
 _BRANCH_KINDS = frozenset({"activation", "reshape", "scale", "weight", "batchnorm", "pool", "dropout"})
 # What may lie between a weight layer and the dropout moved in front of it.
@@ -560,6 +560,13 @@ def plan_model_fix(code: str, g: nx.DiGraph, node: str, file: str, sources: Dict
         return None, None
     planner = _Planner(g, file, sources, related)
     try:
+        if code == "BNL106":  # bias=False on the constructor: bnlint.fix.biasfix
+            from bnlint.fix.biasfix import BiasFixError, plan_bias_fix
+
+            try:
+                return plan_bias_fix(g, node, file, sources, related), None
+            except BiasFixError as exc:
+                return None, str(exc)
         if code == "BNL101":
             return planner.fix_dropout_before_bn(node), None
         return planner.fix_dropout_after_pool(node), None

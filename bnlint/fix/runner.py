@@ -37,8 +37,16 @@ from bnlint.sources import SourceError, SourceFile, read_source
 
 __all__ = ["FileOutcome", "FixRun", "fix_paths", "cleanup_on_signals", "ALLOWED_LEFTOVER"]
 
-# A moved dropout may still reach a later BN through a weight layer (issue #4).
-ALLOWED_LEFTOVER = ("BNL103",)
+# Warnings a fix may reveal, never a reason to refuse it: a moved dropout may still reach
+# a later BN through a weight layer (issue #4), or leave a layer's bias feeding a BN
+# directly (BNL106; with --unsafe-fixes a later round builds that layer with bias=False).
+ALLOWED_LEFTOVER = ("BNL103", "BNL106")
+_LEFTOVER_NOTES = {
+    "BNL103": ("a {code} warning remains: the moved dropout still reaches a later BatchNorm through a weight "
+               "layer (no residual add); see 'bnlint explain {code}'"),
+    "BNL106": ("a {code} warning appears: with the dropout moved, a layer's bias feeds a BatchNorm directly "
+               "and is cancelled by it; 'bnlint fix --unsafe-fixes' builds that layer with bias=False"),
+}
 
 # CPython 3.11's ast module keeps one recursion counter per interpreter: two threads
 # building ast trees at once (a garbage-collector finalizer can switch threads midway)
@@ -57,6 +65,7 @@ class FileOutcome:
     renamed: List[Tuple[str, str]] = field(default_factory=list)  # every model's, for display
     renamed_by_model: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)
     diff: str = ""
+    revealed: bool = False  # the fix revealed findings with fixes of their own (a later round)
 
 
 @dataclass
@@ -177,12 +186,13 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
                 if pairs:
                     promised.setdefault(str(dict(f.details).get("model")), set()).update(map(tuple, pairs))
             renames = {model: sorted(pairs) for model, pairs in promised.items()}
+            folds = sorted({tuple(r) for f in applied for r in dict(f.fix.data).get("bias_folds", ())})
             shape = [list(s) for s in config.input_shape] if config.input_shape else None
             candidates = _candidates(new_text)
             mocks = {"mock_imports": list(config.mock_imports), "no_mock_imports": list(config.no_mock_imports)}
             planned = _plan_of(abs_path, config)
             request = {
-                "original": abs_path, "fixed": tmp, "renames": renames,
+                "original": abs_path, "fixed": tmp, "renames": renames, "bias_folds": folds,
                 "candidates": _candidates(src.text), "input_shape": shape, **mocks,
                 "analyse": {"explicit": [], "candidates": candidates, "input_shape": shape, **mocks},
             }
@@ -223,8 +233,9 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
         if count <= allowed:
             continue
         if code in ALLOWED_LEFTOVER:
-            outcome.notes.append(f"a {code} warning remains: the moved dropout still reaches a later "
-                                 f"BatchNorm through a weight layer (no residual add); see 'bnlint explain {code}'")
+            outcome.notes.append(_LEFTOVER_NOTES[code].format(code=code))
+            outcome.revealed = outcome.revealed or any(f.fix is not None and f.fix.edits for f in after
+                                                       if f.code == code)
             continue
         if code == "BNL001":
             msg = next((f.message for f in after if f.code == code), "")
@@ -507,12 +518,13 @@ def _compose(first: List[Tuple[str, str]], then: List[Tuple[str, str]]) -> List[
 def _later_rounds(run: FixRun, pool: ThreadPoolExecutor, config: Config, rules: Sequence[Rule],
                   unsafe: bool) -> None:
     """Fixes left out because their edits overlapped another fix (two dropouts moved to
-    the same place) are applied in further rounds on the written file, as ruff does,
-    so that one ``bnlint fix`` leaves nothing for a second run."""
+    the same place), and fixes of findings a fix revealed (a bias now feeding a BN:
+    BNL106), are applied in further rounds on the written file, as ruff does, so that
+    one ``bnlint fix`` leaves nothing for a second run."""
     from bnlint.engine import check_paths
 
     for _ in range(MAX_ROUNDS - 1):
-        pending = {o.path: o for o in run.files if o.rejected is None and o.applied and o.skipped}
+        pending = {o.path: o for o in run.files if o.rejected is None and o.applied and (o.skipped or o.revealed)}
         if not pending:
             return
         result = check_paths(sorted(pending), config, rules)
@@ -521,7 +533,7 @@ def _later_rounds(run: FixRun, pool: ThreadPoolExecutor, config: Config, rules: 
             if f.path in pending and _wanted(f, unsafe):
                 by_file.setdefault(f.path, []).append(f)
         for outcome in pending.values():
-            outcome.skipped = []
+            outcome.skipped, outcome.revealed = [], False
         here = {p: [f for f in result.findings if f.path == p] for p in by_file}
         rounds = list(pool.map(
             lambda path: _fix_file(path, by_file[path], here[path], config, rules, True, result.raw.get(path)),
@@ -532,7 +544,7 @@ def _later_rounds(run: FixRun, pool: ThreadPoolExecutor, config: Config, rules: 
                 outcome.notes.append(f"{len(new.applied)} more fixes not applied: {new.rejected}")
                 continue
             outcome.applied += new.applied
-            outcome.skipped = new.skipped
+            outcome.skipped, outcome.revealed = new.skipped, new.revealed
             for model, pairs in new.renamed_by_model.items():  # per model: paths repeat across models
                 outcome.renamed_by_model[model] = _compose(outcome.renamed_by_model.get(model, []), pairs)
             outcome.renamed = list(dict.fromkeys(p for pairs in outcome.renamed_by_model.values() for p in pairs))

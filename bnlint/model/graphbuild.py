@@ -10,6 +10,7 @@ nodes. Node attributes (all plain values):
 ``module_path`` path of the submodule in the analysed model (call_module nodes)
 ``module_type`` qualified class name of that submodule
 ``p``, ``active``  dropout rate and whether it is applied (p > 0 in train mode)
+``has_bias``    weight layers (conv, linear): whether they add a bias
 ``in_sequential`` the module is applied by an ``nn.Sequential`` container
 ``call``        {file, line, col, ...}: innermost non-torch frame of the call in forward
 ``user_call``   innermost frame of the call in a non-library file
@@ -199,7 +200,7 @@ def _classify_module(module: nn.Module, node: fx.Node) -> Dict[str, Any]:
             is_global = bool(_globally_pooled(node))
         facts.update(kind="global-pool" if is_global else "pool")
     elif isinstance(module, _WEIGHT_MODULES):
-        facts.update(kind="weight")
+        facts.update(kind="weight", has_bias=getattr(module, "bias", None) is not None)
     elif isinstance(module, _ACT_MODULES):
         facts.update(kind="activation")
     elif isinstance(module, _RESHAPE_MODULES):
@@ -262,7 +263,8 @@ def _classify_callable(node: fx.Node, kinds: Dict[str, str]) -> Dict[str, Any]:
             return {"kind": "other"}
         return {"kind": "global-pool" if _reduction_is_global(node) else "other"}
     if name in _WEIGHT_FUNCS:
-        return {"kind": "weight"}
+        bias = _arg(node, 3, "bias") if name == "bilinear" else _arg(node, 2, "bias")
+        return {"kind": "weight", "has_bias": bias is not None}
     if name in _MATMULS:
         return {"kind": "weight" if _has_param_input(node) else "other"}
     return {"kind": "other"}

@@ -269,8 +269,12 @@ def _recording(source, record: _Pass):
     """The index stream, unchanged, keeping its first ``record.limit`` indices."""
     order, limit = record.order, record.limit
     for item in source:
-        if isinstance(item, (list, tuple)):
+        if type(item) is list and (not item or type(item[0]) is int):
+            order.extend(item)  # BatchSampler's list of ints: kept as it is (C speed)
+        elif isinstance(item, (list, tuple)):
             order.extend(_item(i) for i in item)
+        elif type(item) is int:
+            order.append(item)
         else:
             order.append(_item(item))
         if len(order) >= limit:

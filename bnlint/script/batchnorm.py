@@ -15,7 +15,11 @@ assumed to use it. ``BNProfile`` holds the plain facts the rules read:
 - ``frozen``: the model class overrides ``train()`` and switches modules to ``eval()``
   there (mmdetection's ``norm_eval``, detectron-style frozen backbones);
 - ``sequence_convs``: a ``Conv1d`` is built too, so a ``BatchNorm1d`` may see
-  ``(N, C, L)`` sequences rather than one value per channel.
+  ``(N, C, L)`` sequences rather than one value per channel;
+- ``pooled_bn``: a BatchNorm placed after a pooling to a single position in one
+  sequence of layers (``nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(...),
+  nn.BatchNorm2d(...))``, DeepLabV3's image-pooling branch): it sees one value per
+  channel whatever the input size.
 """
 from __future__ import annotations
 
@@ -40,6 +44,7 @@ class BNProfile:
     untracked: bool = False
     frozen: bool = False
     sequence_convs: bool = False
+    pooled_bn: bool = False
 
     @property
     def has_bn(self) -> bool:
@@ -52,8 +57,9 @@ class BNProfile:
 
     @property
     def one_value_per_channel(self) -> bool:
-        """A BatchNorm1d that sees ``(N, C)`` features: no ``Conv1d`` feeds it sequences."""
-        return bool(self.kinds & {"BatchNorm1d", "LazyBatchNorm1d"}) and not self.sequence_convs
+        """A BatchNorm that sees one value per channel: a BatchNorm1d with no ``Conv1d``
+        to feed it sequences, or a BatchNorm after a pooling to a single position."""
+        return (bool(self.kinds & {"BatchNorm1d", "LazyBatchNorm1d"}) and not self.sequence_convs) or self.pooled_bn
 
     def describe(self) -> str:
         names = sorted(k for k in self.kinds if k != "batch_norm") or ["F.batch_norm"]
@@ -66,10 +72,43 @@ class _Scan:
     tracked: int = 0
     untracked: int = 0
     sequence_convs: bool = False
+    pooled_bn: bool = False
 
     def profile(self, frozen: bool) -> BNProfile:
         return BNProfile(frozenset(self.kinds), untracked=self.untracked > 0 and self.tracked == 0,
-                         frozen=frozen, sequence_convs=self.sequence_convs)
+                         frozen=frozen, sequence_convs=self.sequence_convs, pooled_bn=self.pooled_bn)
+
+
+_ADAPTIVE_POOLS = {"AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
+                   "AdaptiveMaxPool2d", "AdaptiveMaxPool3d"}
+_RESIZES = {"Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "ConvTranspose1d", "ConvTranspose2d",
+            "ConvTranspose3d", "interpolate", "Unflatten", "PixelShuffle"}
+
+
+def _pools_to_one(call: cst.Call) -> bool:
+    """``AdaptiveAvgPool2d(1)``, ``AdaptiveMaxPool2d((1, 1))``, ``output_size=1``."""
+    if last_part(dotted(call.func)) not in _ADAPTIVE_POOLS or not call.args:
+        return False
+    value = call.args[0].value
+    parts = [e.value for e in value.elements] if isinstance(value, (cst.Tuple, cst.List)) else [value]
+    return all(isinstance(p, cst.Integer) and p.value == "1" for p in parts)
+
+
+def _bn_after_single_position(layers) -> bool:
+    """In one sequence of layers, a BatchNorm after a pooling to one position with no
+    resize in between."""
+    pooled = False
+    for layer in layers:
+        if not isinstance(layer, cst.Call):
+            continue
+        name = last_part(dotted(layer.func))
+        if _pools_to_one(layer):
+            pooled = True
+        elif name in _RESIZES:
+            pooled = False
+        elif pooled and name in BN_NAMES:
+            return True
+    return False
 
 
 def _untracked_call(call: cst.Call) -> bool:
@@ -96,6 +135,8 @@ def _scan(project, file, node, scan: _Scan, depth: int, seen: set) -> None:
                 skip.update(id(m) for m in iter_nodes(n))
                 continue
             skip.update(id(m) for m in iter_nodes(n.func))
+            if not scan.pooled_bn and _bn_after_single_position(a.value for a in n.args if not a.star):
+                scan.pooled_bn = True
             if name in BN_NAMES:
                 scan.kinds.add(name)
                 if _untracked_call(n):
@@ -106,6 +147,8 @@ def _scan(project, file, node, scan: _Scan, depth: int, seen: set) -> None:
                 scan.sequence_convs = True
             elif depth < _MAX_DEPTH:
                 _follow(project, file, n, scan, depth, seen)
+        elif isinstance(n, cst.List) and not scan.pooled_bn:
+            scan.pooled_bn = _bn_after_single_position(e.value for e in n.elements)
         elif isinstance(n, (cst.Name, cst.Attribute)):
             skip.update(id(m) for m in iter_nodes(n))
             name = last_part(dotted(n))
@@ -129,9 +172,10 @@ def _follow(project, file, call: cst.Call, scan: _Scan, depth: int, seen: set) -
         return
     q = file.imports.qualify(call.func)
     if library_model_has_bn(q, _first_str(call)):
-        kinds = library_profile(call, True).kinds
-        scan.kinds.update(kinds)
-        scan.tracked += bool(kinds)
+        lib = library_profile(call, True, q)
+        scan.kinds.update(lib.kinds)
+        scan.tracked += bool(lib.kinds)
+        scan.pooled_bn = scan.pooled_bn or lib.pooled_bn
 
 
 def _follow_reference(project, file, expr, scan: _Scan, depth: int, seen: set, scope) -> None:
@@ -217,13 +261,17 @@ def node_profile(project, file, node) -> BNProfile:
     return scan.profile(False)
 
 
-def library_profile(call: cst.Call, has_bn: bool) -> BNProfile:
+def library_profile(call: cst.Call, has_bn: bool, q: Optional[str] = None) -> BNProfile:
     """A library model (torchvision, timm) known by name: BatchNorm2d when it has BN,
-    unless ``norm_layer=`` names something else (``FrozenBatchNorm2d``)."""
+    unless ``norm_layer=`` names something else (``FrozenBatchNorm2d``). torchvision's
+    DeepLabV3 normalises its image-pooling branch (one position) with BatchNorm2d."""
     for arg in call.args:
         if arg.keyword is not None and arg.keyword.value == "norm_layer":
             name = last_part(dotted(arg.value))
             if name in BN_NAMES:
                 return BNProfile(frozenset({name}))
             return BNProfile()
-    return BNProfile(frozenset({"BatchNorm2d"})) if has_bn else BNProfile()
+    if not has_bn:
+        return BNProfile()
+    pooled = bool(q) and q.startswith("torchvision.models.") and last_part(q).startswith("deeplabv3")
+    return BNProfile(frozenset({"BatchNorm2d"}), pooled_bn=pooled)

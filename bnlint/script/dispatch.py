@@ -220,7 +220,7 @@ class CallDispatch(CallEvaluator):
             if meth == "forward":
                 self.model_called(rv, call, fr, loops)
             elif meth not in _SELF_RETURNING:
-                self.model_method(rv, meth, args)
+                self.model_method(rv, meth, args, fr)
             if meth in _SELF_RETURNING:
                 return rv, deps
             return None, deps
@@ -322,7 +322,9 @@ class CallDispatch(CallEvaluator):
         file = fr.file
         first = args[0][1][0] if args else None
         if known.is_dataloader(q):
-            return self.make_loader(call, args, fr, loops), deps
+            loader = self.make_loader(call, args, fr, loops)
+            loader.attrs["q"] = q  # torch.utils.data.DataLoader, or a library's (torch_geometric)
+            return loader, deps
         kind = known.sampler_kind(q)
         if kind is not None:
             return self.make_sampler(call, kind, args, fr, loops), deps
@@ -385,7 +387,7 @@ class CallDispatch(CallEvaluator):
             first_str = call.args[0].value.evaluated_value
         has_bn = known.library_model_has_bn(q, first_str if isinstance(first_str, str) else None)
         if has_bn is not None:
-            return self.new_model(call, file, loops, has_bn, bn=batchnorm.library_profile(call, has_bn)), deps
+            return self.new_model(call, file, loops, has_bn, bn=batchnorm.library_profile(call, has_bn, q)), deps
         if last_part(q) in ("Sequential", "ModuleList", "ModuleDict") and q.startswith("torch"):
             return self.new_model(call, file, loops, self.project.node_has_bn(file, call),
                                   bn=batchnorm.node_profile(self.project, file, call)), deps

@@ -16,10 +16,11 @@ BN_NAMES = {
 }
 
 # A file can only hold a finding when it names one of these (checked on the raw text,
-# before parsing).
+# before parsing); ``no_grad``/``inference_mode``: an evaluation pass over a loader passed
+# in under another name (BNL105).
 SCRIPT_HINT = re.compile(
     r"DataLoader|[Ss]ampler|randperm|permutation|shuffle|cycle|manual_seed|\.seed\(|"
-    r"set_seed|seed_everything|loader"
+    r"set_seed|seed_everything|loader|no_grad|inference_mode"
 )
 
 # A file may start training code (an epoch loop around a helper's loader) when it

@@ -4,8 +4,9 @@ A model's mode is a set of *tokens*, one per way the walk may have reached the c
 point:
 
 - ``default``: built in this walk and never switched: training mode, implicitly;
-- ``train``: ``model.train()`` was called and no training loop has run since (someone
-  asked for training mode here on purpose: BN recalibration, test-time adaptation);
+- ``train``: ``model.train()`` was called and no backward pass, optimizer step or
+  training loop has run since (someone asked for training mode here on purpose: BN
+  recalibration, test-time adaptation);
 - ``trained``: training mode that served training (a backward pass, an optimizer step
   or a training loop came after the ``model.train()``) and was never switched back;
 - ``eval``: ``model.eval()`` / ``model.train(False)``;
@@ -24,6 +25,7 @@ walked before it.
 """
 from __future__ import annotations
 
+import re
 from typing import Dict, FrozenSet, List, Optional, Set
 
 import libcst as cst
@@ -89,6 +91,10 @@ class ModeTracker:
         """The state after alternative paths: each model may be in any of their modes. A
         model missing on a path was built on another path (it does not exist there), or
         was made by an earlier walk (``unknown`` there)."""
+        first = states[0] if states else {}
+        if all(st == first for st in states[1:]):
+            self.state = dict(first)  # no path changed a mode differently
+            return
         keys: List[int] = []
         for st in states:
             keys.extend(k for k in st if k not in keys)
@@ -166,6 +172,8 @@ def record_call(facts, tracker: ModeTracker, model: Value, call: cst.CSTNode, fr
     ))
 
 
+_SWITCHING_NAME = re.compile(r"freeze|eval|inference|deploy", re.I)
+
 
 class ModeEvents:
     """Mixin for ``bnlint.script.walker.Walker``: what calls do to the models' modes."""
@@ -182,19 +190,34 @@ class ModeEvents:
                 return
         self.modes.set(model, EVAL if meth == "eval" else train_token(args))
 
-    def model_method(self, model: Value, meth: str, args) -> None:
+    def model_method(self, model: Value, meth: str, args, fr) -> None:
         """Other methods on a model that may switch (part of) it to evaluation:
-        ``model.apply(set_bn_eval)``, the model class's own ``freeze_bn()``."""
+        ``model.apply(set_bn_eval)`` (a function of the project, a local one or a
+        lambda), the model class's own ``freeze_bn()``."""
         if meth == "apply":
-            for _, (value, _) in args:
-                for opt, _ in options(value):
-                    if opt is not None and opt.kind == "func" and sets_eval(opt.get("fn")):
-                        self.modes.set(model, UNKNOWN)
+            for arg, (value, _) in args:
+                fns = [opt.get("fn") for opt, _ in options(value) if opt is not None and opt.kind == "func"]
+                sym = self.project.resolver.resolve(fr.file, arg.value) if not fns else None
+                if sym is not None and sym.kind in ("function", "method"):
+                    fns.append(sym.node)
+                if sets_eval(arg.value) or any(self.switches_to_eval(fn) for fn in fns):
+                    self.modes.set(model, UNKNOWN)
             return
         cls = model.get("cls")
         hit = self.project.method(cls, meth) if cls is not None else None
-        if hit is not None and sets_eval(hit[1]):
+        if hit is not None and self.switches_to_eval(hit[1]):
             self.modes.set(model, UNKNOWN)
+        elif hit is None and _SWITCHING_NAME.search(meth):
+            # A method bnlint cannot read whose name says it may switch modes
+            # (LightningModule.freeze(), a library's set_eval_mode()).
+            self.modes.set(model, UNKNOWN)
+
+    def switches_to_eval(self, fn) -> bool:
+        """``sets_eval`` memoised per function."""
+        memo = self.__dict__.setdefault("_sets_eval_memo", {})
+        if id(fn) not in memo:
+            memo[id(fn)] = sets_eval(fn)
+        return memo[id(fn)]
 
     def model_called(self, model: Value, call: cst.CSTNode, fr, loops) -> None:
         record_call(self.facts, self.modes, model, call, fr, loops)

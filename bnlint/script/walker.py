@@ -21,7 +21,7 @@ import libcst as cst
 from bnlint.script import roots as roots_mod
 from bnlint.script.dispatch import CallDispatch
 from bnlint.script.facts import Cond, Loop, ScriptFacts, TrainUse, Value, options, union
-from bnlint.script.modes import EVAL, ModeEvents, ModeTracker, sets_eval
+from bnlint.script.modes import EVAL, ModeEvents, ModeTracker
 from bnlint.script.names import dotted, last_part
 from bnlint.script.project import ClassInfo, FileInfo, Project, calls_in, iter_nodes
 
@@ -483,13 +483,13 @@ class Walker(CallDispatch, ModeEvents):
                 continue
             if opt.kind == "gen":
                 fn = opt.get("fn")
-                if not sets_eval(fn):
+                if not self.switches_to_eval(fn):
                     continue
                 models = [bound[0] for bound in opt.get("env", {}).values()
                           if bound and bound[0] is not None and bound[0].kind == "model"]
             elif opt.kind == "instance":
                 hit = self.project.method(opt.get("cls"), "__enter__")
-                if hit is None or not sets_eval(hit[1]):
+                if hit is None or not self.switches_to_eval(hit[1]):
                     continue
                 models = [bound[0] for bound in opt.get("fields", {}).values()
                           if bound and bound[0] is not None and bound[0].kind == "model"]
