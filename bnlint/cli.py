@@ -119,7 +119,9 @@ def check(paths, select, ignore, extend_select, config_file, timeout, input_shap
             folder = cache_dir or os.path.join(config.root or ".", ".bnlint_cache")
             cache = ResultCache.for_run(folder, repr(config), (r.code for r in rules))
         try:
-            result = check_paths(paths, config, rules, progress=progress, cache=cache, jobs=jobs)
+            # Only SARIF reports a fix's edits; the other formats say whether one exists.
+            result = check_paths(paths, config, rules, progress=progress, cache=cache, jobs=jobs,
+                                 plan_fixes=output_format == "sarif")
         except KeyboardInterrupt:
             raise _interrupted()
         finally:

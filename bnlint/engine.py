@@ -191,12 +191,15 @@ def _read(job: FileJob, notebooks: Dict) -> SourceFile:
 
 
 def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
-                progress=None, cache=None, jobs: Optional[int] = None) -> CheckResult:
+                progress=None, cache=None, jobs: Optional[int] = None, plan_fixes: bool = True) -> CheckResult:
     """``cache``: a ``bnlint.cache.ResultCache`` (``bnlint check`` passes one); ``jobs``:
-    model files analysed at once (default: the number of CPUs)."""
+    model files analysed at once (default: the number of CPUs); ``plan_fixes``: script
+    findings' fixes get their edits (``bnlint fix``, SARIF); without it they say only
+    that a fix exists and what it does, which is all the text and JSON reports show
+    (``bnlint.script.analysis.ScriptContext``)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from bnlint.model.modelcheck import ModelJob, check_model_files
+    from bnlint.model.modelcheck import ModelJob, check_model_files, start_workers_early
 
     files = collect_files(paths, config)
     enabled_codes = {r.code for r in rules}
@@ -274,6 +277,8 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
                     result.fatal = result.fatal or any(
                         f.code == "BNL001" and f.severity is Severity.ERROR for f in cached)
                     continue
+            if not model_jobs:
+                start_workers_early()  # torch's import overlaps the static work still to do
             model_jobs.append(model_job)
 
     # Model files run in worker processes while the script rules run here.
@@ -282,7 +287,8 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
                          workers=jobs, shown={j.abs_path: j.path for j in files}) if pool is not None else None
     try:
         if script_rules:
-            findings.extend(_script_findings(readable, sources, digests, notebooks, script_rules, cache, findings, result))
+            findings.extend(_script_findings(readable, sources, digests, notebooks, script_rules, cache, findings, result,
+                                             plan_fixes))
     finally:
         model_result = models.result() if models is not None else None
         if pool is not None:
@@ -320,7 +326,8 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
 
 
 def _script_findings(readable: List[FileJob], sources: Dict[str, SourceFile], digests: Dict[str, str],
-                     notebooks: Dict, script_rules: Sequence[Rule], cache, findings, result) -> List[Finding]:
+                     notebooks: Dict, script_rules: Sequence[Rule], cache, findings, result,
+                     plan_fixes: bool = True) -> List[Finding]:
     """Script rules on the checked files, each analysed with the project it lives in
     (``bnlint.script.scope``): findings only in these files, the same whatever else is
     named on the command line."""
@@ -339,7 +346,7 @@ def _script_findings(readable: List[FileJob], sources: Dict[str, SourceFile], di
 
     files = [CheckedFile(job.path, job.abs_path, reader(job), notebook=is_notebook(job.path)) for job in readable]
     index = cache.file_index() if cache is not None else None
-    return check_in_project(files, script_rules, cache=cache, index=index, on_error=failed)
+    return check_in_project(files, script_rules, cache=cache, index=index, on_error=failed, plan_fixes=plan_fixes)
 
 
 def _without_echoes(findings: List[Finding]) -> List[Finding]:

@@ -4,10 +4,16 @@ Each helper returns a ``Fix`` of text edits or None when the code is not in a sh
 fixer can follow (the finding then has no ``[*]``). The fixes change the data order on
 purpose (that is what the rules ask for) and never touch a model, so they are marked
 safe; BNL205 (cached batches) has no automatic fix.
+
+Each helper decides first, on the tree and its parents only, whether it can fix the
+code and what the fix does; the edits, which need source positions (a code generation
+pass over the whole file), are computed only when the run plans fixes
+(``ScriptContext.plan_fixes``: ``bnlint fix``, SARIF output). ``bnlint check`` gets the
+same fixes without edits: the ``[*]`` marker and the description, cheaply.
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence, Set
+from typing import Callable, Iterable, List, Optional, Sequence, Set
 
 import libcst as cst
 
@@ -71,13 +77,41 @@ def _bound_name(idx: SourceIndex, node: cst.CSTNode):
     return None, False, None
 
 
-def _loop_body_start(idx: SourceIndex, loop: cst.CSTNode):
+def _safe_fix(ctx, description: str, edits: Callable[[], Sequence[Edit]]) -> Fix:
+    """The fix, with its edits only when the run plans fixes (see the module docs)."""
+    return Fix(FixSafety.SAFE, description, tuple(edits()) if ctx.plan_fixes else ())
+
+
+def _first_in_body(loop: cst.CSTNode) -> Optional[cst.CSTNode]:
+    """The first statement of an indented loop body (None: no such body)."""
     body = getattr(loop, "body", None)
     if not isinstance(body, cst.IndentedBlock) or not body.body:
-        return None, ""
-    first = body.body[0]
+        return None
+    return body.body[0]
+
+
+def _loop_body_start(idx: SourceIndex, loop: cst.CSTNode):
+    first = _first_in_body(loop)
     line = idx.start(first)[0]
     return (line, 0), idx.indent_of(line)
+
+
+def _inside_loop(loop: cst.CSTNode) -> Set[int]:
+    """Ids of the nodes in the loop's header and body: its source range, which ends
+    with the body (an ``else:`` clause is outside)."""
+    inside: Set[int] = set()
+    stack = [c for c in loop.children if c is not getattr(loop, "orelse", None)]
+    while stack:
+        cur = stack.pop()
+        inside.add(id(cur))
+        stack.extend(cur.children)
+    return inside
+
+
+def _comes_after(parent: cst.CSTNode, a: cst.CSTNode, b: cst.CSTNode) -> bool:
+    """Does statement ``a`` come after statement ``b``, both in ``parent``'s body?"""
+    order = {id(stmt): i for i, stmt in enumerate(getattr(parent, "body", ()))}
+    return order[id(a)] > order[id(b)]
 
 
 def _line_block(idx: SourceIndex, stmt: cst.CSTNode, indent: str) -> str:
@@ -113,8 +147,7 @@ def set_epoch_fix(ctx, target, holders, epoch_loop) -> Optional[Fix]:
         return None
     idx = ctx.source_index(target.file)
     loop = epoch_loop.node
-    at, indent = _loop_body_start(idx, loop)
-    if at is None:
+    if _first_in_body(loop) is None:
         return None
     func = idx.function(loop) or idx.module
     name, guarded, stmt = _bound_name(idx, target.node)
@@ -131,24 +164,28 @@ def set_epoch_fix(ctx, target, holders, epoch_loop) -> Optional[Fix]:
                 break
     if receiver is None or (isinstance(loop, cst.For) and receiver.split(".")[0] in _assigned_names(loop)):
         return None
-    edits: List[Edit] = []
-    if (isinstance(loop, cst.For) and isinstance(loop.target, cst.Name) and loop.target.value != "_"
-            and epoch_loop.is_range):
-        epoch = loop.target.value
-        extra = ""
-    else:
-        epoch = _free_name(idx, func, ["epoch", "bnlint_epoch"])
-        line = idx.start(loop)[0]
-        edits.append(Edit(idx.path, (line, 0), (line, 0), f"{idx.indent_of(line)}{epoch} = 0\n"))
-        extra = f"{indent}{epoch} += 1\n"
+    counted = not (isinstance(loop, cst.For) and isinstance(loop.target, cst.Name) and loop.target.value != "_"
+                   and epoch_loop.is_range)
+    epoch = _free_name(idx, func, ["epoch", "bnlint_epoch"]) if counted else loop.target.value
     call = f"{receiver}.set_epoch({epoch})"
-    if guarded:
-        step = idx.module.default_indent
-        text = f"{indent}if {receiver} is not None:\n{indent}{step}{call}\n{extra}"
-    else:
-        text = f"{indent}{call}\n{extra}"
-    edits.append(Edit(idx.path, at, at, text))
-    return Fix(FixSafety.SAFE, f"call {call} at the start of each epoch", tuple(edits))
+
+    def edits() -> List[Edit]:
+        at, indent = _loop_body_start(idx, loop)
+        out: List[Edit] = []
+        extra = ""
+        if counted:
+            line = idx.start(loop)[0]
+            out.append(Edit(idx.path, (line, 0), (line, 0), f"{idx.indent_of(line)}{epoch} = 0\n"))
+            extra = f"{indent}{epoch} += 1\n"
+        if guarded:
+            step = idx.module.default_indent
+            text = f"{indent}if {receiver} is not None:\n{indent}{step}{call}\n{extra}"
+        else:
+            text = f"{indent}{call}\n{extra}"
+        out.append(Edit(idx.path, at, at, text))
+        return out
+
+    return _safe_fix(ctx, f"call {call} at the start of each epoch", edits)
 
 
 # ---------------------------------------------------------------- BNL202
@@ -159,7 +196,6 @@ def cycle_fix(ctx, value, flagged: Sequence) -> Optional[Fix]:
         return None
     idx = ctx.source_index(value.file)
     module = idx.module
-    edits = [Edit(idx.path, idx.start(call.func), idx.end(call.func), CYCLE_HELPER)]
     defined = any(isinstance(s, cst.FunctionDef) and s.name.value == CYCLE_HELPER for s in module.body)
     last_import = None
     for stmt in module.body:
@@ -167,12 +203,17 @@ def cycle_fix(ctx, value, flagged: Sequence) -> Optional[Fix]:
             last_import = stmt
     if last_import is None:
         return None
-    if not defined:
-        line = idx.end(last_import)[0] + 1
-        edits.append(Edit(idx.path, (line, 0), (line, 0), _HELPER_CODE.format(name=CYCLE_HELPER)))
-    edits.extend(_unused_cycle_import(idx, [v.node for v in flagged if v.file is value.file]))
-    return Fix(FixSafety.SAFE, f"replace itertools.cycle with {CYCLE_HELPER}(), which re-iterates the loader "
-                               f"every pass", tuple(edits))
+
+    def edits() -> List[Edit]:
+        out = [Edit(idx.path, idx.start(call.func), idx.end(call.func), CYCLE_HELPER)]
+        if not defined:
+            line = idx.end(last_import)[0] + 1
+            out.append(Edit(idx.path, (line, 0), (line, 0), _HELPER_CODE.format(name=CYCLE_HELPER)))
+        out.extend(_unused_cycle_import(idx, [v.node for v in flagged if v.file is value.file]))
+        return out
+
+    return _safe_fix(ctx, f"replace itertools.cycle with {CYCLE_HELPER}(), which re-iterates the loader "
+                          f"every pass", edits)
 
 
 def _unused_cycle_import(idx: SourceIndex, calls: Sequence[cst.Call]) -> List[Edit]:
@@ -214,16 +255,17 @@ def shuffle_fix(ctx, loader) -> Optional[Fix]:
     if not isinstance(call, cst.Call) or any(a.star for a in call.args) or not call.args:
         return None
     idx = ctx.source_index(loader.file)
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == "shuffle":
-            edit = Edit(idx.path, idx.start(arg.value), idx.end(arg.value), "True")
-            break
-    else:
-        if len([a for a in call.args if a.keyword is None]) >= 3:
-            return None  # shuffle given positionally, or a form we do not recognise
+    given = next((arg for arg in call.args if arg.keyword is not None and arg.keyword.value == "shuffle"), None)
+    if given is None and len([a for a in call.args if a.keyword is None]) >= 3:
+        return None  # shuffle given positionally, or a form we do not recognise
+
+    def edits() -> List[Edit]:
+        if given is not None:
+            return [Edit(idx.path, idx.start(given.value), idx.end(given.value), "True")]
         end = idx.end(call.args[-1].value)
-        edit = Edit(idx.path, end, end, ", shuffle=True")
-    return Fix(FixSafety.SAFE, "pass shuffle=True so every epoch draws a new order", (edit,))
+        return [Edit(idx.path, end, end, ", shuffle=True")]
+
+    return _safe_fix(ctx, "pass shuffle=True so every epoch draws a new order", edits)
 
 
 def permutation_into_loop_fix(ctx, perm, epoch_loop) -> Optional[Fix]:
@@ -235,26 +277,27 @@ def permutation_into_loop_fix(ctx, perm, epoch_loop) -> Optional[Fix]:
     loop = epoch_loop.node
     if name is None or guarded or not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
         return None
-    if idx.parent(stmt) is not idx.parent(loop) or idx.start(stmt) > idx.start(loop):
+    if idx.parent(stmt) is not idx.parent(loop) or _comes_after(idx.parent(stmt), stmt, loop):
         return None
     scope = idx.function(loop) or idx.module
-    loop_start, loop_end = idx.offset(idx.start(loop)), idx.offset(idx.end(loop))
+    inside: Optional[Set[int]] = None
     for n in _names(scope):
         if n.value != name or n is stmt.body[0].targets[0].target:
             continue
-        try:
-            where = idx.offset(idx.start(n))
-        except KeyError:
-            continue
-        if not loop_start <= where < loop_end:
+        if inside is None:
+            inside = _inside_loop(loop)
+        if id(n) not in inside:
             return None  # used outside the loop (a Subset, a sampler list): rebuild by hand
     if {n.value for n in _names(perm.node)} & _assigned_names(loop):
         return None
-    at, indent = _loop_body_start(idx, loop)
-    if at is None:
+    if _first_in_body(loop) is None:
         return None
-    edits = (_delete_lines(idx, stmt), Edit(idx.path, at, at, _line_block(idx, stmt, indent)))
-    return Fix(FixSafety.SAFE, f"draw the permutation '{name}' anew at the start of each epoch", edits)
+
+    def edits() -> List[Edit]:
+        at, indent = _loop_body_start(idx, loop)
+        return [_delete_lines(idx, stmt), Edit(idx.path, at, at, _line_block(idx, stmt, indent))]
+
+    return _safe_fix(ctx, f"draw the permutation '{name}' anew at the start of each epoch", edits)
 
 
 # ---------------------------------------------------------------- BNL204
@@ -285,10 +328,13 @@ def seed_before_loop_fix(ctx, seed, epoch_loop) -> Optional[Fix]:
     own = _assigned_names(stmt)
     if ({n.value for n in _names(stmt)} - own) & (_assigned_names(loop) - own):
         return None
-    line = idx.start(loop)[0]
-    edits = (_delete_lines(idx, stmt),
-             Edit(idx.path, (line, 0), (line, 0), _line_block(idx, stmt, idx.indent_of(line))))
-    return Fix(FixSafety.SAFE, "seed once, before the epoch loop, so each epoch draws a new order", edits)
+
+    def edits() -> List[Edit]:
+        line = idx.start(loop)[0]
+        return [_delete_lines(idx, stmt),
+                Edit(idx.path, (line, 0), (line, 0), _line_block(idx, stmt, idx.indent_of(line)))]
+
+    return _safe_fix(ctx, "seed once, before the epoch loop, so each epoch draws a new order", edits)
 
 
 def _contains(outer: cst.CSTNode, node: cst.CSTNode) -> bool:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ from bnlint.model.targets import TargetSpec
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["ModelJob", "ModelCheckResult", "check_model_files", "graph_from_json", "run_worker"]
+__all__ = ["ModelJob", "ModelCheckResult", "check_model_files", "graph_from_json", "run_worker",
+           "start_workers_early"]
 
 
 @dataclass
@@ -58,6 +60,17 @@ def _worker_env() -> Dict[str, str]:
     env.setdefault("MKL_NUM_THREADS", "1")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
+
+
+def start_workers_early() -> None:
+    """Start the fork server now, so that its import of torch (seconds) runs while the
+    caller still reads, parses and checks files; the first model file then finds it
+    ready, or nearly. Nothing happens where there is no fork server."""
+    if forkserver.available():
+        try:
+            forkserver.POOL.acquire(_worker_env(), STARTUP_LIMIT)
+        except OSError:
+            pass  # the first worker falls back to a process of its own
 
 
 def run_worker(request: Dict[str, Any], timeout: float, module: str = "bnlint.model.worker") -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
@@ -573,6 +586,15 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
     return findings
 
 
+def _import_for_findings() -> None:
+    try:
+        import networkx  # noqa: F401  (graph_from_json, the graph rules)
+
+        import bnlint.fix.modelfix  # noqa: F401  (fix planning: libcst)
+    except ImportError:
+        pass  # reported where it is used
+
+
 def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[Rule], progress=None,
                       workers: Optional[int] = None, shown: Optional[Dict[str, str]] = None) -> ModelCheckResult:
     """Analyse model files, ``workers`` at a time (default: the number of CPUs).
@@ -594,8 +616,13 @@ def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[
         return outcome
 
     workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
+    # What turning answers into findings imports (networkx, libcst for fixes: about a
+    # second) is imported while the workers run, not after them.
+    imports = threading.Thread(target=_import_for_findings, name="bnlint-imports", daemon=True)
+    imports.start()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(run, jobs))
+    imports.join()
     for job, (answer, why) in outcomes:
         if answer is None:
             result.findings.append(_failure(job.path, f"cannot analyse the models of {job.path}: {why}", stage="worker"))
