@@ -29,10 +29,24 @@ out = self.conv2(self.dropout(F.relu(self.bn2(out))))
 ```
 Elsewhere, move the dropout to just after the BN and its activation.
 
+A dropout whose output feeds several BNs (a DenseNet layer's new features are
+concatenated into every later layer's input) goes just before the weight layer it
+follows, W(D(ReLU(BN(x)))):
+```python
+new_features = self.relu2(self.norm2(bottleneck_output))
+if self.drop_rate > 0:
+    new_features = F.dropout(new_features, p=self.drop_rate, training=self.training)
+new_features = self.conv2(new_features)
+```
+It may still reach those BNs through that layer: BNL103, a warning.
+
 ## Fix safety
 Moving a dropout keeps the eval-mode function (dropout is the identity there) and, in
-forward code, the state_dict keys: safe. Reordering the elements of an `nn.Sequential`
-renumbers parameter keys: unsafe.
+forward code, the state_dict keys: safe. The moved call keeps its arguments and the
+`if` that guarded it. Reordering the children of an `nn.Sequential` (its arguments, a
+list literal, `append`/`extend` calls in a loop, `add_module` calls) renumbers the keys
+of children registered by index: unsafe, and the fix lists the renames; children
+registered by name (`add_module`, `OrderedDict`) keep their keys: safe.
 
 ## References
 - Li, Chen, Hu, Yang. "Understanding the Disharmony between Dropout and Batch

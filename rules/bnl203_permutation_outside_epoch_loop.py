@@ -39,8 +39,12 @@ or `DataLoader(train_set, batch_size=batch_size, shuffle=True)`.
 ## Fix safety
 Safe where the fixer can follow the code: `shuffle=True` on a map-style training loader
 without a sampler, or, for manual batching, the permutation statement moved to the top
-of the epoch loop (when nothing outside the loop uses it). A permutation baked into a
-`Subset` or a sampler list has no automatic fix: rebuild the loader by hand.
+of the epoch loop (when nothing outside the loop uses it). Unsafe: a permutation applied
+to arrays once before the loop (`x, y = x[perm], y[perm]`, as notebook exports do)
+drawn and applied at the top of every epoch instead; a loader over data put in a fixed
+order once (a `Subset` of a permutation, permuted tensors) given `shuffle=True`, or its
+fixed index list given as `sampler=` wrapped in `SubsetRandomSampler`: the same
+examples in a new order every epoch, and the fixed order is no longer used.
 
 ## References
 - Wu, Yun & Sra, "On the Training Instability of Shuffling SGD with Batch
@@ -132,7 +136,9 @@ def _loader_hits(facts, use):
 
 def find_permutation_outside_epoch_loop(ctx):
     from bnlint.script.calls import perm_of  # libcst: imported when the rule runs
-    from bnlint.fix.scriptfix import permutation_into_loop_fix, planned, shuffle_fix  # libcst: imported when the rule runs
+    from bnlint.fix.scriptfix import (  # libcst: imported when the rule runs
+        permutation_and_uses_into_loop_fix, permutation_into_loop_fix, permuted_loader_fix, planned, shuffle_fix,
+    )
     facts = ctx.facts
     for use in facts.train_uses:
         value = use.value
@@ -149,7 +155,11 @@ def find_permutation_outside_epoch_loop(ctx):
             if message is _NEVER:
                 fix = planned(shuffle_fix, ctx, anchor)
             elif message is _ONCE and facts.epoch_loops(use, anchor):
-                fix = planned(permutation_into_loop_fix, ctx, anchor, facts.epoch_loops(use, anchor)[-1])
+                loop = facts.epoch_loops(use, anchor)[-1]
+                fix = (planned(permutation_into_loop_fix, ctx, anchor, loop)
+                       or planned(permutation_and_uses_into_loop_fix, ctx, anchor, loop))
+                if fix is None and value.kind == "loader":
+                    fix = planned(permuted_loader_fix, ctx, value)
             elif message not in (_ONCE, _SEQUENTIAL):
                 severity = Severity.WARNING  # shuffles on some paths: a warning naming the condition
             yield Hit(message=message, span=ctx.span(anchor.node, anchor.file),
@@ -163,7 +173,8 @@ def find_permutation_outside_epoch_loop(ctx):
             outer = [loop for loop in index.loops[:-1] if id(loop) not in inner]
             yield Hit(message=_ONCE, span=ctx.span(perm.node, perm.file),
                       severity=ctx.severity(index.loops, perm.file),
-                      fix=planned(permutation_into_loop_fix, ctx, perm, outer[-1]))
+                      fix=(planned(permutation_into_loop_fix, ctx, perm, outer[-1])
+                           or planned(permutation_and_uses_into_loop_fix, ctx, perm, outer[-1])))
 
 
 RULE = Rule(

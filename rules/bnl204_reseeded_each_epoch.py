@@ -36,6 +36,14 @@ or seed with the epoch: `torch.manual_seed(base_seed + epoch)`.
 Safe where the fixer can follow the code: the statement that seeds (or the call of the
 helper that seeds) moves from the top level of the epoch loop to just before the loop,
 so the generator advances across epochs. It changes the data order, which is the point.
+A helper that seeds and then draws (a fixed batch of latent vectors for a progress
+grid) keeps its draws instead: its body runs under `torch.random.fork_rng()`, with the
+`numpy.random` and `random` states saved and restored when it reseeds those, so it
+returns what it returned before and the global order of each epoch is no longer reset.
+This is safer than a local `torch.Generator(...).manual_seed(seed)`, which would need
+`generator=` on every draw in the helper and in what it calls; a missed one would keep
+the reseeded global state. Callers that relied on the helper seeding the global RNG
+for what follows lose that side effect.
 
 ## References
 - Wu, Yun & Sra, "On the Training Instability of Shuffling SGD with Batch
@@ -78,17 +86,44 @@ def _drives(seed, lib, generator) -> bool:
     return seed.lib == "all" or seed.lib == lib
 
 
+_RESTORES = {"numpy": "set_state", "random": "setstate"}
+
+
+def _scoped(ctx, seed) -> bool:
+    """A seed whose effect ends with its block: under ``torch.random.fork_rng()``
+    (torch), or in a ``try`` whose ``finally`` puts the numpy / ``random`` state back."""
+    import libcst as cst  # imported when the rule runs
+
+    from bnlint.fix.cstindex import callee_name
+
+    idx = ctx.source_index(seed.file)
+    current = idx.parent(seed.node)
+    while current is not None and not isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Module)):
+        if seed.lib == "torch" and isinstance(current, cst.With) and any(
+                isinstance(item.item, cst.Call) and callee_name(item.item) == "fork_rng" for item in current.items):
+            return True
+        if seed.lib in _RESTORES and isinstance(current, cst.Try) and current.finalbody is not None:
+            stack = [current.finalbody]
+            while stack:
+                node = stack.pop()
+                if isinstance(node, cst.Call) and callee_name(node) == _RESTORES[seed.lib]:
+                    return True
+                stack.extend(node.children)
+        current = idx.parent(current)
+    return False
+
+
 def find_reseeded_each_epoch(ctx):
     from bnlint.script.facts import VARIES  # libcst: imported when the rule runs
     from bnlint.script.calls import perm_of  # libcst: imported when the rule runs
-    from bnlint.fix.scriptfix import planned, seed_before_loop_fix  # libcst: imported when the rule runs
+    from bnlint.fix.scriptfix import planned, reseed_fix  # libcst: imported when the rule runs
     facts = ctx.facts
     uses = list(facts.train_uses)
     for index in facts.index_uses:  # manual batching: the index loop draws the data
         if index.loops and index.loops[-1].trains:
             uses.append(index)
     for seed in facts.seeds:
-        if VARIES in seed.deps:
+        if VARIES in seed.deps or _scoped(ctx, seed):
             continue
         seed_loops = {id(loop) for loop in seed.loops}
         for use in uses:
@@ -115,7 +150,7 @@ def find_reseeded_each_epoch(ctx):
             if hit:
                 yield Hit(message=_MESSAGE, span=ctx.span(seed.node, seed.file),
                           severity=ctx.severity(use.loops, seed.file),
-                          fix=planned(seed_before_loop_fix, ctx, seed, epochs[-1]))
+                          fix=planned(reseed_fix, ctx, seed, epochs[-1]))
                 break
 
 

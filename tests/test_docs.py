@@ -11,7 +11,7 @@ from bnlint.rule import DOC_HEADINGS, RuleKind
 from test_config import ROOT, run_bnlint
 
 PAPER = re.compile(r"arXiv \d{4}\.\d{4,5}")  # the paper, in References
-AUTHORS = re.compile(r"\b(Li|Kim|Wu)\b.*?(20\d\d)", re.S)  # ... and in "Why is this bad?"
+AUTHORS = re.compile(r"\b(Li|Kim|Wu|Ioffe)\b.*?(20\d\d)", re.S)  # ... and in "Why is this bad?"
 
 
 def test_rule_pages_are_up_to_date():

@@ -23,7 +23,7 @@ import pytest
 
 from bnlint.findings import Edit
 from bnlint.fix.edits import OverlapError, apply_edits, overlapping
-from conftest import FIXTURES, ROOT, run_bnlint
+from conftest import FIXTURES, ROOT, run_bnlint, run_json
 
 BAD_DIRS = ["BNL101", "BNL102", "BNL201", "BNL202", "BNL203", "BNL204", "BNL205"]
 SNAPSHOTS = FIXTURES / "fixed"
@@ -137,23 +137,22 @@ def test_fixed_models_are_eval_equivalent(fixed_tree):
 
 REJECTED_MODEL = '''\
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class DoubleNorm(nn.Module):
-    """Moving the dropout past bn1 still leaves it in front of bn2: the fix must be rejected."""
+    """Monte Carlo dropout (on in eval mode too) in front of a BN: moving it changes the
+    model's predictions, so the fix must be rejected."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 8, 3, padding=1)
-        self.drop = nn.Dropout(0.2)
-        self.bn1 = nn.BatchNorm2d(8)
-        self.bn2 = nn.BatchNorm2d(8)
+        self.bn = nn.BatchNorm2d(8)
 
     def forward(self, x):
         x = self.conv(x)
-        x = self.drop(x)
-        x = self.bn1(x)
-        return self.bn2(x)
+        x = F.dropout(x, 0.2, training=True)
+        return self.bn(x)
 '''
 
 
@@ -175,7 +174,7 @@ def test_diff_rejection_and_idempotence(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["double_norm.py", "uda_cycle.py"]
 
     run = run_bnlint("fix", ".", cwd=tmp_path)
-    assert "double_norm.py: fix rejected: BNL101 is still reported after the fix" in run.stdout, run.stdout
+    assert "double_norm.py: fix rejected: model DoubleNorm: eval-mode outputs changed" in run.stdout, run.stdout
     assert rejected.read_bytes() == before["double_norm.py"]
     data = script.read_bytes()
     assert data.startswith(codecs.BOM_UTF8) and data != before["uda_cycle.py"]
@@ -239,3 +238,136 @@ def test_model_that_is_an_nn_sequential_itself(tmp_path):
     assert "nn.Sequential(nn.Linear(16, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3))" \
         in target.read_text()
     assert "2.weight -> 1.weight" in proc.stdout
+
+
+def test_identical_moves_are_not_merged():
+    """Two fixes inserting the same dropout call at the same place are two dropouts:
+    with ``shareable`` False the second waits for the next round (a helper two script
+    fixes both add is still shared)."""
+    text = "x = a(x)\ny = b(x)\n"
+    move = [Edit("p", (2, 0), (2, 0), "x = drop(x)\n")]
+    assert overlapping(text, [move, move]) == []
+    assert overlapping(text, [move, move], [False, False]) == [1]
+
+
+def test_append_reorder_shows_every_copys_renames_in_the_diff(tmp_path):
+    """An MLP built by ``layers.append`` in a loop: the dry run shows the reordered
+    appends and, for each of the three blocks the loop builds, the renamed keys."""
+    target = tmp_path / "mlp.py"
+    target.write_bytes((FIXTURES / "BNL101" / "mlp_layers_append.py").read_bytes())
+    before = target.read_bytes()
+    proc = run_bnlint("fix", "--diff", "--unsafe-fixes", "mlp.py", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert "-            layers.append(nn.Dropout(dropout))" in proc.stdout
+    assert "+            layers.append(nn.Dropout(dropout))" in proc.stdout
+    renamed = dict(RENAMED.match(line).groups() for line in proc.stdout.splitlines() if RENAMED.match(line))
+    for old, new in (("2", "1"), ("6", "5"), ("10", "9")):
+        assert renamed[f"body.{old}.running_var"] == f"body.{new}.running_var", proc.stdout
+    assert "body.2.* -> body.1.*, body.6.* -> body.5.*, body.10.* -> body.9.*" in proc.stdout
+    assert target.read_bytes() == before
+    safe_only = run_bnlint("fix", "--diff", "mlp.py", cwd=tmp_path)
+    assert "1 more fixable with --unsafe-fixes" in safe_only.stdout, safe_only.stdout
+
+
+BLOCK_USED_TWICE = '''\
+import torch.nn as nn
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.drop = nn.Dropout(0.2)
+        self.bn = nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        return self.bn(self.drop(self.conv(x)))
+
+
+class TwoBlocks(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.first = Block()
+        self.second = Block()
+        self.norm = nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        return self.norm(self.second(self.first(self.stem(x))))
+'''
+
+
+def test_a_block_used_twice_is_fixed_for_both_uses(tmp_path):
+    """One edit moves the dropout of every use of a block: behind the block's BN the
+    second use would still feed the parent's norm, so the fix takes the place that is
+    right for both, before the conv (a BNL103 warning remains)."""
+    target = tmp_path / "blocks.py"
+    target.write_text(BLOCK_USED_TWICE)
+    proc = run_bnlint("fix", "blocks.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "return self.bn(self.conv(self.drop(x)))" in target.read_text()
+    assert "before Conv2d 'first.conv'" in proc.stdout and "BNL103 warning remains" in proc.stdout
+    code, after = run_json("--no-cache", "blocks.py", cwd=tmp_path)
+    assert [f["code"] for f in after] == ["BNL103"], after
+
+
+def _load(path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_fixture_{path.parent.name}_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reseeding_helpers_keep_their_draws_and_stop_resetting_the_order():
+    """The BNL204 helper fix (snapshots in fixtures/fixed/BNL204): the helper returns
+    exactly what it returned before, and the global generators that order the data
+    continue as if it had not run (before the fix they restarted from its seed)."""
+    np = pytest.importorskip("numpy")
+    torch = pytest.importorskip("torch")
+    import random
+
+    before = _load(FIXTURES / "BNL204" / "latent_grid_helper.py")
+    after = _load(SNAPSHOTS / "BNL204" / "latent_grid_helper.py")
+    results = []
+    for module in (before, after):
+        torch.manual_seed(5)
+        z = module.sample_latents(4)
+        results.append((z, torch.rand(3)))
+    torch.manual_seed(5)
+    untouched = torch.rand(3)
+    assert torch.equal(results[0][0], results[1][0])
+    assert torch.equal(results[1][1], untouched) and not torch.equal(results[0][1], untouched)
+
+    before = _load(FIXTURES / "BNL204" / "numpy_preview_helper.py")
+    after = _load(SNAPSHOTS / "BNL204" / "numpy_preview_helper.py")
+    results = []
+    for module in (before, after):
+        np.random.seed(5)
+        random.seed(5)
+        picks = module.preview_indices(100)
+        results.append((list(picks), np.random.permutation(10).tolist(), random.random()))
+    np.random.seed(5)
+    random.seed(5)
+    untouched = (np.random.permutation(10).tolist(), random.random())
+    assert results[0][0] == results[1][0]
+    assert results[1][1:] == untouched and results[0][1:] != untouched
+
+
+def test_script_fix_safety_and_the_fixed_notebook_still_trains(fixed_tree):
+    """Orders fixed before training are changed only with --unsafe-fixes; the reseeding
+    helper fix is safe; the fixed notebook export runs."""
+    proc = run_bnlint("check", "--format", "json", "--select", "BNL2",
+                      *[f"fixtures/{p}" for p in ("BNL203/notebook_export_perm_once.py", "BNL203/subset_permuted_no_shuffle.py",
+                                                  "BNL203/sampler_index_list.py", "BNL203/loader_never_shuffles.py",
+                                                  "BNL204/latent_grid_helper.py", "BNL204/numpy_preview_helper.py")])
+    safety = {f["path"].split("/", 1)[1]: f["fix"]["safety"] for f in json.loads(proc.stdout)}
+    assert safety == {"BNL203/notebook_export_perm_once.py": "unsafe", "BNL203/subset_permuted_no_shuffle.py": "unsafe",
+                      "BNL203/sampler_index_list.py": "unsafe", "BNL203/loader_never_shuffles.py": "safe",
+                      "BNL204/latent_grid_helper.py": "safe", "BNL204/numpy_preview_helper.py": "safe"}, safety
+    work = fixed_tree[0]
+    run = subprocess.run([sys.executable, "BNL203/notebook_export_perm_once.py"], cwd=work, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(run.stdout.splitlines()) == 30

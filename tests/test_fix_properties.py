@@ -1,19 +1,25 @@
-"""Property test for fixes (issue #7): random architectures from the grammar of
-tests/test_properties.py, written as a real model file, are fixed by ``bnlint fix``
-(the in-process entry point ``bnlint.fix.runner.fix_paths``, which runs the same
-workers as the CLI). Every applied fix is safe and
+"""Property test for fixes (issues #7, #15): random architectures from the grammar of
+tests/test_properties.py, written as a real model file, are fixed by
+``bnlint fix --unsafe-fixes`` (the in-process entry point
+``bnlint.fix.runner.fix_paths``, which runs the same workers as the CLI). Every
+applied fix
 
 (a) keeps the eval-mode outputs: the fixed model, given the original model's
     state_dict (randomised weights and BN statistics), computes the same function;
-(b) keeps the state_dict keys identical;
+(b) keeps the state_dict keys identical when it is safe; an unsafe fix (a reordered
+    nn.Sequential, however its children are written) renames exactly the keys its
+    promised renames say, for that model;
 (c) removes its finding;
 (d) adds no new finding (a BNL103 warning for a moved dropout is allowed: the fixer
     says so in a note);
 (e) is idempotent: a second ``fix`` changes nothing and fixes nothing;
 and the fixed model still runs in train mode without a warning.
 
-Architectures come in both spellings (an ``nn.Sequential`` literal and forward code
-``self.x = ...`` / ``x = self.x(x)``, plus a ModuleList loop). Each ``fix`` run costs
+Architectures come in five spellings: an ``nn.Sequential`` literal, forward code
+(``self.x = ...`` / ``x = self.x(x)``), a ModuleList loop, and ``layers.append(...)``
+statements (straight-line, or in a loop that builds the blocks twice; dropouts under
+``if p > 0:``) gathered in an nn.Sequential. Blocks include DenseNet layers whose
+dropout feeds every later layer's BN through the concatenation (moved before the conv). Each ``fix`` run costs
 worker processes, so one hypothesis example is a file of 10 to 20 models.
 Profiles: 19 files by default (at least 200 architectures, the issue's floor for the
 CI profile; 5 files took about 65 s on 2 cores); ``pytest --slow`` (or
@@ -70,11 +76,13 @@ def _has_finding(arch):
     """Whether the oracle of test_properties flags a dropout (built in memory)."""
     namespace = {}
     exec(compile(file_source([arch]), "<arch>", "exec"), namespace)
-    bnl101, bnl102 = oracle(namespace["Net0"]().train())
+    bnl101, bnl102 = oracle(namespace["Net0"]().train(), unique=arch[2] != "append_loop")
     return bool(bnl101 or bnl102)
 
 
-def _check_models(before_path, after_path, count):
+def _check_models(before_path, after_path, count, renames):
+    from bnlint.fix.equivalence import rename_key
+
     before, after = import_file(before_path), import_file(after_path)
     x = torch.randn(*INPUT_SHAPE, generator=torch.Generator().manual_seed(2))
     for i in range(count):
@@ -82,8 +90,12 @@ def _check_models(before_path, after_path, count):
         old = getattr(before, f"Net{i}")()
         new = getattr(after, f"Net{i}")()
         _randomise(old)
-        assert list(new.state_dict()) == list(old.state_dict()), f"Net{i}: state_dict keys changed"  # (b)
-        new.load_state_dict(old.state_dict())
+        state = dict(old.state_dict())
+        for promised in renames.get(f"Net{i}", ()):  # fix by fix, as the rounds applied them
+            state = {rename_key(k, promised): v for k, v in state.items()}
+        assert list(new.state_dict()) == list(state), f"Net{i}: state_dict keys changed"  # (b)
+        assert len(state) == len(old.state_dict()), f"Net{i}: two keys renamed to one"
+        new.load_state_dict(state)
         old.eval()
         new.eval()
         with torch.no_grad():
@@ -122,17 +134,22 @@ def test_safe_fixes_keep_the_model(tmp_path):
         source = file_source(archs)
         path.write_text(source)
         (folder / "before.txt").write_text(source)
-        run = fix_paths([str(path)], Config(), rules)
+        run = fix_paths([str(path)], Config(), rules, unsafe=True)
         assert not run.fatal, [f.message for f in run.findings if f.code == "BNL001"]
         for outcome in run.files:
             assert outcome.rejected is None, outcome.rejected
             assert not outcome.skipped, "fixes left for a second run"
         applied = [f for o in run.files for f in o.applied]
-        assert all(f.fix.safety is FixSafety.SAFE for f in applied)
+        renames = {}
+        for f in applied:
+            promised = dict(f.fix.data).get("renames", ())
+            # Only a reorder that renumbers children is unsafe, and it says which keys.
+            assert (f.fix.safety is FixSafety.UNSAFE) == bool(promised), f.fix.description
+            renames.setdefault(dict(f.details)["model"], []).append(promised)
         fixed = path.read_text()
         assert (fixed != source) == bool(applied)
 
-        again = fix_paths([str(path)], Config(), rules)  # (e), and the findings after the fix
+        again = fix_paths([str(path)], Config(), rules, unsafe=True)  # (e), and the findings after the fix
         assert path.read_text() == fixed, "a second 'bnlint fix' changed the file"
         assert again.fixed == 0 and not again.fatal
         before, after = _problems(run.findings), _problems(again.findings)
@@ -147,7 +164,7 @@ def test_safe_fixes_keep_the_model(tmp_path):
 
         before_copy = folder / "before_models.py"
         before_copy.write_text(source)
-        _check_models(before_copy, path, len(archs))  # (a), (b)
+        _check_models(before_copy, path, len(archs), renames)  # (a), (b)
 
         stats["architectures"] += len(archs)
         stats["applied"] += len(applied)
@@ -155,6 +172,8 @@ def test_safe_fixes_keep_the_model(tmp_path):
             stats[f.code] += 1
             spelling = archs[int(dict(f.details)["model"][3:])][2]
             stats[spelling] += 1
+            stats[f.fix.safety.value] += 1
+            stats["before-weight"] += "the weight layer whose output it dropped" in f.fix.description
 
     fixes_keep_the_model()
     # The property was not vacuous: fixes of both rules, in both spellings.
@@ -163,3 +182,6 @@ def test_safe_fixes_keep_the_model(tmp_path):
         assert stats["architectures"] >= 200, stats
     assert stats["BNL101"] and stats["BNL102"], stats
     assert stats["code"] and stats["sequential"], stats
+    if PROFILE != "quick":
+        assert stats["unsafe"] and stats["before-weight"], stats
+        assert stats["appends"] and stats["append_loop"], stats

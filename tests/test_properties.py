@@ -51,6 +51,7 @@ INPUT_SHAPE = (2, 3, 8, 8)
 
 P = st.sampled_from([0.0, 0.1, 0.5])  # 0.0: inactive; active rates are renumbered (see unique_rates)
 FUNCS = ["F.dropout", "F.dropout2d", "nn.functional.dropout"]
+DENSE_DROPS = ["start", "mid", "end", "none"]
 TRAINING = ["kw", "pos", "off"]  # training=self.training, self.training, training=False
 DROP = st.one_of(
     st.tuples(st.just("drop"), st.sampled_from(["Dropout", "Dropout2d"]), P),
@@ -61,15 +62,24 @@ LEAF = st.one_of(
     DROP, st.just(("pool",)),
 )
 BRANCH = st.lists(LEAF, min_size=1, max_size=4)
+# A DenseNet layer: BN-ReLU-Conv on everything before it, its output concatenated; the
+# dropout at its start, before the conv (the guideline position), at its end (feeding
+# every later layer's BN through the concatenation, as in torchvision) or absent; in
+# forward code optionally under ``if <rate> > 0:``.
+DENSE_LAYER = st.tuples(st.sampled_from(DENSE_DROPS), DROP, st.booleans())
 BLOCK = st.one_of(
     LEAF,
     st.tuples(st.just("res"), BRANCH),
     st.tuples(st.just("cat"), BRANCH, BRANCH, st.booleans()),
+    st.tuples(st.just("dense"), st.lists(DENSE_LAYER, min_size=1, max_size=3), st.booleans()),
 )
 HEAD_STYLES = ["gap_drop_fc", "drop_gap_fc", "gap_drop_bn_fc", "gap_drop_fc_bn_fc", "mlp", "mean",
                "fpool", "view", "classifier"]
 HEAD = st.tuples(st.sampled_from(HEAD_STYLES), DROP)
-SPELLINGS = ["sequential", "code", "modulelist"]
+# "appends": layers.append(...) statements (dropouts of Dropout2d under ``if p > 0:``)
+# wrapped in an nn.Sequential; "append_loop": the same with the blocks appended in a
+# loop that builds them twice.
+SPELLINGS = ["sequential", "code", "modulelist", "appends", "append_loop"]
 ARCH = st.tuples(st.lists(BLOCK, min_size=1, max_size=6), HEAD, st.sampled_from(SPELLINGS))
 
 
@@ -88,6 +98,8 @@ def unique_rates(arch):
             return ("res", [leaf(s) for s in spec[1]])
         if spec[0] == "cat":
             return ("cat", [leaf(s) for s in spec[1]], [leaf(s) for s in spec[2]], spec[3])
+        if spec[0] == "dense":
+            return ("dense", [(pos, leaf(d), guard) for pos, d, guard in spec[1]], spec[2])
         return leaf(spec)
 
     blocks, (style, drop), spelling = arch
@@ -129,6 +141,18 @@ class Concat(nn.Module):
 
     def forward(self, x):
         return self.merge(self.norm(torch.cat([self.a(x), self.b(x)], 1)))
+
+
+class Dense(nn.Module):
+    def __init__(self, layers, trans):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.trans = trans
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = torch.cat([x, layer(x)], 1)
+        return self.trans(x)
 '''.format(shape=INPUT_SHAPE, c=C, c2=2 * C)
 
 # Functional dropouts inside an nn.Sequential (or a ModuleList) need a module around them.
@@ -178,7 +202,30 @@ def module_expr(spec):
     return f"{_fdrop_class(spec[1], spec[3])}({spec[2]})"
 
 
+_DENSE_ORDER = {"start": ["drop", "bn", "relu", "conv"], "mid": ["bn", "relu", "drop", "conv"],
+                "end": ["bn", "relu", "conv", "drop"], "none": ["bn", "relu", "conv"]}
+
+
+def dense_layer_steps(pos, i):
+    """(step, constructor) of dense layer ``i`` (its input has C * (i + 1) channels)."""
+    c_in = C * (i + 1)
+    ctor = {"bn": f"nn.BatchNorm2d({c_in})", "relu": "nn.ReLU()", "conv": f"nn.Conv2d({c_in}, {C}, 3, padding=1)"}
+    return [(step, ctor.get(step)) for step in _DENSE_ORDER[pos]]
+
+
+def dense_transition(n_layers, norm):
+    c = C * (n_layers + 1)
+    return ([f"nn.BatchNorm2d({c})"] if norm else []) + ["nn.ReLU()", f"nn.Conv2d({c}, {C}, 1)"]
+
+
 def block_expr(spec):
+    if spec[0] == "dense":
+        layers = []
+        for i, (pos, drop, _guard) in enumerate(spec[1]):
+            items = [module_expr(drop) if step == "drop" else ctor for step, ctor in dense_layer_steps(pos, i)]
+            layers.append(f"nn.Sequential({', '.join(items)})")
+        trans = ", ".join(dense_transition(len(spec[1]), spec[2]))
+        return f"Dense([{', '.join(layers)}], nn.Sequential({trans}))"
     if spec[0] == "res":
         return f"Residual(nn.Sequential({', '.join(map(module_expr, spec[1]))}))"
     if spec[0] == "cat":
@@ -235,12 +282,43 @@ class _Writer:
             name = self.attr(module_expr(spec), {"drop": "drop", "bn": "bn", "conv": "conv"}.get(kind, kind))
             self.forward.append(f"{out} = {name}({x})")
 
+    def guarded_drop(self, spec, out, x):
+        """A dropout under ``if <its rate> > 0:`` (the rate as an attribute)."""
+        if spec[0] == "fdrop":
+            rate = self.attr(repr(spec[2]), "rate")
+            self.forward += [f"if {rate} > 0:", f"    {out} = {fdrop_call(spec[1], rate, spec[3], x)}"]
+        else:
+            name = self.attr(module_expr(spec), "drop")
+            self.forward += [f"if {name}.p > 0:", f"    {out} = {name}({x})"]
+
+    def dense(self, spec):
+        layers, norm = spec[1], spec[2]
+        for i, (pos, drop, guard) in enumerate(layers):
+            for k, (step, ctor) in enumerate(dense_layer_steps(pos, i)):
+                x = "x" if k == 0 else "y"
+                if step == "drop":
+                    if guard:
+                        if x != "y":
+                            self.forward.append(f"y = {x}")
+                        self.guarded_drop(drop, "y", "y")
+                    else:
+                        self.leaf(drop, "y", x)
+                elif step == "relu":
+                    self.forward.append(f"y = F.relu({x})")
+                else:
+                    self.forward.append(f"y = {self.attr(ctor, step)}({x})")
+            self.forward.append("x = torch.cat([x, y], 1)")
+        for ctor in dense_transition(len(layers), norm):
+            self.forward.append(f"x = {self.attr(ctor, 'trans')}(x)")
+
     def branch(self, specs, out, x):
         for i, spec in enumerate(specs):
             self.leaf(spec, out, x if i == 0 else out)
 
     def block(self, spec):
-        if spec[0] == "res":
+        if spec[0] == "dense":
+            self.dense(spec)
+        elif spec[0] == "res":
             self.branch(spec[1], "y", "x")
             self.forward.append("x = x + y")
         elif spec[0] == "cat":
@@ -281,11 +359,25 @@ def model_source(arch, name="Net"):
         w.head(steps)
         return w.source(name)
     exprs = [stem, *map(block_expr, blocks)]
+    head = []
     # A head of modules only joins the container; code (x.mean, x.view) follows in forward.
     if all(kind != "f" for kind, _ in steps):
-        exprs += [module_expr(what) if kind == "d" else what for kind, what in steps]
+        head = [module_expr(what) if kind == "d" else what for kind, what in steps]
+        exprs += head
         steps = []
-    if spelling == "sequential":
+    if spelling in ("appends", "append_loop"):
+        w.init += ["layers = []", f"layers.append({stem})"]
+        body = []
+        for spec, expr in zip(blocks, exprs[1:]):
+            if spec[0] == "drop" and spec[1] == "Dropout2d":
+                body += [f"if {spec[2]} > 0:", f"    layers.append({expr})"]
+            else:
+                body.append(f"layers.append({expr})")
+        if spelling == "append_loop":
+            body = ["for _ in range(2):"] + ["    " + line for line in body]
+        w.init += body + [f"layers.append({e})" for e in head] + ["self.net = nn.Sequential(*layers)"]
+        w.forward.append("x = self.net(x)")
+    elif spelling == "sequential":
         items = "".join(f"\n            {e}," for e in exprs)
         w.init.append(f"self.net = nn.Sequential({items}\n        )")
         w.forward.append("x = self.net(x)")
@@ -377,8 +469,9 @@ def _is_local_pool_or_cat(gm, node):
             or (node.op == "call_function" and node.target is torch.cat))
 
 
-def oracle(model):
-    """(BNL101 rates, BNL102 rates) by brute force over the fx graph.
+def oracle(model, unique=True):
+    """(BNL101 rates, BNL102 rates) by brute force over the fx graph (``unique``: each
+    active dropout has its own rate; not so when a loop builds a block twice).
 
     BNL101: an active dropout from which some path of value-preserving nodes (pass,
     reshape, gap, other dropouts) reaches a BatchNorm. BNL102: an active dropout, not
@@ -415,7 +508,7 @@ def oracle(model):
     drops = [n for n in gm.graph.nodes if kinds[n] == "dropout"]
     bnl101 = {_dropout_p(gm, n) for n in drops if reaches_bn(n)}
     bnl102 = {_dropout_p(gm, n) for n in drops if _dropout_p(gm, n) not in bnl101 and after_gap(n)}
-    assert len(drops) == len({_dropout_p(gm, n) for n in drops}), "dropout rates must be unique"
+    assert not unique or len(drops) == len({_dropout_p(gm, n) for n in drops}), "dropout rates must be unique"
     return bnl101, bnl102
 
 
@@ -463,7 +556,7 @@ def test_graph_rules_match_the_oracle(rules, workdir, arch):
     torch.manual_seed(0)
     model = import_file(path).Net0().train()
     found = bnlint_findings(model, rules)
-    want101, want102 = oracle(model)
+    want101, want102 = oracle(model, unique=arch[2] != "append_loop")
     assert found["BNL101"] == want101, source
     assert found["BNL102"] == want102, source
 
@@ -479,7 +572,11 @@ def test_every_spelling_builds_and_runs(workdir):
             fn, training = FUNCS[(i + j) % 3], TRAINING[(i + 2 * j) % 3]
             blocks = [("conv",), ("fdrop", fn, 0.5, training), ("bn",), ("relu",),
                       ("res", [("conv",), ("drop", "Dropout", 0.5), ("bn",)]),
-                      ("cat", [("frelu",)], [("pool",), ("fdrop", fn, 0.5, "kw")], True)]
+                      ("cat", [("frelu",)], [("pool",), ("fdrop", fn, 0.5, "kw")], True),
+                      ("dense", [("end", ("fdrop", fn, 0.5, "kw"), j % 2 == 0),
+                                 ("mid", ("drop", "Dropout2d", 0.5), True),
+                                 ("start", ("drop", "Dropout", 0.5), False)], i % 2 == 0),
+                      ("drop", "Dropout2d", 0.0), ("bn",)]
             archs.append(unique_rates((blocks, (style, ("drop", "Dropout2d", 0.5)), spelling)))
     path = os.path.join(workdir, "all_spellings.py")
     with open(path, "w", encoding="utf-8") as fh:
@@ -488,8 +585,12 @@ def test_every_spelling_builds_and_runs(workdir):
     for i, arch in enumerate(archs):
         model = getattr(module, f"Net{i}")().train()
         assert model(torch.randn(*INPUT_SHAPE)).shape == (2, 3)
-        bnl101, bnl102 = oracle(model)
+        bnl101, bnl102 = oracle(model, unique=arch[2] != "append_loop")
         fdrop = arch[0][1]
         assert (fdrop[2] in bnl101) == (fdrop[3] != "off"), (arch, bnl101)
         assert arch[0][4][1][1][2] in bnl101  # the residual branch's dropout feeds its BN
         assert arch[0][5][2][1][2] in bnl101  # through the concat into the norm
+        dense = arch[0][6][1]
+        assert dense[0][1][2] in bnl101  # a dense layer's output feeds the next layers' BNs
+        assert dense[1][1][2] not in bnl101  # before the conv: the guideline position
+        assert dense[2][1][2] in bnl101  # feeds its own layer's BN

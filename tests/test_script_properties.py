@@ -17,12 +17,21 @@ loader factory, plus an optional decoy script that defines the same names (``mai
   other module), through ``loader.sampler``, or not at all;
 - where the factory lives (inline, the same file, a helper module, a package) and how
   the script starts (``__main__`` block, ``mp.spawn``, a click command, a top-level call);
-- whether the model has BatchNorm (errors) or not (warnings).
+- whether the model has BatchNorm (errors) or not (warnings);
+- how the model is evaluated after training (issue #14's BNL105): not at all, by an
+  ``evaluate`` helper (in the script or beside the loader factory) that forgets
+  ``model.eval()``, that calls it, that uses a ``with evaluating(model):`` context
+  manager of the project, or after ``model.eval()`` in ``main``;
+- how many rows the dataset has: 64, or 65 (a last batch of one with batches of 8,
+  BNL107, when no sampler decides the order).
 
 The oracle: a DistributedSampler on some path with no ``set_epoch`` is one BNL201 at its
 constructor; without a sampler, a loader that never shuffles is one BNL203 at the
 ``DataLoader`` call (an error with BatchNorm), one that shuffles only under the
-condition is a BNL203 warning there, and an unresolvable ``shuffle`` is silence. The
+condition is a BNL203 warning there, and an unresolvable ``shuffle`` is silence. With
+BatchNorm, the evaluation that forgets ``eval()`` is one BNL105 at its loop, and 65 rows
+without a sampler one BNL107 at the ``DataLoader`` call (a BatchNorm1d over features
+raises on the last batch). The
 project's findings, and each generated file's findings when it is checked alone, must
 equal the oracle's.
 
@@ -58,6 +67,7 @@ SAMPLERS = ["none", "ds_if_else_random", "ds_if_else_none", "ds_ifexp_none", "ds
 SET_EPOCH = ["none", "direct", "helper", "loader_attr"]
 FACTORY = ["inline", "same_file", "helper_module", "package"]
 ENTRY = ["main_guard", "spawn", "click", "toplevel"]
+EVALUATION = ["none", "missing", "helper_eval", "context", "caller_eval"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,8 @@ class Program:
     entry: str
     batchnorm: bool
     decoy: bool
+    evaluation: str = "none"
+    rows: int = 64
 
 
 @st.composite
@@ -87,6 +99,8 @@ def programs(draw):
         entry=draw(st.sampled_from(ENTRY)),
         batchnorm=draw(st.booleans()),
         decoy=draw(st.booleans()),
+        evaluation=draw(st.sampled_from(EVALUATION)),
+        rows=draw(st.sampled_from([64, 65])),
     )
 
 
@@ -180,6 +194,26 @@ IMPORTS = ("import torch\n"
            "from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, TensorDataset")
 
 NEW_EPOCH = "def new_epoch(sampler, epoch):\n    sampler.set_epoch(epoch)"
+EVALUATING = ("@contextlib.contextmanager\ndef evaluating(model):\n    was_training = model.training\n"
+              "    model.eval()\n    yield model\n    model.train(was_training)\n\n")
+
+
+def _evaluate_body(p: Program, w: Writer) -> None:
+    """The evaluation helper; its loop is marked ``eval_loop``."""
+    if p.evaluation == "context":
+        w.add(EVALUATING)
+    w.add("def evaluate(model, loader):")
+    if p.evaluation == "helper_eval":
+        w.add("model.eval()", 1)
+    w.add("correct = 0", 1)
+    if p.evaluation == "context":
+        w.add("with evaluating(model), torch.no_grad():", 1)
+    else:
+        w.add("with torch.no_grad():", 1)
+    w.add("for x, y in loader:", 2, mark="eval_loop")
+    w.add("correct += (model(x).argmax(1) == y).sum().item()", 3)
+    w.add("return correct", 1)
+    w.add("\n")
 
 
 def generate(p: Program) -> Truth:
@@ -193,6 +227,10 @@ def generate(p: Program) -> Truth:
         main.add("import click")
     main.add("from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, TensorDataset")
     helper_names = ["make_loader"] + (["new_epoch"] if p.set_epoch == "helper" else [])
+    if p.evaluation != "none" and p.factory in ("helper_module", "package"):
+        helper_names.append("evaluate")  # beside the loader factory
+    if p.evaluation == "context":
+        main.add("import contextlib")
     if p.factory == "helper_module":
         main.add(f"from helpers import {', '.join(helper_names)}")
     elif p.factory == "package":
@@ -204,13 +242,15 @@ def generate(p: Program) -> Truth:
     if p.factory in ("helper_module", "package"):
         factory_file = "helpers.py" if p.factory == "helper_module" else "pkg/loaders.py"
         fw = Writer()
-        fw.add(IMPORTS + "\n\n")
+        fw.add(("import contextlib\n" if p.evaluation == "context" else "") + IMPORTS + "\n\n")
     if p.factory != "inline":
         fw.add("def make_loader(ds, args):")
         _factory_body(p, fw, 1)
         fw.add("    return loader, sampler\n\n")
     if p.set_epoch == "helper":
         fw.add(NEW_EPOCH + "\n\n")
+    if p.evaluation != "none":
+        _evaluate_body(p, fw)
     if fw is not main:
         truth.files[factory_file] = fw.text()
         if p.factory == "package":
@@ -242,7 +282,7 @@ def generate(p: Program) -> Truth:
         main.add("@click.command()")
     main.add("def main(rank=0):" if p.entry == "spawn" else "def main():")
     main.add("    args = parse_args()")
-    main.add("    ds = TensorDataset(torch.randn(64, 4), torch.randint(0, 2, (64,)))")
+    main.add(f"    ds = TensorDataset(torch.randn({p.rows}, 4), torch.randint(0, 2, ({p.rows},)))")
     if p.factory == "inline":
         _factory_body(p, main, 1)
     else:
@@ -250,7 +290,13 @@ def generate(p: Program) -> Truth:
     bn = "nn.BatchNorm1d(8), " if p.batchnorm else ""
     main.add(f"    model = nn.Sequential(nn.Linear(4, 8), {bn}nn.ReLU(), nn.Linear(8, 2))")
     main.add("    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)")
-    main.add("    train(model, loader, optimizer, 3, sampler, args)\n\n")
+    main.add("    train(model, loader, optimizer, 3, sampler, args)")
+    if p.evaluation != "none":
+        main.add("    val_loader = DataLoader(ds, batch_size=16)")
+        if p.evaluation == "caller_eval":
+            main.add("    model.eval()")
+        main.add("    print(evaluate(model, val_loader))")
+    main.add("\n")
     if p.entry == "main_guard" or p.entry == "click":
         main.add('if __name__ == "__main__":\n    main()')
     elif p.entry == "spawn":
@@ -272,6 +318,10 @@ def generate(p: Program) -> Truth:
             truth.findings.append((factory_file, "BNL203", marks["loader"], "warning"))
         elif p.spelling != "unknown" and not p.shuffle:
             truth.findings.append((factory_file, "BNL203", marks["loader"], severity))
+        if p.batchnorm and p.rows % 8 == 1:
+            truth.findings.append((factory_file, "BNL107", marks["loader"], "error"))
+    if p.batchnorm and p.evaluation == "missing":
+        truth.findings.append((factory_file, "BNL105", marks["eval_loop"], "error"))
     return truth
 
 
@@ -345,8 +395,12 @@ def test_the_generator_covers_what_it_claims():
     for spelling in SPELLINGS:
         for sampler in SAMPLERS:
             for shuffle in (True, False, None):
-                p = Program(spelling, shuffle, sampler, "none", "package", "spawn", True, True)
-                seen.update(code for _, code, _, _ in generate(p).findings)
-                compile(generate(p).files["train.py"], "train.py", "exec")
-                compile(generate(p).files["pkg/loaders.py"], "loaders.py", "exec")
-    assert seen == {"BNL201", "BNL203"}
+                for evaluation in EVALUATION:
+                    p = Program(spelling, shuffle, sampler, "none", "package", "spawn", True, True, evaluation, 65)
+                    seen.update(code for _, code, _, _ in generate(p).findings)
+                    compile(generate(p).files["train.py"], "train.py", "exec")
+                    compile(generate(p).files["pkg/loaders.py"], "loaders.py", "exec")
+    for evaluation in EVALUATION:
+        p = Program("keyword", True, "none", "none", "inline", "toplevel", True, False, evaluation, 64)
+        compile(generate(p).files["train.py"], "train.py", "exec")
+    assert seen == {"BNL201", "BNL203", "BNL105", "BNL107"}

@@ -13,7 +13,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from bnlint.script.project import _child_fields
 
-__all__ = ["SourceIndex", "Pos", "callee_name", "syntactic_positions"]
+__all__ = ["SourceIndex", "Pos", "callee_name", "first_input", "is_pure_expression", "syntactic_positions"]
 
 Pos = Tuple[int, int]  # 1-based line, 0-based column
 
@@ -26,6 +26,23 @@ def callee_name(call: cst.Call) -> Optional[str]:
     if isinstance(func, cst.Name):
         return func.value
     return None
+
+
+# Expressions without side effects: names, attributes, constants, comparisons, and/or/not.
+_PURE = (cst.Name, cst.Attribute, cst.Comparison, cst.Integer, cst.Float, cst.SimpleString,
+         cst.BooleanOperation, cst.UnaryOperation)
+
+
+def is_pure_expression(node: cst.CSTNode) -> bool:
+    """Whether evaluating ``node`` cannot call anything (so it may be evaluated at
+    another place, or not at all): ``self.drop_rate > 0``, ``flag and not self.eval_mode``."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, cst.BaseExpression) and not isinstance(cur, _PURE):
+            return False
+        stack.extend(cur.children)
+    return True
 
 
 def _parents(module: cst.Module) -> Dict[cst.CSTNode, cst.CSTNode]:

@@ -6,7 +6,7 @@ may both add the same helper) and overlapping edits are refused, never guessed.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from bnlint.findings import Edit
 
@@ -47,20 +47,29 @@ def _conflict(a: Tuple[int, int], b: Tuple[int, int]) -> bool:
     return s1 < e2 and s2 < e1
 
 
-def overlapping(text: str, groups: Sequence[Sequence[Edit]]) -> List[int]:
+def overlapping(text: str, groups: Sequence[Sequence[Edit]], shareable: Optional[Sequence[bool]] = None) -> List[int]:
     """Indices of the edit groups (one group = one fix) that conflict with an earlier
-    accepted group; a group conflicting with itself is refused too."""
+    accepted group; a group conflicting with itself is refused too.
+
+    An edit identical to one of an accepted group is shared (two fixes adding the same
+    helper) unless ``shareable[index]`` is False: two moved dropouts that would insert
+    the same call at the same place must stay two dropouts, so the second one waits for
+    the next round."""
     starts = line_offsets(text)
     accepted: Dict[Tuple[int, int, str], None] = {}
     refused: List[int] = []
     for index, group in enumerate(groups):
         mine = []
         ok = True
+        share = shareable is None or shareable[index]
         for e in group:
             rng = (offset(starts, e.start), offset(starts, e.end))
             key = (rng[0], rng[1], e.replacement)
-            if key in accepted or key in mine:
+            if key in mine or (key in accepted and share):
                 continue
+            if key in accepted:
+                ok = False
+                break
             if any(_conflict(rng, (s, t)) for (s, t, _r) in list(accepted) + mine):
                 ok = False
                 break

@@ -1,19 +1,30 @@
 """Fixes for the graph rules (BNL101, BNL102), planned from the fact graph and the CST.
 
 The graph says what to move (the dropout node) and where (the BatchNorm it feeds, the
-residual branch's last weight layer, the global pooling); the CST of the file says how
-those nodes are spelled. A plan is a ``Fix`` of text edits on the checked file, or the
-reason there is none. Pure: no torch, no I/O beyond reading the source once.
+residual branch's last weight layer, the weight layer before it, the global pooling);
+the CST of the file says how those nodes are spelled. A plan is a ``Fix`` of text edits
+on the checked file, or the reason there is none. Planning is separate from applying
+(``bnlint.fix.runner``). Pure: no torch, no I/O beyond reading the source once.
 
 Placement (Kim et al., UAI 2023, section 4; design.md section 3):
 
-* BNL101 in forward code: remove the dropout call and apply the same call, with the
-  same arguments, around the input of the residual branch's last weight layer when the
-  BatchNorm's output reaches a residual add through weight layers, else around the
-  BatchNorm's output (after its activation when one follows directly).
-* BNL101 in an ``nn.Sequential`` literal (or a list literal built for one): move the
-  element after the BatchNorm element and its activations. Unsafe when elements with
-  parameters change index (their state_dict keys are renamed).
+* BNL101, a dropout feeding one BatchNorm, in forward code: remove the dropout call and
+  apply the same call (same arguments, same ``if`` condition: ``bnlint.fix.moves``)
+  around the input of the residual branch's last weight layer when the BatchNorm's
+  output reaches a residual add through weight layers, else around the BatchNorm's
+  output (after its activation when one follows directly).
+* BNL101, a dropout feeding several BatchNorm layers (a DenseNet layer's output is
+  concatenated into every later layer's input, or a fan-out), or one whose BatchNorm
+  is out of reach (applied in another block's forward): move it just before the weight
+  layer whose output it dropped, W(D(ReLU(BN(.)))), Kim et al.'s position. The moved
+  dropout may still reach a later BatchNorm through that weight layer (BNL103, a
+  warning the fixer reports).
+* Inside an ``nn.Sequential`` (however its children are written: arguments, list
+  literals, append/extend calls, add_module calls, ``OrderedDict``:
+  ``bnlint.fix.containers``): move the dropout's registration after the BatchNorm and
+  its activations, or before the weight layer. Unsafe when children registered by
+  index change index (their state_dict keys are renamed, in every copy of the
+  container the model builds); safe when they are registered by name.
 * BNL102: move the dropout onto the feature map before the global pooling; a dropout
   inside a classifier ``nn.Sequential`` is replaced by ``nn.Identity()`` and an
   equivalent dropout attribute is defined next to the pooling's definition.
@@ -28,7 +39,9 @@ import libcst as cst
 import networkx as nx
 
 from bnlint.findings import Edit, Fix, FixSafety
-from bnlint.fix.cstindex import SourceIndex, callee_name, first_input
+from bnlint.fix.containers import Instance, NoContainerMove, move_edits, run_of, shifted_keys
+from bnlint.fix.cstindex import SourceIndex, first_input
+from bnlint.fix.moves import NoMove, put_in, take_out
 from bnlint.model.graphwalk import VALUE_PRESERVING, describe, reach
 
 __all__ = ["NoFix", "plan_model_fix", "FIXABLE_GRAPH_CODES"]
@@ -36,10 +49,11 @@ __all__ = ["NoFix", "plan_model_fix", "FIXABLE_GRAPH_CODES"]
 FIXABLE_GRAPH_CODES = ("BNL101", "BNL102")
 PARAM_FREE = frozenset({"dropout", "activation", "reshape", "pool", "global-pool", "scale"})
 _BRANCH_KINDS = frozenset({"activation", "reshape", "scale", "weight", "batchnorm", "pool", "dropout"})
-_PURE_TEST = (cst.Name, cst.Attribute, cst.Comparison, cst.ComparisonTarget, cst.Integer, cst.Float,
-              cst.BooleanOperation, cst.UnaryOperation, cst.SimpleString)
-
-
+# What may lie between a weight layer and the dropout moved in front of it.
+_BEFORE_WEIGHT = frozenset({"activation", "reshape", "scale", "pool", "global-pool"})
+_SHOWN_RENAMES = 4
+_BATCHNORM = frozenset({"batchnorm"})
+_CHANNEL_DROPOUTS = ("dropout1d", "dropout2d", "dropout3d", "featurealphadropout")
 
 
 def _sub(parent_path: str, index: int) -> str:
@@ -47,8 +61,18 @@ def _sub(parent_path: str, index: int) -> str:
     (``""``: the model itself is the nn.Sequential)."""
     return f"{parent_path}.{index}" if parent_path else str(index)
 
+
+def _is_channel_dropout(facts: Dict[str, Any]) -> bool:
+    """Dropout1d/2d/3d, FeatureAlphaDropout: they drop whole feature maps."""
+    name = str(facts.get("module_type") if facts.get("op") == "call_module" else facts.get("target"))
+    return name.rsplit(".", 1)[-1].lower().replace("_", "").startswith(_CHANNEL_DROPOUTS)
+
+
 class NoFix(Exception):
     """No automatic fix; the message says why (shown with the finding)."""
+
+
+_NO_MOVE = (NoFix, NoMove, NoContainerMove)
 
 
 def _is_library(file: str) -> bool:
@@ -61,6 +85,7 @@ class _Planner:
         self.related = [n for n in related if n in g]
         self.file = os.path.abspath(file)
         self.sources = sources
+        self._defns: Optional[Dict[Tuple[int, int], List[str]]] = None
 
     # ------------------------------------------------------------ source access
     def index(self, path: str) -> SourceIndex:
@@ -116,43 +141,6 @@ class _Planner:
             raise NoFix(f"cannot find where {describe(self.g, node)} is constructed")
         return idx, call
 
-    # ------------------------------------------------------------ edits
-    def wrap(self, idx: SourceIndex, drop: cst.Call, target: cst.CSTNode) -> List[Edit]:
-        """Apply ``drop``'s call (same callee, same other arguments) around ``target``."""
-        arg = first_input(drop)
-        if arg is None:
-            raise NoFix("the dropout call has no plain input argument")
-        prefix = idx.between(idx.start(drop), idx.start(arg.value))
-        suffix = idx.between(idx.end(arg.value), idx.end(drop))
-        return [Edit(idx.path, idx.start(target), idx.start(target), prefix),
-                Edit(idx.path, idx.end(target), idx.end(target), suffix)]
-
-    def remove(self, idx: SourceIndex, drop: cst.Call) -> List[Edit]:
-        """Take the dropout call out: drop ``x = drop(x)``, else replace it by its input."""
-        arg = first_input(drop)
-        if arg is None:
-            raise NoFix("the dropout call has no plain input argument")
-        parent = idx.parent(drop)
-        if (isinstance(parent, cst.Assign) and parent.value is drop and len(parent.targets) == 1
-                and isinstance(parent.targets[0].target, cst.Name) and isinstance(arg.value, cst.Name)
-                and parent.targets[0].target.value == arg.value.value):
-            stmt = idx.parent(parent)
-            if isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1:
-                return self.delete_statement(idx, stmt)
-        return [Edit(idx.path, idx.start(drop), idx.end(drop), idx.code(arg.value))]
-
-    def delete_statement(self, idx: SourceIndex, stmt: cst.CSTNode) -> List[Edit]:
-        block = idx.parent(stmt)
-        if isinstance(block, cst.IndentedBlock) and len(block.body) == 1:
-            owner = idx.parent(block)
-            if (isinstance(owner, cst.If) and owner.orelse is None
-                    and all(isinstance(n, _PURE_TEST) or not isinstance(n, cst.BaseExpression)
-                            for n in _walk(owner.test))):
-                return self.delete_statement(idx, owner)
-            return [Edit(idx.path, idx.start(stmt), idx.end(stmt), "pass")]
-        line0, line1 = idx.start(stmt)[0], idx.end(stmt)[0]
-        return [Edit(idx.path, (line0, 0), (line1 + 1, 0), "")]
-
     # ------------------------------------------------------------ BNL101
     def fix_dropout_before_bn(self, drop: str) -> Fix:
         # The rule names the BatchNorm layers it found (Hit.related); else walk again.
@@ -161,15 +149,37 @@ class _Planner:
             targets = reach(self.g, drop, VALUE_PRESERVING, frozenset({"batchnorm"})).targets
         if not targets:
             raise NoFix("the BatchNorm it feeds was not found")
-        bn = targets[0]
-        if len(set(targets)) > 1:
-            raise NoFix("it feeds several BatchNorm layers")
+        if len(set(targets)) == 1:
+            try:
+                return self.after_batchnorm(drop, targets[0])
+            except _NO_MOVE as exc:
+                first = exc
+            try:  # e.g. the BN is in the next block's forward: the guideline position instead
+                return self.before_weight(drop)
+            except _NO_MOVE:
+                raise NoFix(str(first)) from None
+        try:
+            return self.before_weight(drop)
+        except _NO_MOVE as exc:
+            raise NoFix(f"it feeds several BatchNorm layers, and {exc}") from None
+
+    def after_batchnorm(self, drop: str, bn: str) -> Fix:
+        """Behind the BN and its activation; in a residual branch, before the branch's
+        last weight layer (Kim et al.)."""
         self.require_same_layout(drop, bn)
+        weight = self.branch_last_weight(bn)
+        if weight is None or self.g.nodes[drop].get("in_sequential"):
+            # Behind the BN it must feed no other BN (a concatenation into a norm, a
+            # second BN), in every use of this code: else the weight layer before it.
+            for other in self.siblings(drop):
+                fed = reach(self.g, other, VALUE_PRESERVING, _BATCHNORM).targets
+                later = [n for b in fed[:1] for n in reach(self.g, b, VALUE_PRESERVING, _BATCHNORM).targets]
+                if later:
+                    raise NoFix(f"behind {describe(self.g, fed[0])} it would still feed {describe(self.g, later[0])}")
         if self.g.nodes[drop].get("in_sequential"):
-            return self.sequential_move_after(drop, bn)
+            return self.container_move(drop, bn, after=True)
         idx, dcall = self.call_of(drop)
         func = idx.function(dcall)
-        weight = self.branch_last_weight(bn)
         if weight is not None:
             widx, wcall = self.call_of(weight)
             if idx.function(wcall) is not func:
@@ -183,17 +193,96 @@ class _Planner:
         else:
             target, last = self.after_bn_and_activation(idx, bn, func, dcall)
             where = f"after {describe(self.g, last)}"
-        edits = self.remove(idx, dcall) + self.wrap(idx, dcall, target)
+        taken = take_out(idx, dcall)
+        edits = list(taken.edits) + put_in(idx, dcall, target, taken, func)
         return Fix(FixSafety.SAFE, f"move {describe(self.g, drop)} {where}", tuple(edits))
+
+    def before_weight(self, drop: str) -> Fix:
+        """Just before the weight layer whose output it drops, W(D(ReLU(BN(.)))): Kim et
+        al.'s position, for a dropout whose output feeds several BatchNorm layers (a
+        DenseNet layer's new features are concatenated into every later layer's input)."""
+        weight, between = self.weight_before(drop)
+        self.require_layout_before_weight(drop, weight, between)
+        for other in self.siblings(drop)[1:]:  # the same place in every use of this code
+            self.weight_before(other)
+        where = f"before {describe(self.g, weight)}, the weight layer whose output it dropped (Kim et al.)"
+        if self.g.nodes[drop].get("in_sequential"):
+            return self.container_move(drop, weight, after=False)
+        idx, dcall = self.call_of(drop)
+        func = idx.function(dcall)
+        widx, wcall = self.call_of(weight)
+        if idx.function(wcall) is not func:
+            raise NoFix(f"{describe(self.g, weight)}, the weight layer before it, is applied in another function")
+        arg = first_input(dcall)
+        inside = arg is not None and idx.start(arg.value) <= idx.start(wcall) and idx.end(wcall) <= idx.end(arg.value)
+        if not (inside or idx.end(wcall) <= idx.start(dcall)):
+            raise NoFix(f"{describe(self.g, weight)} belongs to another call of this code")
+        warg = first_input(wcall)
+        if warg is None:
+            raise NoFix(f"cannot find the input of {describe(self.g, weight)}")
+        taken = take_out(idx, dcall)
+        edits = list(taken.edits) + put_in(idx, dcall, warg.value, taken, func)
+        return Fix(FixSafety.SAFE, f"move {describe(self.g, drop)} {where}", tuple(edits))
+
+    def siblings(self, drop: str) -> List[str]:
+        """The dropout nodes written by the same source as ``drop`` (a block class or a
+        loop builds several), ``drop`` first: one edit moves them all."""
+        facts = self.g.nodes[drop]
+        key = "defn" if facts.get("in_sequential") else "call"
+        site = facts.get(key) or {}
+        where = (site.get("file"), site.get("line"), site.get("col", 0), facts.get("op"),
+                 facts.get("target") if facts.get("op") != "call_module" else facts.get("module_type"))
+        out = [drop]
+        for node, d in self.g.nodes(data=True):
+            other = d.get(key) or {}
+            if (node != drop and d.get("kind") == "dropout" and d.get("active")
+                    and (other.get("file"), other.get("line"), other.get("col", 0), d.get("op"),
+                         d.get("target") if d.get("op") != "call_module" else d.get("module_type")) == where):
+                out.append(node)
+        return out
+
+    def weight_before(self, drop: str) -> Tuple[str, List[str]]:
+        """The weight layer whose output reaches the dropout through value-preserving
+        ops that nothing else reads, and those ops."""
+        current, between = drop, []
+        while True:
+            preds = self.data_preds(current)
+            if len(preds) != 1:
+                raise NoFix("its input is not the output of a single layer")
+            pred = preds[0]
+            users = [s for s in self.g.successors(pred) if self.g.nodes[s].get("kind") != "meta"]
+            if len(users) != 1:
+                raise NoFix(f"the output of {describe(self.g, pred)} before it is also used elsewhere")
+            kind = self.g.nodes[pred].get("kind")
+            if kind == "weight":
+                return pred, between
+            if kind not in _BEFORE_WEIGHT:
+                raise NoFix(f"no weight layer precedes it in its block ({describe(self.g, pred)} does)")
+            between.append(pred)
+            current = pred
+
+    def data_preds(self, node: str) -> List[str]:
+        return [p for p in self.g.predecessors(node) if self.g.nodes[p].get("kind") not in ("param", "meta")]
+
+    def require_layout_before_weight(self, drop: str, weight: str, between: Sequence[str]) -> None:
+        """A channel dropout stays on feature maps: only before a convolution, with no
+        pooling to a vector or flatten in between."""
+        if not _is_channel_dropout(self.g.nodes[drop]):
+            return
+        w = self.g.nodes[weight]
+        what = str(w.get("module_type") if w.get("op") == "call_module" else w.get("target")).lower()
+        if "conv" not in what:
+            raise NoFix(f"this channel dropout cannot move before {describe(self.g, weight)} (not a convolution)")
+        for node in between:
+            if self.g.nodes[node].get("kind") in ("global-pool", "reshape"):
+                raise NoFix(f"moving this channel dropout past {describe(self.g, node)} would apply it to "
+                            f"features of another shape")
 
     def require_same_layout(self, drop: str, bn: str) -> None:
         """A channel dropout (Dropout2d/3d, FeatureAlphaDropout: whole feature maps)
         must not move past a global pooling or a flatten onto pooled features: there
         it would drop single values instead (PyTorch warns, and will refuse)."""
-        facts = self.g.nodes[drop]
-        name = str(facts.get("module_type") if facts.get("op") == "call_module" else facts.get("target"))
-        name = name.rsplit(".", 1)[-1].lower().replace("_", "")
-        if not name.startswith(("dropout1d", "dropout2d", "dropout3d", "featurealphadropout")):
+        if not _is_channel_dropout(self.g.nodes[drop]):
             return
         walk = reach(self.g, drop, VALUE_PRESERVING, frozenset({"batchnorm"}))
         if bn not in walk.parent:
@@ -275,30 +364,87 @@ class _Planner:
             return cand
         return None
 
-    # ------------------------------------------------------------ nn.Sequential literals
-    def sequence_of(self, node: str) -> Tuple[SourceIndex, List[cst.BaseExpression], str, int]:
-        facts = self.g.nodes[node]
-        idx, ctor = self.constructor_of(node)
-        path = str(facts.get("module_path", ""))
-        if not path.rsplit(".", 1)[-1].isdigit():
-            raise NoFix(f"{describe(self.g, node)} is added to its container by name, not listed in order")
-        parent_path, index = (path.rsplit(".", 1)[0] if "." in path else ""), int(path.rsplit(".", 1)[-1])
-        holder = idx.parent(ctor)
-        elems: Optional[List[cst.BaseExpression]] = None
-        if isinstance(holder, cst.Arg):
-            owner = idx.parent(holder)
-            if (isinstance(owner, cst.Call) and callee_name(owner) == "Sequential"
-                    and all(a.keyword is None and not a.star for a in owner.args)):
-                elems = [a.value for a in owner.args]
-        elif isinstance(holder, cst.Element):
-            owner = idx.parent(holder)
-            if isinstance(owner, cst.List) and all(isinstance(e, cst.Element) for e in owner.elements):
-                elems = [e.value for e in owner.elements]
-        if elems is None:
-            raise NoFix(f"{describe(self.g, node)} is not written in an nn.Sequential(...) or list literal")
-        if index >= len(elems) or elems[index] is not ctor:
-            raise NoFix("the nn.Sequential's elements do not line up with its indices (built in pieces)")
-        return idx, elems, parent_path, index
+    # ------------------------------------------------------------ children of an nn.Sequential
+    def container_move(self, drop: str, anchor: str, after: bool) -> Fix:
+        """Move the dropout's registration in its nn.Sequential: after ``anchor`` (a
+        BatchNorm; its activations follow it) or before it (a weight layer, a pooling)."""
+        idx, ctor = self.constructor_of(drop)
+        path = str(self.g.nodes[drop].get("module_path", ""))
+        parent_path, _, name = path.rpartition(".")
+        named = not name.isdigit()
+        run, src, _ = run_of(idx, ctor, named)
+        aidx, actor = self.constructor_of(anchor)
+        apath = str(self.g.nodes[anchor].get("module_path", ""))
+        loc = run.unit_of(idx, *aidx.start(actor)) if aidx is idx else None
+        if loc is None or apath.rpartition(".")[0] != parent_path:
+            raise NoFix(f"{describe(self.g, anchor)} is not registered in the same {run.spelling}")
+        dst, offset = loc
+        if after:
+            unit = run.units[dst]
+            if dst <= src:
+                raise NoFix(f"{describe(self.g, anchor)} is registered before it")
+            if any(self.kinds_at(e) != {"activation"} for e in unit.elements[offset + 1:]):
+                raise NoFix(f"{describe(self.g, anchor)} is listed together with other layers")
+            while dst + 1 < len(run.units) and all(self.kinds_at(e) == {"activation"}
+                                                   for e in run.units[dst + 1].elements):
+                dst += 1
+        elif dst >= src or offset != 0:
+            raise NoFix(f"{describe(self.g, anchor)} is not registered before it on its own")
+        edits = move_edits(idx, run, src, dst, after)
+        renames = shifted_keys(run, src, dst, after, self.instances(drop), self.present, self.has_state)
+        where = f"{'after' if after else 'before'} {describe(self.g, anchor)}"
+        last = self.node_at(run.units[dst].elements[-1]) if after else None
+        if last is not None and last != anchor and self.g.nodes[last].get("kind") == "activation":
+            where += f" and {describe(self.g, last)}"
+        how = "in its nn.Sequential" if not run.statements else f"(reorders the {run.spelling})"
+        desc = f"move {describe(self.g, drop)} {where} {how}"
+        if renames:
+            shown = ", ".join(f"{a}* -> {b}*" for a, b in renames[:_SHOWN_RENAMES])
+            more = f" and {len(renames) - _SHOWN_RENAMES} more" if len(renames) > _SHOWN_RENAMES else ""
+            return Fix(FixSafety.UNSAFE, f"{desc}; renames state_dict keys {shown}{more}", tuple(edits),
+                       (("renames", renames),))
+        return Fix(FixSafety.SAFE, desc, tuple(edits))
+
+    def _defn_index(self) -> Dict[Tuple[int, int], List[str]]:
+        if self._defns is None:
+            self._defns = {}
+            for node, d in self.g.nodes(data=True):
+                site = d.get("defn")
+                if site and os.path.abspath(site["file"]) == self.file:
+                    self._defns.setdefault((site["line"], site.get("col", 0)), []).append(node)
+        return self._defns
+
+    def node_at(self, expr: cst.CSTNode) -> Optional[str]:
+        nodes = self._defn_index().get(self.index(self.file).start(expr), [])
+        return nodes[0] if nodes else None
+
+    def kinds_at(self, expr: cst.CSTNode) -> set:
+        """Kinds of the graph nodes constructed by the module expression ``expr``."""
+        return {self.g.nodes[n].get("kind") for n in self._defn_index().get(self.index(self.file).start(expr), [])}
+
+    def instances(self, drop: str) -> List[Instance]:
+        """Every built copy of the dropout's container (a loop or a block class builds
+        several): where the dropout sits in it."""
+        site = self.g.nodes[drop].get("defn") or {}
+        seen = {}
+        for node in self._defn_index().get((site.get("line"), site.get("col", 0)), []):
+            path = str(self.g.nodes[node].get("module_path", ""))
+            parent, _, index = path.rpartition(".")
+            if index.isdigit():
+                seen[path] = Instance(parent, int(index))
+        return list(seen.values())
+
+    def present(self, container: str, index: int, unit) -> bool:
+        """Whether the guarded ``unit`` registered the child ``index`` of ``container``."""
+        child = _sub(container, index)
+        own = [n for n, d in self.g.nodes(data=True) if d.get("module_path") == child]
+        if not own:
+            if any(str(d.get("module_path", "")).startswith(child + ".") for _, d in self.g.nodes(data=True)):
+                raise NoFix(f"cannot tell which layer the conditional registration of '{child}' added")
+            return False
+        want = self.index(self.file).start(unit.elements[0])
+        return any(((self.g.nodes[n].get("defn") or {}).get("line"), (self.g.nodes[n].get("defn") or {}).get("col", 0))
+                   == want for n in own)
 
     def child_kinds(self, parent_path: str, index: int) -> set:
         prefix = _sub(parent_path, index)
@@ -308,44 +454,6 @@ class _Planner:
     def has_state(self, parent_path: str, index: int) -> bool:
         kinds = self.child_kinds(parent_path, index)
         return not kinds or not kinds <= PARAM_FREE
-
-    def child_index(self, node: str, parent_path: str) -> Optional[int]:
-        path = str(self.g.nodes[node].get("module_path") or "")
-        prefix = parent_path + "." if parent_path else ""
-        if not path.startswith(prefix):
-            return None
-        head = path[len(prefix):].split(".", 1)[0]
-        return int(head) if head.isdigit() else None
-
-    def sequential_move_after(self, drop: str, bn: str) -> Fix:
-        idx, elems, parent_path, i = self.sequence_of(drop)
-        k = self.child_index(bn, parent_path)
-        if k is None or k <= i or k >= len(elems):
-            raise NoFix(f"the BatchNorm it feeds ({describe(self.g, bn)}) is not a later element of the same nn.Sequential")
-        j = k
-        while j + 1 < len(elems) and self.child_kinds(parent_path, j + 1) == {"activation"}:
-            j += 1
-        edits = [Edit(idx.path, idx.start(elems[i]), idx.start(elems[i + 1]), "")]
-        text = idx.code(elems[i])
-        if j + 1 < len(elems):
-            sep = idx.between(idx.end(elems[i]), idx.start(elems[i + 1]))
-            at = idx.start(elems[j + 1])
-            edits.append(Edit(idx.path, at, at, text + sep))
-        else:
-            sep = idx.between(idx.end(elems[j - 1]), idx.start(elems[j]))
-            at = idx.end(elems[j])
-            edits.append(Edit(idx.path, at, at, sep + text))
-        renames = tuple((_sub(parent_path, m) + ".", _sub(parent_path, m - 1) + ".")
-                        for m in range(i + 1, j + 1) if self.has_state(parent_path, m))
-        last = _sub(parent_path, j)
-        return self._reorder_fix(drop, f"after '{last}' (the BatchNorm and its activation)", edits, renames)
-
-    def _reorder_fix(self, drop: str, where: str, edits, renames) -> Fix:
-        desc = f"move {describe(self.g, drop)} {where} in its nn.Sequential"
-        if renames:
-            desc += "; renames state_dict keys " + ", ".join(f"{a}* -> {b}*" for a, b in renames)
-            return Fix(FixSafety.UNSAFE, desc, tuple(edits), (("renames", renames),))
-        return Fix(FixSafety.SAFE, desc, tuple(edits))
 
     # ------------------------------------------------------------ BNL102
     def pooling_before(self, drop: str) -> Optional[str]:
@@ -371,19 +479,21 @@ class _Planner:
         pool = self.pooling_before(drop)
         if pool is None:
             raise NoFix("the global pooling was not found")
-        dfacts, pfacts = self.g.nodes[drop], self.g.nodes[pool]
-        if dfacts.get("in_sequential"):
-            idx, elems, parent_path, i = self.sequence_of(drop)
-            k = self.child_index(pool, parent_path) if pfacts.get("in_sequential") else None
-            if k is not None and k < i:
-                return self.sequential_move_before(drop, idx, elems, parent_path, i, k)
-            return self.identity_and_new_dropout(drop, pool, idx, elems[i])
+        if self.g.nodes[drop].get("in_sequential"):
+            if self.g.nodes[pool].get("in_sequential"):
+                try:
+                    return self.container_move(drop, pool, after=False)
+                except _NO_MOVE:
+                    pass
+            return self.identity_and_new_dropout(drop, pool)
         idx, dcall = self.call_of(drop)
         pidx, pcall = self.call_of(pool)
-        if pidx.function(pcall) is not idx.function(dcall):
+        func = idx.function(dcall)
+        if pidx.function(pcall) is not func:
             raise NoFix(f"the pooling {describe(self.g, pool)} is applied in another function")
         target = self.pool_input(pool, pcall)
-        edits = self.remove(idx, dcall) + self.wrap(idx, dcall, target)
+        taken = take_out(idx, dcall)
+        edits = list(taken.edits) + put_in(idx, dcall, target, taken, func)
         return Fix(FixSafety.SAFE, f"move {describe(self.g, drop)} before {describe(self.g, pool)}", tuple(edits))
 
     def pool_input(self, pool: str, pcall: cst.Call) -> cst.CSTNode:
@@ -396,20 +506,8 @@ class _Planner:
             raise NoFix("cannot find the pooling's input")
         return arg.value
 
-    def sequential_move_before(self, drop, idx, elems, parent_path, i, k) -> Fix:
-        text = idx.code(elems[i])
-        sep = idx.between(idx.end(elems[k]), idx.start(elems[k + 1]))
-        at = idx.start(elems[k])
-        edits = [Edit(idx.path, at, at, text + sep)]
-        if i + 1 < len(elems):
-            edits.append(Edit(idx.path, idx.start(elems[i]), idx.start(elems[i + 1]), ""))
-        else:
-            edits.append(Edit(idx.path, idx.end(elems[i - 1]), idx.end(elems[i]), ""))
-        renames = tuple((_sub(parent_path, m) + ".", _sub(parent_path, m + 1) + ".")
-                        for m in range(k, i) if self.has_state(parent_path, m))
-        return self._reorder_fix(drop, f"before the pooling '{_sub(parent_path, k)}'", edits, renames)
-
-    def identity_and_new_dropout(self, drop: str, pool: str, idx: SourceIndex, ctor: cst.Call) -> Fix:
+    def identity_and_new_dropout(self, drop: str, pool: str) -> Fix:
+        idx, ctor = self.constructor_of(drop)
         if not isinstance(ctor.func, cst.Attribute):
             raise NoFix("cannot spell nn.Identity() next to a bare Dropout name")
         identity = f"{idx.code(ctor.func.value)}.Identity()"
@@ -454,14 +552,6 @@ class _Planner:
                    f"self.{name} = {new_ctor} before {describe(self.g, pool)}", tuple(edits))
 
 
-def _walk(node: cst.CSTNode):
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        yield cur
-        stack.extend(cur.children)
-
-
 def plan_model_fix(code: str, g: nx.DiGraph, node: str, file: str, sources: Dict[str, SourceIndex],
                    related: Sequence[str] = ()) -> Tuple[Optional[Fix], Optional[str]]:
     """(fix, None) or (None, why there is none) for one graph-rule hit on ``node``;
@@ -473,7 +563,7 @@ def plan_model_fix(code: str, g: nx.DiGraph, node: str, file: str, sources: Dict
         if code == "BNL101":
             return planner.fix_dropout_before_bn(node), None
         return planner.fix_dropout_after_pool(node), None
-    except NoFix as exc:
+    except _NO_MOVE as exc:
         return None, str(exc)
     except (cst.ParserSyntaxError, OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         return None, f"the fixer could not follow this code ({type(exc).__name__})"

@@ -31,6 +31,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from bnlint.config import Config
 from bnlint.findings import Finding, FixSafety, Severity
 from bnlint.fix.edits import OverlapError, apply_edits, overlapping
+from bnlint.fix.kinds import is_model_finding, is_script_finding
 from bnlint.rule import Rule, RuleKind
 from bnlint.sources import SourceError, SourceFile, read_source
 
@@ -53,7 +54,8 @@ class FileOutcome:
     skipped: List[Finding] = field(default_factory=list)
     rejected: Optional[str] = None
     notes: List[str] = field(default_factory=list)
-    renamed: List[Tuple[str, str]] = field(default_factory=list)
+    renamed: List[Tuple[str, str]] = field(default_factory=list)  # every model's, for display
+    renamed_by_model: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)
     diff: str = ""
 
 
@@ -121,13 +123,24 @@ def _problems(findings: Sequence[Finding]) -> Counter:
     return Counter(f.code for f in findings if f.severity is not Severity.INFO)
 
 
-def _subject(f: Finding) -> Tuple[str, Any, str]:
-    """What a finding is about, in terms that survive moving the code: its rule, its
-    model and the dropout as the message names it (``Dropout(p=0.3) 'drop'``)."""
+def _subject(f: Finding) -> Tuple[str, str]:
+    """What a finding is about, in terms that survive moving the code: its rule and the
+    dropout as the message names it (``Dropout(p=0.3) 'drop'``)."""
     head = f.message
     for sep in (" feeds ", " is applied to "):
         head = head.split(sep, 1)[0]
-    return f.code, dict(f.details).get("model"), head
+    return f.code, head
+
+
+def _models(f: Finding) -> set:
+    details = dict(f.details)
+    return set(details.get("models") or [details.get("model")])
+
+
+def _still_reported(applied: Finding, after: Sequence[Finding]) -> bool:
+    """Whether ``applied``'s finding is reported again after its fix, in one of the
+    models it was reported on (one line can be reached by several models)."""
+    return any(_subject(a) == _subject(applied) and _models(a) & _models(applied) for a in after)
 
 
 def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding],
@@ -151,14 +164,19 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(_encode(src, new_text))
-        model_fix = any(f.code.startswith("BNL1") for f in applied)
+        model_fix = any(is_model_finding(f) for f in applied)
         # The script rules re-check the new source here; graph rules run on the graphs the
         # equivalence worker returns for the fixed file (one process per file).
         script_rules = [r for r in rules if r.kind is RuleKind.SCRIPT]
         recheck = side.submit(_parsing_check, check_paths, [tmp], config, script_rules)
         answer = why = None
         if model_fix:
-            renames = sorted({tuple(r) for f in applied for r in dict(f.fix.data).get("renames", ())})
+            promised: Dict[str, set] = {}  # per model: the same path may mean another layer elsewhere
+            for f in applied:
+                pairs = dict(f.fix.data).get("renames", ())
+                if pairs:
+                    promised.setdefault(str(dict(f.details).get("model")), set()).update(map(tuple, pairs))
+            renames = {model: sorted(pairs) for model, pairs in promised.items()}
             shape = [list(s) for s in config.input_shape] if config.input_shape else None
             candidates = _candidates(new_text)
             mocks = {"mock_imports": list(config.mock_imports), "no_mock_imports": list(config.no_mock_imports)}
@@ -178,14 +196,17 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
             for model in answer.get("models", []):
                 if not model.get("ok"):
                     return model.get("reason", "the fixed model differs")
-                for old, new in model.get("renamed", []):
-                    if (old, new) not in outcome.renamed:
-                        outcome.renamed.append((old, new))
+                pairs = [(old, new) for old, new in model.get("renamed", [])]
+                if pairs:
+                    outcome.renamed_by_model[str(model.get("name"))] = pairs
+                for pair in pairs:
+                    if pair not in outcome.renamed:
+                        outcome.renamed.append(pair)
     finally:
         side.shutdown(wait=True)
         remove_temp(tmp)
     if not model_fix:  # graph rules were not re-run: compare script findings only
-        before = [f for f in before if f.code.startswith("BNL2")]
+        before = [f for f in before if is_script_finding(f)]
     old, new, fixed = _problems(before), _problems(after), _problems(applied)
     for code, count in sorted(new.items()):
         allowed = old.get(code, 0) - fixed.get(code, 0)
@@ -200,8 +221,7 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
             return f"the fixed file can no longer be analysed: {msg}"
         if code in fixed:
             if stuck is not None:
-                still = {_subject(f) for f in after if f.code == code}
-                stuck.extend(f for f in applied if f.code == code and _subject(f) in still)
+                stuck.extend(f for f in applied if f.code == code and _still_reported(f, after))
             return f"{code} is still reported after the fix"
         return f"the fix would introduce {code} ({next((f.message for f in after if f.code == code), '')})"
     return None
@@ -274,7 +294,9 @@ def _fix_file(path: str, findings: List[Finding], all_here: List[Finding], confi
         outcome.rejected = CHANGED
         return outcome
     findings = sorted(findings, key=Finding.sort_key)
-    refused = set(overlapping(src.text, [f.fix.edits for f in findings]))
+    # Model fixes move code: two of them inserting the same text are two moves.
+    refused = set(overlapping(src.text, [f.fix.edits for f in findings],
+                              [not is_model_finding(f) for f in findings]))
     chosen = [f for i, f in enumerate(findings) if i not in refused]
     outcome.skipped = [f for i, f in enumerate(findings) if i in refused]
     try:
@@ -309,7 +331,7 @@ def _fix_file(path: str, findings: List[Finding], all_here: List[Finding], confi
             except NotebookError as exc:
                 outcome.rejected = str(exc)
                 return outcome
-        outcome.renamed, outcome.notes = [], []
+        outcome.renamed, outcome.renamed_by_model, outcome.notes = [], {}, []
         if _verify(src, abs_path, retry, rest, all_here, config, rules, outcome) is None:
             outcome.applied, new_text, why = rest, retry, None
             outcome.notes.extend(f"{f.code} at line {f.line} not fixed: {f.code} is still reported after its "
@@ -421,6 +443,23 @@ def _fix_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], unsa
 MAX_ROUNDS = 8
 
 
+def _compose(first: List[Tuple[str, str]], then: List[Tuple[str, str]]) -> List[Tuple[str, str]]:
+    """Key renames of two rounds as one map from the original keys (a child moved in
+    both rounds: ``body.3.w -> body.2.w`` then ``body.2.w -> body.1.w`` is ``body.3.w ->
+    body.1.w``)."""
+    out = list(first)
+    index = {new: i for i, (_old, new) in enumerate(out)}
+    for old, new in then:
+        if old in index:
+            i = index.pop(old)
+            out[i] = (out[i][0], new)
+            index[new] = i
+        else:
+            index[new] = len(out)
+            out.append((old, new))
+    return [(a, b) for a, b in out if a != b]
+
+
 def _later_rounds(run: FixRun, pool: ThreadPoolExecutor, config: Config, rules: Sequence[Rule],
                   unsafe: bool) -> None:
     """Fixes left out because their edits overlapped another fix (two dropouts moved to
@@ -450,5 +489,7 @@ def _later_rounds(run: FixRun, pool: ThreadPoolExecutor, config: Config, rules: 
                 continue
             outcome.applied += new.applied
             outcome.skipped = new.skipped
-            outcome.renamed += [r for r in new.renamed if r not in outcome.renamed]
+            for model, pairs in new.renamed_by_model.items():  # per model: paths repeat across models
+                outcome.renamed_by_model[model] = _compose(outcome.renamed_by_model.get(model, []), pairs)
+            outcome.renamed = list(dict.fromkeys(p for pairs in outcome.renamed_by_model.values() for p in pairs))
             outcome.notes += [n for n in new.notes if n not in outcome.notes]

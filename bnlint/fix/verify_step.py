@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from bnlint.atomic import create_temp, remove_temp
+from bnlint.fix.kinds import is_model_finding
 from bnlint.fix.runner import FileOutcome, FixRun
 
 __all__ = ["VerifySettings", "FileVerification", "verify_fix_run", "render_verified_run"]
@@ -43,7 +44,7 @@ class VerifySettings:
 @dataclass
 class FileVerification:
     path: str
-    kind: str  # "model" or "shuffle"
+    kind: str  # "model", "shuffle", or "script" (fixes no experiment verifies)
     verdict: str  # confirmed / inconclusive / regressed / failed
     written: bool = False
     text: str = ""  # verdict tables and notes, as printed
@@ -119,13 +120,19 @@ def _combined(verdicts: Sequence[str]) -> str:
 
 
 def _verify_file(outcome: FileOutcome, settings: VerifySettings) -> Tuple[FileVerification, Any, str]:
-    model_fixes = [f for f in outcome.applied if f.code.startswith("BNL1")]
+    model_fixes = [f for f in outcome.applied if is_model_finding(f)]
     kind = "model" if model_fixes else "shuffle"
     result = FileVerification(outcome.path, kind, ERROR)
     if outcome.path.endswith(".ipynb"):
         result.error = "--verify does not handle notebooks; rerun without --verify or with --force"
         return result, None, ""
     src, new_text = _new_text(outcome)
+    if not model_fixes and not any(f.code.startswith("BNL2") for f in outcome.applied):
+        # BNL105's fix (evaluation mode around a loop) has no training experiment.
+        result.kind = "script"
+        result.error = ("no experiment verifies " + ", ".join(sorted({f.code for f in outcome.applied}))
+                        + " fixes; rerun without --verify, or with --force to write them")
+        return result, src, new_text
     from bnlint.fix.runner import _encode
 
     folder = os.path.dirname(outcome.path)
@@ -143,7 +150,7 @@ def _verify_file(outcome: FileOutcome, settings: VerifySettings) -> Tuple[FileVe
                          "script: it trains the file's model (or a built-in one) on synthetic data with one "
                          "shuffle for all epochs vs a fresh shuffle per epoch; evidence for this kind of "
                          "change, not for these exact edits")
-        elif any(not f.code.startswith("BNL1") for f in outcome.applied):
+        elif any(not is_model_finding(f) for f in outcome.applied):
             texts.append("note: the script fixes in this file are not verified separately")
         for model in models:
             report, table, error = _run_worker(outcome.path, tmp_shown, model, kind, settings, outcome.renamed)

@@ -66,6 +66,10 @@ class CallEvaluator:
         if isinstance(expr, cst.Attribute):
             return self.eval_attribute(expr, fr, loops)
         if isinstance(expr, _LITERALS):
+            if isinstance(expr, cst.FormattedString):  # f"{evaluate(model, loader)}" still calls
+                for part in expr.parts:
+                    if isinstance(part, cst.FormattedStringExpression):
+                        self.eval(part.expression, fr, loops)
             value = Value("const", expr, fr.file, loops)
             if type(expr) is cst.Integer and expr.value.isdigit():
                 value.attrs["py"] = int(expr.value)  # cheap; strings are not needed as values
@@ -214,6 +218,8 @@ class CallEvaluator:
             return base.get("fields", {}).get(attr, (None, deps))
         if base.kind in _PERMUTED_KINDS and attr in ("T", "data"):
             return base, deps
+        if base.kind == "model" and attr == "training":  # saved to restore later (BNL105)
+            return Value("mode_of", expr, fr.file, (), model=base, tokens=self.modes.of(base)), deps
         return None, deps
 
     def eval_subscript(self, expr: cst.Subscript, fr, loops):

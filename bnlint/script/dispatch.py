@@ -8,9 +8,10 @@ from typing import List, Optional
 
 import libcst as cst
 
-from bnlint.script import known, kwargs
+from bnlint.script import batchnorm, known, kwargs, lengths
 from bnlint.script.calls import _EMPTY, _SELF_RETURNING, CallEvaluator, _const_bool, _kw, perm_of
 from bnlint.script.facts import VARIES, SeedCall, SetEpochCall, Value, options, union
+from bnlint.script.modes import is_training_step
 from bnlint.script.names import dotted, last_part
 from bnlint.script.project import ClassInfo, iter_nodes
 
@@ -53,6 +54,34 @@ def _single(alternatives, fr, loops) -> Optional[Value]:
     return union(values, fr.file, loops)
 
 
+def _dataset_length(name: str, args) -> Optional[int]:
+    """Samples in ``TensorDataset(x, ...)``, ``Subset(ds, indices)``, ``ConcatDataset([a, b])``."""
+    values = [v for a, (v, _) in args if a.keyword is None and not a.star]
+    if name == "TensorDataset" and values:
+        return lengths.length_of(values[0])
+    if name == "Subset" and len(values) == 2:
+        return lengths.length_of(values[1])
+    if name == "ConcatDataset" and len(values) == 1 and values[0] is not None and values[0].get("elems"):
+        parts = [lengths.length_of(v) for v in values[0].get("elems")]
+        return sum(parts) if all(p is not None for p in parts) else None
+    return None
+
+
+def _split_parts(call, args, file, loops) -> Optional[Value]:
+    """``random_split(ds, [n1, n2])`` with literal lengths: one dataset per part."""
+    sizes = kwargs.argument(call, args, "lengths", 1)
+    if len(sizes) != 1 or sizes[0][0] in (kwargs.ABSENT, kwargs.UNKNOWN):
+        return None
+    value = sizes[0][0][0]
+    if value is None or value.kind not in ("list", "tuple") or not value.get("elems"):
+        return None
+    parts = [lengths.const_int(v) for v in value.get("elems")]
+    if any(p is None for p in parts):
+        return None
+    return Value("tuple", call, file, loops,
+                 elems=[Value("dataset", call, file, loops, length=p) for p in parts])
+
+
 class CallDispatch(CallEvaluator):
     def eval_call(self, call: cst.Call, fr, loops):
         func = call.func
@@ -66,6 +95,8 @@ class CallDispatch(CallEvaluator):
             recv = self.eval(func.value, fr, loops)
         args = [(a, self.eval(a.value, fr, loops)) for a in call.args]
         deps = frozenset().union(*[d for _, (_, d) in args]) if args else _EMPTY
+        if is_training_step(call):
+            self.modes.training_started()
 
         if local is not None and local[0] is not None and local[0].kind in ("libclass", "union"):
             out = self.call_classes(call, local[0], args, deps, fr, loops)
@@ -91,10 +122,16 @@ class CallDispatch(CallEvaluator):
                 return out
         if local is not None and local[0] is not None and local[0].kind == "model":
             self.use_model(local[0], loops)
+            self.model_called(local[0], call, fr, loops)
+        elif local is not None and local[0] is not None and local[0].kind == "union":
+            for opt, _ in options(local[0]):  # one of the models a name may hold (BNL105)
+                if opt is not None and opt.kind == "model":
+                    self.model_called(opt, call, fr, loops)
         elif isinstance(func, cst.Attribute) and recv is not None:
             called = self.eval_attribute(func, fr, loops)[0]
             if called is not None and called.kind == "model":
                 self.use_model(called, loops)
+                self.model_called(called, call, fr, loops)
         name = q or (func.value if isinstance(func, cst.Name) else None)
         pure = name in known.PURE_CALLS
         for _, (v, _) in args:
@@ -140,6 +177,8 @@ class CallDispatch(CallEvaluator):
             # An unresolved receiver is kept too: it may be the sampler (benefit of doubt).
             self.facts.set_epochs.append(SetEpochCall(rv, loops, call))
             return None, deps
+        if meth in ("eval", "train") and (rv is None or rv.kind == "model"):
+            self.switch_mode(rv, meth, args, loops)
         if rv is None:
             if meth == "shuffle" and (args or _kw(call, "seed")):
                 return self.hf_shuffle(call, None, fr, loops), deps
@@ -178,10 +217,17 @@ class CallDispatch(CallEvaluator):
         if kind == "model":
             if meth in ("parameters", "named_parameters", "train", "forward"):
                 self.use_model(rv, loops)
+            if meth == "forward":
+                self.model_called(rv, call, fr, loops)
+            elif meth not in _SELF_RETURNING:
+                self.model_method(rv, meth, args)
             if meth in _SELF_RETURNING:
                 return rv, deps
             return None, deps
         if kind in ("perm", "permuted") and meth in ("tolist", "numpy", "to", "cuda", "long", "cpu", "clone"):
+            return rv, deps
+        if kind == "array" and meth in ("to", "cuda", "cpu", "float", "long", "double", "half", "clone",
+                                        "numpy", "astype", "contiguous", "detach", "int", "bool"):
             return rv, deps
         if kind in ("loader", "hfds", "dataset") and meth in ("with_format", "map", "select", "filter"):
             return rv, deps
@@ -258,9 +304,12 @@ class CallDispatch(CallEvaluator):
             if isinstance(inner, Value):
                 self.mark_handed_off(inner)
 
-    def new_model(self, node, file, loops, has_bn: bool) -> Value:
-        model = Value("model", node, file, loops, has_bn=has_bn)
+    def new_model(self, node, file, loops, has_bn: bool, bn=None, cls=None) -> Value:
+        """A model built here; ``bn`` is its ``bnlint.script.batchnorm.BNProfile`` (None:
+        unknown), ``cls`` its class in the project."""
+        model = Value("model", node, file, loops, has_bn=has_bn, bn=bn, cls=cls)
         self.facts.models.append(model)
+        self.modes.new_model(model)
         return model
 
     def use_model(self, model: Value, loops) -> None:
@@ -314,7 +363,16 @@ class CallDispatch(CallEvaluator):
             return first, deps
         if last_part(q) in ("Subset", "TensorDataset", "ConcatDataset", "StackDataset"):
             perms = [perm_of(v) for _, (v, _) in args if perm_of(v) is not None]
-            return Value("dataset", call, file, loops, perm=perms[0] if perms else None), deps
+            return Value("dataset", call, file, loops, perm=perms[0] if perms else None,
+                         length=_dataset_length(last_part(q), args)), deps
+        if last_part(q) == "random_split" and q.startswith("torch."):
+            parts = _split_parts(call, args, file, loops)
+            if parts is not None:
+                return parts, deps | {VARIES}
+        size = lengths.torchvision_length(q, call) or lengths.array_length(q, call, args)
+        if size is not None:  # a dataset or tensor whose length the source gives (BNL107)
+            kind = "dataset" if q.startswith("torchvision.datasets.") else "array"
+            return Value(kind, call, file, loops, length=size), deps | {VARIES}
         if q in ("datasets.load_dataset", "datasets.load_from_disk"):
             streaming = _kw(call, "streaming")
             return Value("hfds", call, file, loops, streaming=bool(streaming and _const_bool(streaming.value))), deps
@@ -327,9 +385,10 @@ class CallDispatch(CallEvaluator):
             first_str = call.args[0].value.evaluated_value
         has_bn = known.library_model_has_bn(q, first_str if isinstance(first_str, str) else None)
         if has_bn is not None:
-            return self.new_model(call, file, loops, has_bn), deps
+            return self.new_model(call, file, loops, has_bn, bn=batchnorm.library_profile(call, has_bn)), deps
         if last_part(q) in ("Sequential", "ModuleList", "ModuleDict") and q.startswith("torch"):
-            return self.new_model(call, file, loops, self.project.node_has_bn(file, call)), deps
+            return self.new_model(call, file, loops, self.project.node_has_bn(file, call),
+                                  bn=batchnorm.node_profile(self.project, file, call)), deps
         return None
 
     def kw_value(self, call, args, name) -> Optional[Value]:
@@ -370,6 +429,8 @@ class CallDispatch(CallEvaluator):
                 call, args, "batch_size", 1)[0][0] is not kwargs.ABSENT,
             samplers=samplers, batch_samplers=batch_samplers, shuffles=shuffles,
             spread=any(a.star == "**" for a in call.args),
+            batch_sizes=_flatten(alternatives("batch_size")),
+            drop_lasts=kwargs.truth_options(alternatives("drop_last")),
         )
 
     def make_sampler(self, call, kind, args, fr, loops) -> Value:
@@ -401,7 +462,7 @@ class CallDispatch(CallEvaluator):
         if name in _WRAPPERS:
             return Value("wrap", call, file, loops, of=[v for _, (v, _) in args]), deps
         if name == "range":
-            return Value("range", call, file, loops), deps
+            return Value("range", call, file, loops, length=lengths.range_length(args)), deps
         if name == "dict":
             return self.new_dict_call(call, args, fr, loops), deps
         if name in ("list", "tuple") and first is not None:
@@ -412,7 +473,7 @@ class CallDispatch(CallEvaluator):
             if perm_of(first) is not None:
                 return first, deps
             if first.kind == "range":
-                return Value("list", call, file, loops, elems=None, ordered=True), deps
+                return Value("list", call, file, loops, elems=None, ordered=True, length=first.get("length")), deps
         return None
 
     # -- helpers of the project ---------------------------------------------------------------
@@ -451,7 +512,7 @@ class CallDispatch(CallEvaluator):
         env = self.bind_params(fn, args, self_val is not None, fr, loops)
         globals_ = self.module_envs.get(id(file), {})
         callee = Frame(file, env, globals_, self_val=self_val, cls=owner_cls, depth=fr.depth + 1,
-                       stack=fr.stack + (fn,), conds=fr.conds)
+                       stack=fr.stack + (fn,), conds=fr.conds, outer_no_grad=fr.no_grad or fr.outer_no_grad)
         if self.is_generator(fn):
             self.walked.add(id(fn))
             return Value("gen", call, file, loops, fn=fn, env=env, self_val=self_val,
@@ -508,7 +569,8 @@ class CallDispatch(CallEvaluator):
         bases = project.base_names(cls)
         file = fr.file
         if "Module" in bases or "LightningModule" in bases:
-            return self.new_model(call, file, loops, project.class_has_bn(cls)), deps
+            return self.new_model(call, file, loops, project.class_has_bn(cls),
+                                  bn=batchnorm.class_profile(project, cls), cls=cls), deps
         if project.is_iterable_dataset(cls):
             return Value("dataset", call, file, loops, iterable=True, cls=cls), deps
         if project.method(cls, "set_epoch") is not None or "Sampler" in bases:

@@ -16,7 +16,7 @@ import libcst as cst
 
 __all__ = [
     "VARIES", "Loop", "Value", "TrainUse", "SetEpochCall", "SeedCall", "IndexUse",
-    "ScriptFacts", "Cond", "options", "union", "describe_conds", "compatible",
+    "ScriptFacts", "Cond", "options", "union", "describe_conds", "compatible", "ModelCall",
 ]
 
 # Marker in a dependency set: the value changes from call to call (random, time, ...).
@@ -28,7 +28,7 @@ class Loop:
     """One ``for``/``while`` loop as reached by the walk (a loop walked in two call
     contexts is two ``Loop`` values)."""
 
-    __slots__ = ("id", "node", "file", "trains", "models", "is_range")
+    __slots__ = ("id", "node", "file", "trains", "models", "is_range", "source")
 
     def __init__(self, node: cst.CSTNode, file, trains: bool, is_range: bool = False):
         self.id = next(_ids)
@@ -37,6 +37,7 @@ class Loop:
         self.trains = trains
         self.models: List["Value"] = []
         self.is_range = is_range
+        self.source: Optional["Value"] = None  # what a ``for`` loop iterates, when known
 
 
 class Value:
@@ -180,6 +181,20 @@ class IndexUse:
 
 
 @dataclass
+class ModelCall:
+    """A model called (``model(x)``, ``model.forward(x)``) with the train/eval modes it
+    may be in there (``bnlint.script.modes``), and whether gradients are off."""
+
+    model: Value
+    loops: Tuple[Loop, ...]
+    node: cst.CSTNode
+    file: Any
+    modes: FrozenSet[str]
+    no_grad: bool  # under torch.no_grad()/inference_mode(), here or in a caller
+    stack: Tuple[Any, ...]  # the FunctionDefs of the call chain, outermost first
+
+
+@dataclass
 class ScriptFacts:
     train_uses: List[TrainUse] = field(default_factory=list)
     set_epochs: List[SetEpochCall] = field(default_factory=list)
@@ -188,6 +203,7 @@ class ScriptFacts:
     handed_off: set = field(default_factory=set)  # ids of values given to a framework
     models: List[Value] = field(default_factory=list)
     perms: List[Value] = field(default_factory=list)  # every permutation drawn
+    model_calls: List[ModelCall] = field(default_factory=list)
 
     # -- queries the rules share ------------------------------------------------------
     def epoch_loops(self, use: TrainUse, *created: Optional[Value]) -> Tuple[Loop, ...]:

@@ -21,6 +21,7 @@ import libcst as cst
 from bnlint.script import roots as roots_mod
 from bnlint.script.dispatch import CallDispatch
 from bnlint.script.facts import Cond, Loop, ScriptFacts, TrainUse, Value, options, union
+from bnlint.script.modes import EVAL, ModeEvents, ModeTracker, sets_eval
 from bnlint.script.names import dotted, last_part
 from bnlint.script.project import ClassInfo, FileInfo, Project, calls_in, iter_nodes
 
@@ -35,11 +36,11 @@ _BINDING = {cst.Assign, cst.AugAssign, cst.AnnAssign, cst.NamedExpr, cst.For, cs
 
 class Frame:
     __slots__ = ("file", "env", "globals", "self_val", "cls", "depth", "stack", "returns",
-                 "yield_trains", "no_grad", "conds")
+                 "yield_trains", "no_grad", "conds", "outer_no_grad")
 
     def __init__(self, file: FileInfo, env: Dict, globals_: Dict, *, self_val=None, cls=None,
                  depth: int = 0, stack: Tuple = (), yield_trains: bool = False, no_grad: bool = False,
-                 conds: Tuple[Cond, ...] = ()):
+                 conds: Tuple[Cond, ...] = (), outer_no_grad: bool = False):
         self.file = file
         self.env = env
         self.globals = globals_
@@ -51,6 +52,7 @@ class Frame:
         self.yield_trains = yield_trains
         self.no_grad = no_grad
         self.conds = conds  # the branch conditions this code runs under
+        self.outer_no_grad = outer_no_grad  # a caller runs this under no_grad/inference_mode
 
     def lookup(self, name: str):
         if name in self.env:
@@ -140,7 +142,7 @@ def _merge_states(target: Dict, states: List[Tuple[Dict, frozenset]], file, loop
     target.update(merged)
 
 
-class Walker(CallDispatch):
+class Walker(CallDispatch, ModeEvents):
     max_depth = MAX_DEPTH
 
     def __init__(self, project: Project) -> None:
@@ -154,12 +156,14 @@ class Walker(CallDispatch):
         self.walked: Set[int] = set()  # ids of functions walked (with context or as roots)
         self.rooted: Set[int] = set()  # ids of functions walked as roots
         self.resolved: Dict[int, Set[int]] = {}  # id(callee expression) -> ids of functions walked for it
+        self.modes = ModeTracker()  # train/eval mode of the models, along the walk (BNL105)
 
     # -- entry points --------------------------------------------------------------
     def run(self) -> ScriptFacts:
         files = sorted(self.project.files, key=lambda f: f.abs_path)
         for f in self._import_order(files):
             env = self.module_envs.setdefault(id(f), {})
+            self.modes.reset()
             self.walk_body(f.module.body, Frame(f, env, env), ())
         cands = roots_mod.candidates(files)
         uses = roots_mod.Uses(files)
@@ -229,6 +233,7 @@ class Walker(CallDispatch):
         else:
             fr = Frame(cand.file, {}, env, self_val=self.instance_of(cand.cls), cls=cand.cls, depth=1,
                        stack=(cand.fn,))
+        self.modes.reset()
         self.walk_function(cand.fn, fr, ())
 
     def next_order(self) -> int:
@@ -309,13 +314,18 @@ class Walker(CallDispatch):
     def walk_branches(self, fr: Frame, loops, arms, origin: str = "branch") -> None:
         """Walk alternative arms ``[(block, conds), ...]`` from the same state and merge
         the names (and ``self`` fields) they bind."""
+        modes_before = self.modes.snapshot()
+        mode_states = []
         if not any(self._binds(block) for block, _ in arms):
             conds_before = fr.conds
             for block, conds in arms:
+                self.modes.restore(modes_before)
                 if block is not None:
                     fr.conds = conds_before + tuple(conds)
                     self.walk_block(block, fr, loops)
+                mode_states.append(self.modes.snapshot())
             fr.conds = conds_before
+            self.modes.merge(mode_states)
             return
         env_before = dict(fr.env)
         fields = self._fields(fr)
@@ -323,6 +333,7 @@ class Walker(CallDispatch):
         conds_before = fr.conds
         env_states, field_states = [], []
         for block, conds in arms:
+            self.modes.restore(modes_before)
             fr.env.clear()
             fr.env.update(env_before)
             if fields is not None:
@@ -332,9 +343,11 @@ class Walker(CallDispatch):
             if block is not None:
                 self.walk_block(block, fr, loops)
             env_states.append((dict(fr.env), frozenset(conds)))
+            mode_states.append(self.modes.snapshot())
             if fields is not None:
                 field_states.append((dict(fields), frozenset(conds)))
         fr.conds = conds_before
+        self.modes.merge(mode_states)
         _merge_states(fr.env, env_states, fr.file, loops, origin)
         if fields is not None:
             _merge_states(fields, field_states, fr.file, loops, origin)
@@ -364,19 +377,25 @@ class Walker(CallDispatch):
         elif isinstance(stmt, cst.While):
             self.eval(stmt.test, fr, loops)
             loop = Loop(stmt, fr.file, self.loop_trains(stmt.body, fr))
+            modes_before = self.enter_loop(loop)
             self.walk_block(stmt.body, fr, loops + (loop,))
+            self.modes.merge([modes_before, self.modes.snapshot()])  # the body may not run
             self.walk_block(stmt.orelse.body if stmt.orelse else None, fr, loops)
         elif isinstance(stmt, cst.If):
             self.walk_if(stmt, fr, loops)
         elif isinstance(stmt, cst.With):
             saved = fr.no_grad
+            switched = []
             for item in stmt.items:
                 if _is_no_grad(item.item):
                     fr.no_grad = True
                 value = self.eval(item.item, fr, loops)
+                switched.extend(self.enter_mode_context(value[0]))
                 if item.asname is not None:
                     self.bind(item.asname.name, value, fr, loops)
             self.walk_block(stmt.body, fr, loops)
+            for model, tokens in reversed(switched):  # the context manager restores the mode
+                self.modes.state[id(model)] = tokens
             fr.no_grad = saved
         elif isinstance(stmt, cst.Try) or type(stmt).__name__ == "TryStar":
             self.walk_block(stmt.body, fr, loops)
@@ -434,14 +453,54 @@ class Walker(CallDispatch):
         it, deps = self.eval(stmt.iter, fr, loops)
         trains = self.loop_trains(stmt.body, fr)
         loop = Loop(stmt, fr.file, trains, is_range=it is not None and it.kind == "range")
+        loop.source = it
         inner = loops + (loop,)
         if trains and it is not None:
             self.consume(it, inner, loop, stmt.iter, fr)
         item = Value("item", stmt.iter, fr.file, loops, of=it, site=stmt.iter) if it is not None else None
         self.bind(stmt.target, (item, deps | frozenset([loop.id])), fr, loops)
+        modes_before = self.enter_loop(loop)
         self.walk_block(stmt.body, fr, inner)
+        self.modes.merge([modes_before, self.modes.snapshot()])  # the body may not run
         if stmt.orelse is not None:
             self.walk_block(stmt.orelse.body, fr, loops)
+
+    # -- train/eval modes (BNL105) ------------------------------------------------------
+    def enter_loop(self, loop: Loop):
+        """The mode state before a loop's body; a training loop uses up earlier ``train()``
+        calls (``bnlint.script.modes``)."""
+        if loop.trains:
+            self.modes.training_started()
+        return self.modes.snapshot()
+
+    def enter_mode_context(self, value: Optional[Value]):
+        """``with evaluating(model):``: a context manager of the project (a generator
+        function, or a class with ``__enter__``) that switches to evaluation. Returns the
+        ``(model, tokens before)`` pairs to restore when the block ends."""
+        out = []
+        for opt, _ in options(value):
+            if opt is None:
+                continue
+            if opt.kind == "gen":
+                fn = opt.get("fn")
+                if not sets_eval(fn):
+                    continue
+                models = [bound[0] for bound in opt.get("env", {}).values()
+                          if bound and bound[0] is not None and bound[0].kind == "model"]
+            elif opt.kind == "instance":
+                hit = self.project.method(opt.get("cls"), "__enter__")
+                if hit is None or not sets_eval(hit[1]):
+                    continue
+                models = [bound[0] for bound in opt.get("fields", {}).values()
+                          if bound and bound[0] is not None and bound[0].kind == "model"]
+            else:
+                continue
+            if not models:
+                self.modes.maybe_any()
+            for model in models:
+                out.append((model, self.modes.of(model)))
+                self.modes.set(model, EVAL)
+        return out
 
     # -- training -----------------------------------------------------------------------
     def loop_trains(self, body, fr: Frame) -> bool:
