@@ -91,23 +91,42 @@ class SourceIndex:
     which take a code generation pass over the whole file, on the first question that
     needs them, or are given (``positions``: ``syntactic_positions`` of the module)."""
 
-    def __init__(self, path: str, text: str, module: Optional[cst.Module] = None,
+    def __init__(self, path: str, text: Optional[str], module: Optional[cst.Module] = None,
                  positions: Optional[Mapping[cst.CSTNode, "CodeRange"]] = None):
         self.path = path
-        self.text = text
+        if text is not None:
+            self.__dict__["text"] = text
         self.module = module if module is not None else cst.parse_module(text)
         self._given = positions
         self._parent = _parents(self.module)
-        self._lines = text.split("\n")
-        self._starts = [0]
-        for line in self._lines:
-            self._starts.append(self._starts[-1] + len(line) + 1)
 
     @classmethod
     def from_module(cls, path: str, module: cst.Module,
                     positions: Optional[Mapping[cst.CSTNode, "CodeRange"]] = None) -> "SourceIndex":
-        """Index an already parsed module (node identities are kept)."""
-        return cls(path, module.code, module, positions)
+        """Index an already parsed module (node identities are kept; its text is
+        generated when first needed)."""
+        return cls(path, None, module, positions)
+
+    @property
+    def text(self) -> str:
+        if "text" not in self.__dict__:
+            self.__dict__["text"] = self.module.code
+        return self.__dict__["text"]
+
+    @property
+    def _lines(self) -> List[str]:
+        if "_line_list" not in self.__dict__:
+            self.__dict__["_line_list"] = self.text.split("\n")
+        return self.__dict__["_line_list"]
+
+    @property
+    def _starts(self) -> List[int]:
+        if "_line_starts" not in self.__dict__:
+            starts = [0]
+            for line in self._lines:
+                starts.append(starts[-1] + len(line) + 1)
+            self.__dict__["_line_starts"] = starts
+        return self.__dict__["_line_starts"]
 
     @property
     def _pos(self) -> Mapping[cst.CSTNode, "CodeRange"]:
