@@ -13,7 +13,8 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 
 from bnlint.script.project import _child_fields
 
-__all__ = ["SourceIndex", "Pos", "callee_name", "first_input", "is_pure_expression", "syntactic_positions"]
+__all__ = ["SourceIndex", "Pos", "callee_name", "first_input", "is_pure_expression", "syntactic_positions",
+           "sub_nodes"]
 
 Pos = Tuple[int, int]  # 1-based line, 0-based column
 
@@ -82,6 +83,36 @@ def syntactic_positions(module: cst.Module, state_class=None) -> Mapping[cst.CST
         if state_class is not None:
             raise
         return MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+
+
+# Fields that hold only whitespace, comments and punctuation (no names, calls or
+# strings): a walk for those may skip them.
+_PUNCTUATION_FIELDS = (
+    "whitespace", "lpar", "rpar", "comma", "leading_lines", "lines_after", "header", "footer", "newline",
+    "semicolon", "trailing_whitespace", "colon", "equal", "lbracket", "rbracket", "lbrace", "rbrace", "arrow",
+    "asynchronous", "operator", "dot", "relative",
+)
+_CODE_FIELDS: Dict[type, Tuple[str, ...]] = {}
+
+
+def sub_nodes(node: cst.CSTNode) -> List[cst.CSTNode]:
+    """The node's children without whitespace and punctuation nodes (what
+    ``node.children`` gives, less those, many times faster: fields are read directly)."""
+    cls = type(node)
+    names = _CODE_FIELDS.get(cls)
+    if names is None:
+        import dataclasses
+
+        names = _CODE_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls)
+                                          if not f.name.startswith(_PUNCTUATION_FIELDS))
+    out: List[cst.CSTNode] = []
+    for name in names:
+        value = getattr(node, name)
+        if isinstance(value, cst.CSTNode):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            out.extend(v for v in value if isinstance(v, cst.CSTNode))
+    return out
 
 
 class SourceIndex:

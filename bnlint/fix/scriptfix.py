@@ -31,7 +31,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Set
 import libcst as cst
 
 from bnlint.findings import Edit, Fix, FixSafety
-from bnlint.fix.cstindex import SourceIndex, callee_name
+from bnlint.fix.cstindex import SourceIndex, callee_name, sub_nodes
 
 __all__ = ["planned", "set_epoch_fix", "cycle_fix", "shuffle_fix", "permutation_into_loop_fix", "seed_before_loop_fix",
            "permuted_loader_fix", "permutation_and_uses_into_loop_fix", "reseed_fix", "CYCLE_HELPER"]
@@ -57,7 +57,7 @@ def _names(node: cst.CSTNode) -> Iterable[cst.Name]:
         cur = stack.pop()
         if isinstance(cur, cst.Name):
             yield cur
-        stack.extend(cur.children)
+        stack.extend(sub_nodes(cur))
 
 
 def _assigned_names(node: cst.CSTNode) -> Set[str]:
@@ -74,7 +74,7 @@ def _assigned_names(node: cst.CSTNode) -> Set[str]:
             targets = [cur.target]
         for t in targets:
             out.update(n.value for n in _names(t))
-        stack.extend(cur.children)
+        stack.extend(sub_nodes(cur))
     return out
 
 
@@ -117,11 +117,11 @@ def _inside_loop(loop: cst.CSTNode) -> Set[int]:
     """Ids of the nodes in the loop's header and body: its source range, which ends
     with the body (an ``else:`` clause is outside)."""
     inside: Set[int] = set()
-    stack = [c for c in loop.children if c is not getattr(loop, "orelse", None)]
+    stack = [c for c in sub_nodes(loop) if c is not getattr(loop, "orelse", None)]
     while stack:
         cur = stack.pop()
         inside.add(id(cur))
-        stack.extend(cur.children)
+        stack.extend(sub_nodes(cur))
     return inside
 
 
@@ -377,7 +377,7 @@ def _reads_only_as_index(node: cst.CSTNode, name: str) -> bool:
             continue
         if isinstance(cur, cst.Name) and cur.value == name:
             return False
-        stack.extend(cur.children)
+        stack.extend(sub_nodes(cur))
     return found
 
 
@@ -587,7 +587,7 @@ def _walk(node: cst.CSTNode):
     while stack:
         cur = stack.pop()
         yield cur
-        stack.extend(cur.children)
+        stack.extend(sub_nodes(cur))
 
 
 def _contains(outer: cst.CSTNode, node: cst.CSTNode) -> bool:
@@ -596,7 +596,7 @@ def _contains(outer: cst.CSTNode, node: cst.CSTNode) -> bool:
         cur = stack.pop()
         if cur is node:
             return True
-        stack.extend(cur.children)
+        stack.extend(sub_nodes(cur))
     return False
 
 

@@ -44,15 +44,15 @@ def _positions_from_tokens(tokens, marks: Dict[int, int]) -> Dict[int, Position]
     wanted = sorted((index, key) for key, index in marks.items())
     line, col, done = 1, 0, 0
     for index, key in wanted:
-        while done < index:
-            tok = tokens[done]
-            nl = tok.count("\n")
+        if done < index:  # the tokens in between, as one string (no loop per token)
+            text = "".join(tokens[done:index])
+            nl = text.count("\n")
             if nl:
                 line += nl
-                col = len(tok) - tok.rfind("\n") - 1
+                col = len(text) - text.rfind("\n") - 1
             else:
-                col += len(tok)
-            done += 1
+                col += len(text)
+            done = index
         out[key] = (line, col)
     return out
 
