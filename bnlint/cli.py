@@ -1,8 +1,9 @@
 """Command line: ``bnlint check``, ``bnlint fix``, ``bnlint rules``, ``bnlint explain``,
 ``bnlint verify``, ``bnlint run``.
 
-Exit codes: 0 no findings, 1 findings, 2 usage error or a file that could not be
-analysed at all. User mistakes print one line, never a traceback.
+Exit codes: 0 no findings, 1 findings (BNL001 included: a file or model that could not be
+analysed), 2 a usage error, an unreadable path named on the command line, or bnlint's
+own failure. User mistakes print one line, never a traceback.
 """
 from __future__ import annotations
 

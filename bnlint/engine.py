@@ -21,7 +21,9 @@ from bnlint.notebook import is_notebook, read_notebook_source, to_cell_positions
 from bnlint.rule import Rule, RuleKind
 from bnlint.sources import SourceError, SourceFile, read_source
 from bnlint.suppress import parse_suppressions
-from bnlint.model.targets import TargetSpec, TargetSpecError, may_define_models, parse_target_spec, split_path_spec
+from bnlint.model.targets import (
+    TargetSpec, TargetSpecError, may_define_factories, may_define_models, parse_target_spec, split_path_spec,
+)
 
 __all__ = ["CheckResult", "UsageError", "collect_files", "check_paths", "analysis_failure"]
 
@@ -51,6 +53,7 @@ class FileJob:
     path: str  # as shown to the user
     abs_path: str
     targets: List[TargetSpec] = field(default_factory=list)  # explicit targets
+    named: bool = False  # named on the command line (not found in a folder)
 
 
 def analysis_failure(path: str, message: str, line: int = 1, column: int = 1,
@@ -84,11 +87,12 @@ def collect_files(paths: Sequence[str], config: Config) -> List[FileJob]:
     jobs: Dict[str, FileJob] = {}
     order: List[str] = []
 
-    def add(display: str, targets: Sequence[TargetSpec] = ()) -> None:
+    def add(display: str, targets: Sequence[TargetSpec] = (), named: bool = False) -> None:
         abs_path = os.path.abspath(display)
         if abs_path not in jobs:
             jobs[abs_path] = FileJob(path=display, abs_path=abs_path)
             order.append(abs_path)
+        jobs[abs_path].named = jobs[abs_path].named or named
         for t in targets:
             if t not in jobs[abs_path].targets:
                 jobs[abs_path].targets.append(t)
@@ -102,7 +106,7 @@ def collect_files(paths: Sequence[str], config: Config) -> List[FileJob]:
                 raise UsageError(str(exc)) from None
             if not os.path.isfile(path_text):
                 raise UsageError(f"{path_text}: no such file (in model spec {raw!r})")
-            add(path_text, [spec])
+            add(path_text, [spec], named=True)
             continue
         p = Path(path_text)
         if not os.path.lexists(path_text):
@@ -133,7 +137,7 @@ def collect_files(paths: Sequence[str], config: Config) -> List[FileJob]:
                     add(display)
         else:
             # A file named explicitly is checked even if excluded, like ruff's --force-exclude off.
-            add(os.path.normpath(path_text) if not path_text.startswith("./") else path_text[2:])
+            add(os.path.normpath(path_text) if not path_text.startswith("./") else path_text[2:], named=True)
 
     # Models named in [tool.bnlint] models (path::Spec, relative to the config's folder).
     for entry in config.models:
@@ -183,6 +187,30 @@ class _Facts:
     imports: Optional[List[str]]  # local modules it imports itself (None: not computed)
 
 
+class _Planners:
+    """One project index and planner per project root seen in this run."""
+
+    def __init__(self, config: Config, index):
+        self.config = config
+        self.index = index
+        self.by_root: Dict[str, object] = {}
+
+    def plan(self, path: str):
+        """(project root, FilePlan) for a model file; None when planning fails."""
+        from bnlint.model.plan import Planner
+        from bnlint.model.project import Project, project_root_of
+
+        root = project_root_of(path)
+        if root not in self.by_root:
+            exclude = (lambda p: _excluded(Path(p), self.config.exclude, self.config.root)) if self.config.exclude else None
+            self.by_root[root] = Planner(Project.scan(root, self.index, exclude))
+        planner = self.by_root[root]
+        try:
+            return root, planner.plan(path)  # type: ignore[attr-defined]
+        except RecursionError:
+            return None
+
+
 def _read(job: FileJob, notebooks: Dict) -> SourceFile:
     if is_notebook(job.path):
         src, notebooks[job.path] = read_notebook_source(job.abs_path, job.path)
@@ -212,6 +240,7 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
     digests: Dict[str, str] = {}
     model_jobs: List[ModelJob] = []
     model_keys: Dict[str, str] = {}
+    candidate_jobs: List[Tuple[ModelJob, _Facts]] = []
     index = cache.file_index() if cache is not None else None
 
     notebooks = {}  # display path -> NotebookPython: findings go back to cells
@@ -223,15 +252,16 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
         if st is not None and not stat.S_ISREG(st.st_mode):  # a named pipe would wait for a writer forever
             findings.append(analysis_failure(
                 job.path, f"cannot analyse file: {job.path} is not a regular file (a pipe, socket or device); exclude it"))
-            result.fatal = True
+            result.fatal = result.fatal or job.named
             continue
         facts = index.lookup(job.abs_path, st) if index is not None and not is_notebook(job.path) else None
+        fresh = facts is None  # new or changed since the last run: its models are not cached
         if facts is None:
             try:
                 src = _read(job, notebooks)
             except SourceError as exc:
                 findings.append(analysis_failure(job.path, f"cannot analyse file: {exc}"))
-                result.fatal = True
+                result.fatal = result.fatal or job.named
                 continue
             sources[job.path] = src
             try:
@@ -242,13 +272,12 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
                     f"syntax error: {exc.msg}; fix the syntax so bnlint can analyse this file",
                     line=exc.lineno or 1, column=(exc.offset or 1),
                 ))
-                result.fatal = True
                 continue
             except (ValueError, RecursionError, MemoryError) as exc:
                 findings.append(analysis_failure(job.path, f"cannot parse file: {type(exc).__name__}: {exc}"))
-                result.fatal = True
                 continue
-            candidates = may_define_models(tree)
+            candidates = may_define_models(tree) + [n for n in may_define_factories(tree)
+                                                     if n not in may_define_models(tree)]
             imports: Optional[List[str]] = None
             if cache is not None and (candidates or job.targets):
                 from bnlint.cache import direct_imports
@@ -263,23 +292,39 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
         if facts.skip:
             continue
         if graph_rules and (facts.candidates or job.targets):
-            model_job = ModelJob(path=job.path, abs_path=job.abs_path,
-                                 explicit=list(job.targets), candidates=list(facts.candidates))
-            if cache is not None:
-                parts = [job.path.encode(), facts.digest.encode(), repr(job.targets).encode()]
-                direct = facts.imports if facts.imports is not None else index.dependency(job.abs_path)[1]
-                for dep, digest in index.closure(job.abs_path, direct):
+            candidate_jobs.append((ModelJob(path=job.path, abs_path=job.abs_path, explicit=list(job.targets),
+                                            candidates=list(facts.candidates)), facts))
+            if fresh and len(candidate_jobs) == 1:
+                # Most likely a worker will analyse it: torch's import in the fork server
+                # then overlaps the static work still to do (the rest of the files, the
+                # project plans, the script rules).
+                start_workers_early()
+
+    # What to build for each model file, planned from its project (bnlint.model.plan).
+    planners = _Planners(config, index)
+    for model_job, facts in candidate_jobs:
+        if not model_job.explicit and not is_notebook(model_job.path):
+            planned = planners.plan(model_job.abs_path)
+            if planned is not None:
+                root, plan = planned
+                if not plan.targets and not plan.models:
+                    continue  # nothing here is a model after all
+                model_job.plan, model_job.project_root = plan.to_request(), root
+        if cache is not None:
+            parts = [model_job.path.encode(), facts.digest.encode(), repr(model_job.targets_key()).encode()]
+            direct = facts.imports if facts.imports is not None else index.dependency(model_job.abs_path)[1]
+            for dep, digest in index.closure(model_job.abs_path, direct):
+                parts += [dep.encode(), digest.encode()]
+            for other in model_job.other_files():  # foreign targets and argument references
+                parts.append(other.encode())
+                for dep, digest in [(other, index.dependency(other)[0])] + index.closure(other, index.dependency(other)[1]):
                     parts += [dep.encode(), digest.encode()]
-                model_keys[job.path] = cache.key("model", parts)
-                cached = cache.get(model_keys[job.path])
-                if cached is not None and not _dependency_installed_since(cached):
-                    findings.extend(cached)
-                    result.fatal = result.fatal or any(
-                        f.code == "BNL001" and f.severity is Severity.ERROR for f in cached)
-                    continue
-            if not model_jobs:
-                start_workers_early()  # torch's import overlaps the static work still to do
-            model_jobs.append(model_job)
+            model_keys[model_job.path] = cache.key("model", parts)
+            cached = cache.get(model_keys[model_job.path])
+            if cached is not None and not _dependency_installed_since(cached):
+                findings.extend(cached)
+                continue
+        model_jobs.append(model_job)
 
     # Model files run in worker processes while the script rules run here.
     pool = ThreadPoolExecutor(max_workers=1) if model_jobs else None

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from xml.etree import ElementTree as ET
 
 from bnlint.findings import Finding, Severity
 
 __all__ = [
     "FORMATS", "render", "render_text", "render_json", "render_github", "render_junit",
-    "summary_line", "counted", "location",
+    "summary_line", "not_analysed_line", "counted", "location",
 ]
 
 FORMATS = ("text", "json", "sarif", "github", "junit")
@@ -33,6 +33,47 @@ def summary_line(findings: Sequence[Finding]) -> str:
     return line + "."
 
 
+_REASONS = {
+    "needs-arguments": ("needs arguments", "need arguments"),
+    "not-built": ("is built by no analysed model", "are built by no analysed model"),
+    "needs-package": ("needs package {package}", "need package {package}"),
+    "needs-download": ("needs a download", "need downloads"),
+    "import-failed": ("failed to import", "failed to import"),
+    "build-failed": ("failed to build", "failed to build"),
+    "forward-failed": ("failed in forward", "failed in forward"),
+    "no-input-shape": ("has no input shape", "have no input shape"),
+    "timeout": ("timed out", "timed out"),
+    "crashed": ("crashed the analysis", "crashed the analysis"),
+}
+
+
+def not_analysed_line(findings: Sequence[Finding]) -> Optional[str]:
+    """``3 models not analysed (2 need arguments, 1 needs package 'lmdb'); -v lists them``:
+    one line for every model bnlint could not analyse, by reason."""
+    seen: Dict[Tuple[str, str], Tuple[str, str]] = {}
+    for f in findings:
+        details = dict(f.details)
+        reason = details.get("not_analysed")
+        if not reason:
+            continue
+        names = [details["model"]] if details.get("model") else list(details.get("models") or []) or [f.path]
+        package = details.get("package") or details.get("missing_module") or ""
+        for name in names:
+            seen.setdefault((f.path, str(name)), (str(reason), str(package)))
+    if not seen:
+        return None
+    counts: Dict[Tuple[str, str], int] = {}
+    for reason, package in seen.values():
+        counts[(reason, package if reason == "needs-package" else "")] = counts.get(
+            (reason, package if reason == "needs-package" else ""), 0) + 1
+    parts = []
+    for (reason, package), n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        one, many = _REASONS.get(reason, (reason, reason))
+        parts.append(f"{n} " + (one if n == 1 else many).format(package=repr(package)))
+    total = len(seen)
+    return f"{total} model{'s' if total != 1 else ''} not analysed ({', '.join(parts)}); -v lists them"
+
+
 def location(f: Finding) -> str:
     """``path:line:col``; notebook findings read ``nb.ipynb:cell 3:4:1`` (line in the cell)."""
     cell = dict(f.details).get("cell")
@@ -50,6 +91,9 @@ def render_text(findings: Sequence[Finding], verbose: bool = False) -> str:
         mark = " [*]" if f.fixable else ""
         lines.append(f"{location(f)}: {f.code} {f.message}{mark}")
     lines.append(summary_line(findings))
+    extra = not_analysed_line(findings)
+    if extra:
+        lines.append(extra)
     return "\n".join(lines) + "\n"
 
 

@@ -41,7 +41,7 @@ def builds(tmp_path):
 def check(tmp_path, *args):
     proc = run_bnlint("check", "--format", "json", *args, ".", cwd=tmp_path)
     assert "Traceback" not in proc.stderr, proc.stderr
-    return [(f["code"], f["path"], f["line"]) for f in json.loads(proc.stdout)]
+    return [(f["code"], f["path"], f["line"]) for f in json.loads(proc.stdout) if f["severity"] != "info"]
 
 
 def test_unchanged_files_are_not_analysed_again(tmp_path):
@@ -102,7 +102,7 @@ def test_import_failures_are_cached_until_the_dependency_appears(tmp_path, monke
         runs.clear()
         cache = ResultCache.for_run(str(tmp_path / ".cache"), repr(config), (r.code for r in rules))
         result = check_paths([str(tmp_path)], config, rules, cache=cache)
-        assert result.fatal
+        assert not result.fatal  # BNL001 problems, not bnlint failures
         messages = sorted(f.message for f in result.findings if f.code == "BNL001" and f.severity.value != "info")
         assert len(messages) == 2 and "timed out" in messages[0] and "not_installed_pkg_abc" in messages[1]
         return sorted(os.path.basename(p) for p in runs)

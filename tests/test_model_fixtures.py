@@ -14,7 +14,7 @@ from bnlint.engine import check_paths
 from bnlint.registry import select_rules
 from conftest import FIXTURES, ROOT
 
-MODEL_DIRS = ["BNL001", "BNL101", "BNL102", "BNL103", "models_clean"]
+MODEL_DIRS = ["BNL001", "BNL101", "BNL102", "BNL103", "BNL104", "models_clean"]
 CASES = sorted(
     p for d in MODEL_DIRS for p in (FIXTURES / d).glob("*.py") if p.with_suffix(".expected").exists()
 )

@@ -132,7 +132,7 @@ def test_suppressions_in_cells_and_folder_discovery(tmp_path):
     _notebook(checkpoints / "quiet-checkpoint.ipynb")
     (tmp_path / "broken.ipynb").write_text("{ not a notebook")
     proc = run_bnlint("check", ".", cwd=tmp_path)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert [l.split(": ", 1)[0] for l in proc.stdout.splitlines() if ": BNL" in l] == ["broken.ipynb:1:1"]
     assert "broken.ipynb is not a valid notebook" in proc.stdout

@@ -281,6 +281,11 @@ class Server:
         return not self._dead and self.proc.poll() is None
 
     def close(self) -> None:
+        if not self._ready.is_set():  # still importing torch: it has no children, nothing to wait for
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             self.proc.stdin.close()
         except OSError:

@@ -85,7 +85,12 @@ _ACT_MODULES = (
     nn.SELU, nn.CELU, nn.Mish, nn.Softplus, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.PReLU, nn.RReLU,
     nn.Softsign, nn.Tanhshrink, nn.LogSigmoid, nn.Threshold,
 )
-_RESHAPE_MODULES = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle, nn.ChannelShuffle)
+_PAD_MODULES = tuple(
+    getattr(nn.modules.padding, name) for name in ("_ReflectionPadNd", "_ReplicationPadNd", "_ConstantPadNd", "_CircularPadNd")
+    if hasattr(nn.modules.padding, name)
+)  # like the functional F.pad, which is a reshape
+_RESHAPE_MODULES = (nn.Identity, nn.Flatten, nn.Unflatten, nn.Upsample, nn.PixelShuffle, nn.PixelUnshuffle,
+                    nn.ChannelShuffle) + _PAD_MODULES
 
 
 def _target_name(node: fx.Node) -> str:

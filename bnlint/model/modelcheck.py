@@ -39,6 +39,32 @@ class ModelJob:
     abs_path: str
     explicit: List[TargetSpec] = field(default_factory=list)
     candidates: List[str] = field(default_factory=list)
+    # What to build, planned from the project (bnlint.model.plan.FilePlan.to_request()).
+    plan: Optional[Dict[str, Any]] = None
+    project_root: Optional[str] = None
+
+    def targets_key(self) -> Tuple[Any, ...]:
+        """What decides the worker's answer besides the files' bytes (results cache)."""
+        return (tuple(self.explicit), json.dumps(self.plan, sort_keys=True) if self.plan else None)
+
+    def other_files(self) -> List[str]:
+        """Project files the plan builds from besides this one: foreign targets and the
+        classes passed as arguments."""
+        out = set()
+        for t in (self.plan or {}).get("targets", []):
+            out.add(os.path.abspath(t["path"]))
+            stack = list(t.get("args", [])) + list((t.get("kwargs") or {}).values())
+            while stack:
+                v = stack.pop()
+                if isinstance(v, dict):
+                    if "__ref__" in v:
+                        out.add(os.path.abspath(v["__ref__"][0]))
+                    else:
+                        stack.extend(v.values())
+                elif isinstance(v, list):
+                    stack.extend(v)
+        out.discard(self.abs_path)
+        return sorted(out)
 
 
 @dataclass
@@ -50,8 +76,14 @@ class ModelCheckResult:
 
 
 def _failure(path: str, message: str, line: Optional[int] = None, severity: Severity = Severity.ERROR, **details) -> Finding:
+    details = {k: v for k, v in details.items() if v is not None}
     return Finding(code="BNL001", name="analysis-failed", severity=severity, path=path,
                    line=line or 1, column=1, message=message, details=tuple(sorted(details.items())))
+
+
+# The reason a model was not analysed, by the stage that failed (details ``not_analysed``).
+_STAGE_REASONS = {"build": "build-failed", "forward": "forward-failed", "inputs": "no-input-shape",
+                  "lookup": "build-failed", "trace": "build-failed", "analyse": "build-failed"}
 
 
 def _worker_env() -> Dict[str, str]:
@@ -391,11 +423,16 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
             text = (f"cannot build model {name}: constructor raised MemoryError (the analysis runs under a "
                     f"memory limit; raise it with BNLINT_MEMORY_LIMIT=16G, or name smaller arguments with "
                     f"'{job.path}::{name}(arg=value)')")
+        elif stage == "build" and err.get("reason") == "needs-arguments":
+            text = (f"model {name} was not analysed: built without arguments it raised {msg}; no call in the "
+                    f"project passes values bnlint can resolve; name them with '{job.path}::{name}(arg=value)' "
+                    f"or in [tool.bnlint] models")
         elif stage == "build":
             text = (f"cannot build model {name}: constructor raised {msg}; fix it, or name working "
                     f"arguments with '{job.path}::{name}(arg=value)'")
         elif stage == "forward":
-            shapes = f" of shape {err['inputs']}" if err.get("inputs") else ""
+            tried = err.get("inputs") or ""
+            shapes = f" of shape {tried}" if tried.count("(") <= 1 else f" (tried shapes {tried})"
             text = (f"model {name}: its forward raised {msg} on example inputs{shapes}; fix the forward, "
                     f"or define example_inputs() in the file or set input-shape (its other findings may "
                     f"be incomplete)")
@@ -405,7 +442,12 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
             text = f"model {name}: {msg}"
         else:
             text = f"model {name} could not be analysed: {msg}"
-        out.append(_failure(job.path, text, line, model=name, stage=stage))
+        reason = err.get("reason") or _STAGE_REASONS.get(stage)
+        severity = (Severity.INFO if reason == "needs-arguments"
+                    else Severity.WARNING if reason in ("needs-package", "needs-download") else Severity.ERROR)
+        extra = {"package": err.get("package")}
+        out.append(_failure(job.path, text, line, severity=severity, model=name, stage=stage,
+                            not_analysed=reason, **extra))
     partial = (
         ("opaque", "could not be traced ({reason}); its submodules were analysed one by one and "
                    "connections between them were not checked"),
@@ -423,11 +465,19 @@ def _model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
     return out
 
 
+def _model_names(job: ModelJob) -> List[str]:
+    if job.plan:
+        names = [m[0] for m in job.plan.get("models", [])]
+        names += [t["name"] for t in job.plan.get("targets", []) if t.get("kind") == "factory" and not t.get("foreign")]
+        return sorted(set(names))
+    return list(job.candidates)
+
+
 def _file_failure(job: ModelJob, err: Dict[str, Any]) -> Finding:
     """The BNL001 for a model file that did not import (the worker's error dict)."""
     msg, line = err.get("message", ""), err.get("line")
-    reason = err.get("reason", "import-failed")
-    models = list(err.get("models") or [])
+    reason = err.get("reason") or ("crashed" if err.get("stage") == "worker" else "import-failed")
+    models = list(err.get("models") or _model_names(job))
     details: Dict[str, Any] = {"stage": err.get("stage", "import"), "not_analysed": reason, "models": models}
     what = f" ({', '.join(models)} not analysed)" if models else ""
     severity = Severity.ERROR
@@ -543,34 +593,65 @@ def _graph_findings(job: ModelJob, model: Dict[str, Any], rules: Sequence[Rule],
     return out
 
 
+def _belongs_elsewhere(file: str, job: ModelJob) -> bool:
+    """A planned model's finding located in another file of the project: that file's
+    own check reports it (its plan builds the same model), so this one does not."""
+    full = os.path.abspath(file)
+    if full == job.abs_path or job.plan is None or not job.project_root or _is_library(full):
+        return False
+    return full.startswith(os.path.abspath(job.project_root) + os.sep)
+
+
 def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rule],
                      shown: Optional[Dict[str, str]] = None) -> List[Finding]:
     findings: List[Finding] = []
     for note in result.get("notes", []):
         findings.append(_note_finding(job, note))
-    grouped: Dict[Tuple[Any, ...], List[Tuple[Location, Rule, Hit, str]]] = {}
+    grouped: Dict[Tuple[Any, ...], List[Tuple[Location, Rule, Hit, str, Dict[str, Any]]]] = {}
     fix_sources: Dict[str, Any] = {}
+    latent_rules = [r for r in rules if r.code == LATENT_RULE]
+    graph_rules = [r for r in rules if r.code != LATENT_RULE]
     for model in result.get("models", []):
         if model.get("covered_by_parent"):
             continue
-        findings.extend(_model_failures(job, model))
+        foreign = bool(model.get("foreign"))
+        if not foreign:
+            findings.extend(_model_failures(job, model))
         if "graph" not in model:
             continue
-        for loc, rule, hit in _graph_findings(job, model, rules, fix_sources):
-            if rule is None:
-                findings.append(_failure(job.path, hit.message))
+        how = {k: model[k] for k in ("origin", "call", "input_shape") if model.get(k)}
+        graphs = [(model, graph_rules)] + [
+            (dict(latent, name=model.get("name")), latent_rules) for latent in model.get("latent", [])]
+        for graph_model, graph_rule_set in graphs:
+            if not graph_rule_set:
                 continue
-            key = _group_key(loc, rule.code)
-            grouped.setdefault(key, []).append((loc, rule, hit, model.get("name", "?")))
+            for loc, rule, hit in _graph_findings(job, graph_model, graph_rule_set, fix_sources):
+                if rule is None:
+                    if not foreign:
+                        findings.append(_failure(job.path, hit.message))
+                    continue
+                if (foreign and os.path.abspath(loc.file) != job.abs_path) or _belongs_elsewhere(loc.file, job):
+                    continue
+                key = _group_key(loc, rule.code)
+                grouped.setdefault(key, []).append((loc, rule, hit, model.get("name", "?"), how))
+        if how.get("call") and not foreign:
+            findings.append(_failure(
+                job.path, f"model {model.get('name')} was built as {how['call']}, with the arguments of "
+                          f"{how['origin']}", model.get("def_line"), severity=Severity.INFO,
+                model=model.get("name"), origin=how["origin"]))
     for items in grouped.values():
-        loc, rule, hit, model_name = items[0]
+        loc, rule, hit, model_name, how = items[0]
         file, line, column = loc.file, loc.line, loc.column
-        models = sorted({m for *_, m in items})
-        count = len(items)
+        models = sorted({item[3] for item in items})
+        per_model: Dict[str, int] = {}
+        for item in items:  # a block used N times in one model; other models repeat it
+            per_model[item[3]] = per_model.get(item[3], 0) + 1
+        count = max(per_model.values())
         message = hit.message
         if count > 1:
             message += f" [applied {count} times]"
         details = {"model": model_name, "node": hit.node}
+        details.update(how)
         if os.path.abspath(file) != job.abs_path:
             details["via"] = job.path  # found through a model of another file
         if len(models) > 1:
@@ -583,6 +664,7 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
             path=_display_path(file, job, shown), line=line, column=column, message=message,
             fix=hit.fix, details=tuple(sorted(details.items(), key=lambda kv: kv[0])),
         ))
+    findings.extend(not_analysed_notes(job, result))
     return findings
 
 
@@ -595,11 +677,64 @@ def _import_for_findings() -> None:
         pass  # reported where it is used
 
 
+LATENT_RULE = "BNL104"
+
+
+def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[Finding]:
+    """An info note for every model class of the file that no analysed model built:
+    it needs arguments no call site resolves, or nothing that was built contains it.
+    (Models whose build failed already have their BNL001.)"""
+    plan = job.plan
+    if not plan:
+        return []
+    built, failed = set(), {}
+    for m in (result or {}).get("models", []):
+        if m.get("foreign"):
+            pass
+        elif "graph" in m:
+            built.add(m.get("name"))
+        else:
+            errors = m.get("errors") or [{}]
+            failed[m.get("name")] = errors[0].get("reason") or _STAGE_REASONS.get(errors[0].get("stage"), "build-failed")
+        for file, qualname in m.get("covers", []) if "graph" in m else ():
+            if os.path.abspath(file) == job.abs_path:
+                built.add(qualname)
+    needs = {name: params for name, params in plan.get("needs_arguments", [])}
+    expected = {}  # class -> the failed target that should have built it
+    for t in plan.get("targets", []):
+        if t["name"] in failed or (t.get("foreign") and t["name"] not in built):
+            for name in t.get("builds", []):
+                expected.setdefault(name, t["name"])
+    out = []
+    for name, line in plan.get("models", []):
+        if name in built or name in failed:
+            continue
+        if name in expected:
+            text = (f"model {name} was not analysed: {expected[name]}, which builds it, could not be "
+                    f"analysed")
+            reason = failed.get(expected[name], "build-failed")
+        elif name in needs:
+            params = list(needs[name])
+            args = ", ".join(f"{p}=..." for p in params[:3])
+            text = (f"model {name} was not analysed: it needs arguments ({', '.join(params)}) and no call in "
+                    f"the project passes values bnlint can resolve; name them with "
+                    f"'{job.path}::{name}({args})' or in [tool.bnlint] models")
+            reason = "needs-arguments"
+        else:
+            text = (f"model {name} was not analysed: no model built from this project contains it; name it "
+                    f"with '{job.path}::{name}(...)' or in [tool.bnlint] models")
+            reason = "not-built"
+        out.append(_failure(job.path, text, line, severity=Severity.INFO, model=name, not_analysed=reason))
+    return out
+
+
 def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[Rule], progress=None,
                       workers: Optional[int] = None, shown: Optional[Dict[str, str]] = None) -> ModelCheckResult:
     """Analyse model files, ``workers`` at a time (default: the number of CPUs).
     ``shown``: display paths of every file being checked, by absolute path."""
     result = ModelCheckResult()
+
+    latent = any(r.code == LATENT_RULE for r in rules)
 
     def run(job: ModelJob):
         request = {
@@ -607,6 +742,9 @@ def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[
             "explicit": [t.to_dict() for t in job.explicit],
             "candidates": job.candidates,
             "input_shape": [list(s) for s in config.input_shape] if config.input_shape else None,
+            "plan": job.plan if not job.explicit else None,
+            "project_root": job.project_root,
+            "latent": latent and not job.explicit,
             "mock_imports": list(config.mock_imports),
             "no_mock_imports": list(config.no_mock_imports),
         }
@@ -615,23 +753,32 @@ def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[
             progress(job.path, len(jobs))
         return outcome
 
-    workers = max(1, min(len(jobs), workers or os.cpu_count() or 1))
+    # A plan with nothing to build needs no worker: only its notes.
+    idle = [j for j in jobs if j.plan is not None and not j.explicit and not j.plan.get("targets")]
+    busy = [j for j in jobs if j not in idle]
+    for job in idle:
+        notes = not_analysed_notes(job, None)
+        result.by_job[job.path] = notes
+        result.findings.extend(notes)
+    workers = max(1, min(len(busy), workers or os.cpu_count() or 1))
     # What turning answers into findings imports (networkx, libcst for fixes: about a
     # second) is imported while the workers run, not after them.
     imports = threading.Thread(target=_import_for_findings, name="bnlint-imports", daemon=True)
     imports.start()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        outcomes = list(pool.map(run, jobs))
+        outcomes = list(pool.map(run, busy))
     imports.join()
     for job, (answer, why) in outcomes:
         if answer is None:
-            result.findings.append(_failure(job.path, f"cannot analyse the models of {job.path}: {why}", stage="worker"))
-            result.fatal = True
+            reason = "timeout" if why and why.startswith("timed out") else "crashed"
+            result.findings.append(_failure(job.path, f"cannot analyse the models of {job.path}: {why}",
+                                            stage="worker", not_analysed=reason, models=_model_names(job)))
             continue
         if answer.get("error"):
             failure = _file_failure(job, answer["error"])
             result.findings.append(failure)
-            result.fatal = True
+            if answer["error"].get("stage") == "worker":
+                result.fatal = True  # bnlint's own failure, not the user's code
             if answer["error"].get("stage", "import") == "import":
                 # The file's own content decides this one: cacheable (bnlint.cache).
                 result.by_job[job.path] = [failure]

@@ -6,7 +6,8 @@ import ast
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-__all__ = ["TargetSpec", "TargetSpecError", "parse_target_spec", "split_path_spec", "may_define_models"]
+__all__ = ["TargetSpec", "TargetSpecError", "parse_target_spec", "split_path_spec", "may_define_models",
+           "may_define_factories"]
 
 
 class TargetSpecError(ValueError):
@@ -88,6 +89,8 @@ _NOT_MODULE_NAMES = frozenset({
     "MutableMapping", "Type", "Tensor", "ndarray", "DataLoader", "Dataset", "IterableDataset", "Sampler",
     "Optimizer", "Path", "NamedTuple", "TypedDict", "Protocol", "Generic", "Enum", "IntEnum", "ABC",
     "Namespace", "Logger", "Thread", "TestCase", "Function", "DataFrame", "Series",
+    "LightningDataModule", "DataModule", "Callback", "VisionDataset", "ImageFolder", "DatasetFolder",
+    "BatchSampler", "DistributedSampler", "RandomSampler", "SequentialSampler", "ArgumentParser",
 })
 
 
@@ -174,4 +177,23 @@ def may_define_models(tree: ast.Module) -> List[str]:
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
             if _returns_may_be_module(node.returns):
                 names.append(node.name)
+    return names
+
+
+def may_define_factories(tree: ast.Module) -> List[str]:
+    """Module-level functions that return a call or a name (``return ResNet(BasicBlock,
+    [2, 2, 2, 2])``, ``model = Net(); return model``, ``def head(width): return
+    nn.Sequential(...)``): they may be model factories without an annotation. The
+    project plan (bnlint.model.plan) decides from what the call builds and, for one
+    with required parameters, from the project's calls of it."""
+    if not any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in tree.body):
+        return []
+    names: List[str] = []
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Return) and isinstance(sub.value, (ast.Call, ast.Name)):
+                names.append(node.name)
+                break
     return names

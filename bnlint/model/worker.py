@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 import os
+import re
 import sys
 import traceback
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -70,11 +73,20 @@ def _quiet_stdout():
         sys.stdout = saved
 
 
-def _example_inputs(module, name: str, model, gm, input_shape, device) -> Tuple[Any, ...]:
+def _example_inputs(module, name: str, model, gm, input_shape, device, hint: Optional[int] = None) -> Tuple[Any, ...]:
+    """The inputs the file or the config names, else the most likely inferred ones."""
+    return next(iter(_input_candidates(module, name, model, gm, input_shape, device, hint)))[0]
+
+
+def _input_candidates(module, name: str, model, gm, input_shape, device, hint: Optional[int] = None):
+    """(inputs, given) pairs to try in turn: the file's ``example_inputs()`` or the
+    configured ``input-shape`` (given, one try), else the ladder of inferred shapes
+    (bnlint.model.inputs)."""
     import inspect
 
     import torch
-    import torch.nn as nn
+
+    from bnlint.model.inputs import first_layer, input_ladder
 
     provider = getattr(module, "example_inputs", None)
     if callable(provider):
@@ -84,34 +96,13 @@ def _example_inputs(module, name: str, model, gm, input_shape, device) -> Tuple[
             n_params = 0
         value = provider(name) if n_params >= 1 else provider()
         inputs = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-        return tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs)
+        yield tuple(t.to(device) if isinstance(t, torch.Tensor) else t for t in inputs), True
+        return
     if input_shape:
-        return tuple(torch.randn(*shape, device=device) for shape in input_shape)
-    first = None
-    if gm is not None:
-        for node in gm.graph.nodes:
-            if node.op == "call_module":
-                sub = gm.get_submodule(node.target)
-                if isinstance(sub, (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding, nn.EmbeddingBag, nn.Bilinear)):
-                    first = sub
-                    break
-    if first is None:
-        for sub in model.modules():
-            if isinstance(sub, (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding, nn.EmbeddingBag)):
-                first = sub
-                break
-    if isinstance(first, (nn.Embedding, nn.EmbeddingBag)):
-        return (torch.randint(0, first.num_embeddings, (2, 16), device=device),)
-    if isinstance(first, nn.modules.conv._ConvNd):
-        spatial = {1: (64,), 2: (32, 32), 3: (16, 32, 32)}[len(first.kernel_size)]
-        return (torch.randn(2, first.in_channels, *spatial, device=device),)
-    if isinstance(first, (nn.Linear, nn.Bilinear)):
-        features = first.in_features if isinstance(first, nn.Linear) else first.in1_features
-        return (torch.randn(2, features, device=device),)
-    raise LookupError(
-        "cannot infer the input shape: define a module-level example_inputs() returning a tuple "
-        "of tensors, or set input-shape in [tool.bnlint] (or --input-shape)"
-    )
+        yield tuple(torch.randn(*shape, device=device) for shape in input_shape), True
+        return
+    for inputs in input_ladder(first_layer(model, gm), device, hint):
+        yield inputs, False
 
 
 def _build(factory, args, kwargs, device: str, notes: Optional[List[str]] = None):
@@ -211,16 +202,49 @@ def _definition_line(obj, file: str) -> Optional[int]:
         return None
 
 
-def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progress: Progress, file: str) -> Dict[str, Any]:
-    import torch
+# ``WideResNet.__init__() missing 2 required positional arguments: 'depth' and ...``: a
+# factory that forwards **kwargs was built without the arguments its class needs.
+_MISSING_ARGUMENT = re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?")
 
+
+@dataclass
+class Settings:
+    """How the models of one request are analysed."""
+
+    input_shape: Any = None  # [tool.bnlint] input-shape / --input-shape
+    input_size: Optional[int] = None  # the size the project's scripts imply
+    latent: bool = False  # build again with off-by-default dropout switched on (BNL104)
+    project_root: Optional[str] = None
+
+
+@dataclass
+class Target:
+    """One model to build: a class or factory and its arguments."""
+
+    name: str  # as reported
+    factory: Any
+    args: tuple = ()
+    kwargs: dict = dataclass_field(default_factory=dict)
+    module: Any = None  # the module that defines it (for example_inputs())
+    file: str = ""  # that module's file
+    kind: str = "class"  # "class" | "factory"
+    plan: Dict[str, Any] = dataclass_field(default_factory=dict)  # origin, call, foreign (bnlint.model.plan)
+
+
+def _analyse_model(target: Target, settings: Settings, progress: Progress, latent_done: Optional[set] = None,
+                   keep_graph: bool = False) -> Dict[str, Any]:
     from bnlint.model.graphbuild import needs_shapes
+    from bnlint.model.inputs import NoInputShape, describe_shapes
     from bnlint.model.trace import trace_model
 
-    out: Dict[str, Any] = {"name": name, "errors": [], "notes": [], "def_line": _definition_line(factory, file)}
+    name, file = target.name, target.file
+    out: Dict[str, Any] = {"name": name, "errors": [], "notes": [], "def_line": _definition_line(target.factory, file)}
+    for key in ("origin", "call", "foreign", "path"):
+        if target.plan.get(key):
+            out[key] = target.plan[key]
 
     def build(device):
-        model = _build(factory, args, kwargs, device, out["notes"])
+        model = _build(target.factory, target.args, target.kwargs, device, out["notes"])
         return model, trace_model(model)
 
     progress.step(f"building and tracing {name}")
@@ -232,7 +256,11 @@ def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progre
             device = "cpu"
             model, tr = build(device)
         except Exception as exc:
-            out["errors"].append(_error("build", exc, file))
+            err = _error("build", exc, file)
+            if not err.get("reason"):  # the sandbox explains missing packages and downloads
+                needs = isinstance(exc, TypeError) and _MISSING_ARGUMENT.search(str(exc))
+                err["reason"] = "needs-arguments" if needs else "build-failed"
+            out["errors"].append(err)
             return out
     if device == "meta" and any(r.graph is None for r in tr.walk()):
         # Untraceable forwards are recorded by running them: that needs real tensors.
@@ -240,35 +268,111 @@ def _analyse_model(module, name: str, factory, args, kwargs, input_shape, progre
         model, tr = build(device)
     out["model_type"] = f"{type(model).__module__}.{type(model).__qualname__}"
     out["submodule_types"] = sorted({f"{type(m).__module__}.{type(m).__qualname__}" for m in model.modules() if m is not model})
+    out["covers"] = _classes_in(model)
 
     no_inputs = None
-    if all(r.graph is not None for r in tr.walk()) and not needs_shapes(tr):
-        # Fully traced and no finding can depend on shapes: no need to run it.
-        return _finish(out, model, tr, device, progress, name, no_inputs)
-    progress.step(f"running {name} on example inputs")
-    try:
-        inputs = _example_inputs(module, name, model, tr.graph_module, input_shape, device)
-    except LookupError as exc:
-        no_inputs = str(exc)
-        inputs = None
-    except Exception as exc:
-        out["errors"].append(_error("inputs", exc, file))
-        inputs = None
-    if inputs is not None:
-        error = _run_on_inputs(model, tr, inputs)
-        if error is not None and device == "meta":
-            device = "cpu"
-            model, tr = build(device)
-            inputs = _example_inputs(module, name, model, tr.graph_module, input_shape, device)
-            error = _run_on_inputs(model, tr, inputs)
+    if not (all(r.graph is not None for r in tr.walk()) and not needs_shapes(tr)):
+        # Not fully traced, or a finding may depend on shapes: run it on inputs.
+        progress.step(f"running {name} on example inputs")
+        tried: List[str] = []
+        error: Optional[BaseException] = None
+        for attempt_device in (device, "cpu") if device == "meta" else (device,):
+            if attempt_device != device:
+                device = attempt_device
+                model, tr = build(device)
+            try:
+                for inputs, given in _input_candidates(target.module, name, model, tr.graph_module,
+                                                       settings.input_shape, device, settings.input_size):
+                    shapes = describe_shapes(inputs)
+                    error = _run_on_inputs(model, tr, inputs)
+                    if error is None:
+                        out["input_shape"] = shapes
+                        if tried and not given:
+                            out["notes"].append(f"model {name} was run on inputs of shape {shapes} "
+                                                f"({', '.join(tried)} did not fit its forward)")
+                        break
+                    if shapes not in tried:
+                        tried.append(shapes)
+            except NoInputShape as exc:
+                no_inputs = str(exc)
+                error = None
+                break
+            except Exception as exc:  # example_inputs() itself raised
+                out["errors"].append(_error("inputs", exc, file))
+                error = None
+                break
+            if error is None:
+                break
         if error is not None:
-            shapes = ", ".join(str(tuple(t.shape)) for t in inputs if isinstance(t, torch.Tensor))
-            out["errors"].append(_error("forward", error, file, inputs=shapes))
+            err = _error("forward", error, file, inputs=", ".join(tried))
+            err.setdefault("reason", "forward-failed")
+            out["errors"].append(err)
 
-    return _finish(out, model, tr, device, progress, name, no_inputs)
+    graph = _finish(out, model, tr, device, progress, name, no_inputs)
+    if settings.latent and "graph" in out:
+        _latent_builds(target, settings, progress, model, graph, out, latent_done if latent_done is not None else set())
+    if keep_graph:
+        out["_graph"] = graph
+    return out
 
 
-def _finish(out, model, tr, device, progress, name, no_inputs) -> Dict[str, Any]:
+def _classes_in(model) -> List[List[str]]:
+    """[file, qualified name] of every class the model's modules are instances of
+    (their bases included), torch's own left out: what the model covers."""
+    from bnlint.model.sites import is_torch_file
+
+    out = set()
+    for m in model.modules():
+        for cls in type(m).__mro__:
+            mod = sys.modules.get(cls.__module__)
+            path = getattr(mod, "__file__", None)
+            if path and not is_torch_file(path):
+                out.add((os.path.abspath(path), cls.__qualname__))
+    return [list(x) for x in sorted(out)]
+
+
+def _latent_builds(target: Target, settings: Settings, progress: Progress, model, graph, out, done: set) -> None:
+    """BNL104: build again with each off-by-default dropout parameter switched on."""
+    import inspect
+
+    from bnlint.model.graphbuild import graph_to_json
+    from bnlint.model.latent import MAX_LATENT_BUILDS, dropout_keys, latent_parameters, mark_latent, patched_default
+
+    base = dropout_keys(graph)
+    off = Settings(settings.input_shape, settings.input_size, False, settings.project_root)
+    builds = 0
+    for param in latent_parameters(target.factory, target.args, target.kwargs, model, settings.project_root):
+        key = (param.owner_name, param.name)
+        if key in done or builds >= MAX_LATENT_BUILDS:
+            continue
+        done.add(key)
+        builds += 1
+        if param.root:
+            try:
+                bound = inspect.signature(target.factory).bind_partial(*target.args, **target.kwargs)
+                bound.arguments[param.name] = param.value
+                args, kwargs = tuple(bound.args), dict(bound.kwargs)
+            except (TypeError, ValueError):
+                args, kwargs = target.args, dict(target.kwargs, **{param.name: param.value})
+            variant = Target(target.name, target.factory, args, kwargs, target.module, target.file, target.kind)
+            result = _analyse_model(variant, off, progress, keep_graph=True)
+        else:
+            variant = Target(target.name, target.factory, target.args, target.kwargs, target.module, target.file,
+                             target.kind)
+            try:
+                with patched_default(param.owner, param.name, param.value):
+                    result = _analyse_model(variant, off, progress, keep_graph=True)
+            except (ValueError, TypeError):
+                continue
+        g = result.get("_graph")
+        if g is None:
+            continue
+        if mark_latent(g, base, param):
+            out.setdefault("latent", []).append(
+                {"param": param.name, "owner": param.owner_name, "text": param.text, "graph": graph_to_json(g)})
+
+
+def _finish(out, model, tr, device, progress, name, no_inputs):
     from bnlint.model.graphbuild import build_graph, graph_to_json
 
     progress.step(f"building the graph of {name}")
@@ -276,12 +380,13 @@ def _finish(out, model, tr, device, progress, name, no_inputs) -> Dict[str, Any]
     if no_inputs and any(d.get("kind") == "dropout" for _, d in graph.nodes(data=True)):
         # Without inputs global pooling is judged without shapes: say so. A model
         # with no dropout at all needs no inputs to be checked.
-        out["errors"].append({"stage": "inputs", "message": no_inputs, "line": None})
+        out["notes"].append(f"model {name} was analysed without running it, so a finding that depends on "
+                            f"tensor shapes (a dropout after a fixed-size pooling) may be missing: {no_inputs}")
     out["graph"] = graph_to_json(graph)
     out["opaque"] = opaque
     out["concrete"] = concrete
     out["device"] = device
-    return out
+    return graph
 
 
 def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
@@ -291,16 +396,43 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
     progress.step("importing torch")
     import torch  # noqa: F401  (import cost is counted before user code)
 
-    from bnlint.model.loader import find_auto_targets
-
     progress.step("importing the file's definitions")
     module, standins = _import_definitions(file, request, result)
     if module is None:
         return result
 
-    input_shape = request.get("input_shape")
-    jobs: List[Tuple[str, Any, tuple, dict]] = []
-    kinds: Dict[str, str] = {}  # auto target name -> "class" | "factory"
+    plan = request.get("plan") or {}
+    settings = Settings(request.get("input_shape"), plan.get("input_size"), bool(request.get("latent")),
+                        request.get("project_root"))
+    targets = _select_targets(request, module, file, result, progress)
+    latent_done: set = set()
+    analysed: List[Dict[str, Any]] = []
+    with _quiet_stdout():
+        for target in targets:
+            try:
+                model = _analyse_model(target, settings, progress, latent_done)
+            except RecursionError as exc:
+                model = {"name": target.name, "errors": [_error("trace", exc, file)], "notes": []}
+            except Exception as exc:
+                model = {"name": target.name, "errors": [_error("analyse", exc, file)], "notes": []}
+            model["kind"] = target.kind
+            if target.plan.get("foreign"):
+                model["foreign"] = True
+            analysed.append(model)
+    _mark_covered(analysed, targets, file)
+    result["models"].extend(analysed)
+    _note_standins(result, standins, file)
+    return result
+
+
+def _select_targets(request: Dict[str, Any], module, file: str, result: Dict[str, Any], progress: Progress) -> List[Target]:
+    """The models to build: the ones named explicitly, else the plan's (bnlint.model.plan),
+    else the file's no-argument classes and annotated factories."""
+    import inspect
+
+    import torch.nn as nn
+
+    targets: List[Target] = []
     if request.get("explicit"):
         for spec in request["explicit"]:
             obj = getattr(module, spec["name"], None)
@@ -310,42 +442,87 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
                     "message": f"{spec['name']!r} is not defined in this file (or is not a class or function)",
                 }], "notes": []})
                 continue
-            jobs.append((spec["text"] or spec["name"], obj, tuple(spec["args"]), dict(spec["kwargs"])))
-    else:
-        found = find_auto_targets(module, request.get("candidates") or [])
-        needs_args = []
-        for name, (kind, obj, required) in found.items():
-            if required:
-                needs_args.append((name, required))
+            targets.append(Target(spec["text"] or spec["name"], obj, tuple(spec["args"]), dict(spec["kwargs"]),
+                                  module, file, "class" if inspect.isclass(obj) else "factory"))
+        return targets
+    plan = request.get("plan")
+    if plan is None:
+        from bnlint.model.loader import find_auto_targets
+
+        for name, (kind, obj, required) in find_auto_targets(module, request.get("candidates") or []).items():
+            if not required:
+                targets.append(Target(name, obj, (), {}, module, file, kind))
+        return targets
+    from bnlint.model.loader import load_definitions
+
+    for spec in plan.get("targets", []):
+        path = os.path.abspath(spec["path"])
+        try:
+            if path == file:
+                owner = module
+            else:
+                progress.step(f"importing {os.path.basename(path)} for {spec['name']}")
+                owner = load_definitions(path)
+            obj = getattr(owner, spec["name"], None)
+            args = tuple(_decode(a) for a in spec.get("args", []))
+            kwargs = {k: _decode(v) for k, v in (spec.get("kwargs") or {}).items()}
+        except Exception as exc:  # a foreign file that does not import, a reference that is gone
+            if not spec.get("foreign"):
+                result["models"].append({"name": spec["name"], "errors": [_error("build", exc, file)], "notes": []})
+            continue
+        if obj is None:
+            continue  # defined under a condition that did not hold
+        if spec["kind"] == "class" and not (inspect.isclass(obj) and issubclass(obj, nn.Module)
+                                            and not inspect.isabstract(obj)):
+            continue  # not an nn.Module after all (the static view over-approximates)
+        if spec["kind"] == "factory" and not callable(obj):
+            continue
+        targets.append(Target(spec["name"], obj, args, kwargs, owner, path, spec["kind"], spec))
+    return targets
+
+
+def _decode(value: Any) -> Any:
+    """A planned argument (bnlint.model.resolve.encode) as the object it stands for."""
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        if "__ref__" in value:
+            from bnlint.model.loader import load_definitions
+
+            path, name = value["__ref__"]
+            return getattr(load_definitions(path), name)
+        if "__ext__" in value:
+            import importlib
+
+            parts = value["__ext__"].split(".")
+            for i in range(len(parts), 0, -1):
+                try:
+                    obj = importlib.import_module(".".join(parts[:i]))
+                except ImportError:
+                    continue
+                for attr in parts[i:]:
+                    obj = getattr(obj, attr)
+                return obj
+            raise ImportError(f"cannot import {value['__ext__']}")
+        if "__tuple__" in value:
+            return tuple(_decode(v) for v in value["__tuple__"])
+        return {k: _decode(v) for k, v in value.items()}
+    return value
+
+
+def _mark_covered(models: List[Dict[str, Any]], targets: Sequence[Target], file: str) -> None:
+    """A class of this file that is only a submodule of another analysed model is
+    covered by it (its own build would repeat the parent's findings out of context)."""
+    for m, target in zip(models, targets):
+        if target.kind != "class" or target.file != file or m.get("foreign"):
+            continue
+        mine = [file, getattr(target.factory, "__qualname__", target.name)]
+        for other in models:
+            if other is m or other.get("covered_by_parent"):
                 continue
-            jobs.append((name, obj, (), {}))
-            kinds[name] = kind
-        if needs_args and not jobs:
-            name, required = needs_args[0]
-            result["notes"].append(
-                f"no model here can be built without arguments (e.g. {name} needs {', '.join(required)}); "
-                f"name one with '{os.path.basename(file)}::{name}({required[0]}=...)' to check it"
-            )
-
-    with _quiet_stdout():
-        for name, factory, args, kwargs in jobs:
-            try:
-                result["models"].append(_analyse_model(module, name, factory, args, kwargs, input_shape, progress, file))
-            except RecursionError as exc:
-                result["models"].append({"name": name, "errors": [_error("trace", exc, file)], "notes": []})
-            except Exception as exc:
-                result["models"].append({"name": name, "errors": [_error("analyse", exc, file)], "notes": []})
-
-    # A class that is only a submodule of another analysed model is covered by it.
-    inside = set()
-    for m in result["models"]:
-        inside.update(m.get("submodule_types", []))
-    for m in result["models"]:
-        # Only classes: a factory may build the same class with other arguments.
-        if kinds.get(m["name"]) == "class" and m.get("model_type") in inside:
-            m["covered_by_parent"] = True
-    _note_standins(result, standins, file)
-    return result
+            if mine in (other.get("covers") or []) and other.get("model_type") != m.get("model_type"):
+                m["covered_by_parent"] = True
+                break
 
 
 def _import_definitions(file: str, request: Dict[str, Any], result: Dict[str, Any]):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
@@ -147,11 +148,23 @@ class _Disk:
         return hit
 
     def read(self, path: str) -> Optional[bytes]:
+        """A regular file's bytes; None for anything else (opening a named pipe would
+        wait for a writer forever) or an unreadable file."""
         try:
-            with open(path, "rb") as fh:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except OSError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            with os.fdopen(fd, "rb") as fh:
+                fd = -1
                 return fh.read()
         except OSError:
             return None
+        finally:
+            if fd >= 0:
+                os.close(fd)
 
     def stat(self, path: str):
         try:

@@ -1,0 +1,333 @@
+"""What to build for one model file, decided statically from the project it lives in.
+
+For a file ``F`` the plan lists:
+
+- **targets**: every top-level ``nn.Module`` class and factory of ``F`` that can be
+  built. A class or factory with no required parameter is built as it is; one that
+  needs arguments is built with those of the first call site in the project that
+  resolves fully (``bnlint.model.resolve``): same file first, then the other files in
+  path order. A factory is a module-level function with no required parameters that
+  is annotated to return a module or returns a call of a model class, of another
+  factory, of ``torch.nn`` or of a model library (``return ResNet(BasicBlock, [2, 2,
+  2, 2])``, ``model = Net(cfg); ...; return model``).
+- **foreign targets**: models of other project files that use ``F``'s classes (a
+  block defined in ``F`` and only ever built inside a network of ``G``). They are
+  built too, and only their findings located in ``F`` are kept, so ``F``'s findings
+  are the same whether ``G`` is on the command line or not.
+- the names of ``F``'s model classes (to account for the ones not analysed), those
+  that need arguments no call site resolves, and the input size the project's
+  scripts imply for ``F``'s models.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+
+from bnlint.model.project import Binding, CallSite, Definition, Project
+from bnlint.model.resolve import ResolvedCall, Unresolved, callee_binding, encode, parameters_of, relative, resolve_call
+
+__all__ = ["PlannedTarget", "FilePlan", "Planner"]
+
+# Installed packages whose callables return models (a factory returning one is a target).
+MODEL_LIBRARIES = (
+    "torch.nn", "torchvision.models", "timm", "efficientnet_pytorch", "segmentation_models_pytorch",
+    "pretrainedmodels", "torchvision", "transformers",
+)
+MAX_FOREIGN_TARGETS = 6
+MAX_USER_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class PlannedTarget:
+    name: str  # the definition's name in its file
+    path: str  # the file that defines it
+    kind: str  # "class" | "factory"
+    args: Tuple[Any, ...] = ()  # encoded for JSON (bnlint.model.resolve.encode)
+    kwargs: Tuple[Tuple[str, Any], ...] = ()
+    call: Optional[str] = None  # "WideResNet(depth=28, widen_factor=10, dropRate=0.3)"
+    origin: Optional[str] = None  # "train.py:45", the call site the arguments come from
+    foreign: bool = False  # defined in another file; built for this file's classes
+    builds: Tuple[str, ...] = ()  # classes of the planned file it should contain (statically)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name, "path": self.path, "kind": self.kind, "args": list(self.args),
+            "kwargs": dict(self.kwargs), "call": self.call, "origin": self.origin, "foreign": self.foreign,
+            "builds": list(self.builds),
+        }
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    targets: Tuple[PlannedTarget, ...]
+    models: Tuple[Tuple[str, int], ...]  # the file's model classes: (name, line)
+    needs_arguments: Tuple[Tuple[str, Tuple[str, ...]], ...]  # classes no call site resolves
+    input_size: Optional[int]
+
+    def to_request(self) -> Dict[str, Any]:
+        return {
+            "targets": [t.to_dict() for t in self.targets],
+            "models": [list(m) for m in self.models],
+            "needs_arguments": [[n, list(p)] for n, p in self.needs_arguments],
+            "input_size": self.input_size,
+        }
+
+
+class Planner:
+    """Plans for the files of one project; memoises what several files share."""
+
+    def __init__(self, project: Project):
+        self.project = project
+        self._factory: Dict[Binding, bool] = {}
+        self._target: Dict[Binding, Optional[PlannedTarget]] = {}
+        self._refs: Dict[Binding, Set[Binding]] = {}
+        self._users: Dict[Binding, List[Binding]] = {}
+
+    # -- what a definition is
+
+    def definition(self, binding: Binding) -> Optional[Definition]:
+        return self.project.definition(binding)
+
+    def is_model_class(self, binding: Binding) -> bool:
+        d = self.definition(binding)
+        return d is not None and d.kind == "class" and d.may_be_model
+
+    def is_factory(self, binding: Binding, _depth: int = 0) -> bool:
+        if binding in self._factory:
+            return self._factory[binding]
+        self._factory[binding] = False  # cycles: not a factory
+        d = self.definition(binding)
+        result = False
+        if d is not None and d.kind == "function" and not d.name.startswith("test"):
+            if d.annotated_model:
+                result = True
+            elif _depth < 6:
+                for callee in d.returns:
+                    target = self.project.lookup_dotted(str(binding.path), callee)
+                    if target is None:
+                        continue
+                    if target.kind == "external":
+                        if any(str(target.name) == lib or str(target.name).startswith(lib + ".") for lib in MODEL_LIBRARIES):
+                            result = True
+                    elif target.kind == "def" and (self.is_model_class(target) or self.is_factory(target, _depth + 1)):
+                        result = True
+                    if result:
+                        break
+        self._factory[binding] = result
+        return result
+
+    # -- building
+
+    def target_for(self, binding: Binding) -> Optional[PlannedTarget]:
+        """How to build a class or factory: as it is, or with the arguments of the first
+        call site that resolves; None when neither works."""
+        if binding in self._target:
+            return self._target[binding]
+        self._target[binding] = None  # a call site inside its own construction: no
+        d = self.definition(binding)
+        if d is None:
+            return None
+        kind = "class" if d.kind == "class" else "factory"
+        params = parameters_of(self.project, binding)
+        required = [p.name for p in params or () if p.required]
+        target: Optional[PlannedTarget] = None
+        if not required:
+            target = PlannedTarget(name=d.name, path=str(binding.path), kind=kind)
+        else:
+            for path, site in self.call_sites(binding):
+                try:
+                    resolved = resolve_call(self.project, path, site, d, params)
+                except Unresolved:
+                    continue
+                target = self._with_arguments(d, binding, kind, resolved, params)
+                break
+        self._target[binding] = target
+        return target
+
+    def _with_arguments(self, d: Definition, binding: Binding, kind: str, resolved: ResolvedCall,
+                        params) -> PlannedTarget:
+        return PlannedTarget(
+            name=d.name, path=str(binding.path), kind=kind,
+            args=tuple(encode(a) for a in resolved.args),
+            kwargs=tuple((k, encode(v)) for k, v in resolved.kwargs),
+            call=resolved.shown(d.name, params),
+            origin=f"{relative(self.project, resolved.path)}:{resolved.line}",
+        )
+
+    def call_sites(self, binding: Binding) -> Iterator[Tuple[str, CallSite]]:
+        """Calls of the definition anywhere in the project: its own file first."""
+        name = str(binding.name)
+        files = [str(binding.path)] + [p for p in self.project.files_mentioning(name) if p != binding.path]
+        for path in files:
+            for site in self.project.facts(path).calls:
+                if callee_binding(self.project, path, site) == binding:
+                    yield path, site
+
+    # -- what a model contains, and who uses a class
+
+    def references(self, binding: Binding) -> Set[Binding]:
+        """Project definitions a definition reads (its bases included), transitively."""
+        if binding in self._refs:
+            return self._refs[binding]
+        out: Set[Binding] = set()
+        stack = [(binding, 0)]
+        while stack:
+            current, depth = stack.pop()
+            d = self.definition(current)
+            if d is None or depth > 8:
+                continue
+            for ref in sorted(d.refs):
+                target = self.project.lookup_dotted(str(current.path), ref)
+                if target is not None and target.kind == "def" and target not in out and target != binding:
+                    out.add(target)
+                    stack.append((target, depth + 1))
+        self._refs[binding] = out
+        return out
+
+    def covered_by(self, target: PlannedTarget) -> Set[Binding]:
+        binding = Binding("def", target.path, target.name)
+        out = {binding} | self.references(binding)
+        for value in list(target.args) + [v for _, v in target.kwargs]:
+            for ref in _refs_in(value):
+                out.add(ref)
+                out |= self.references(ref)
+        return out
+
+    def users(self, binding: Binding) -> List[Binding]:
+        """Definitions of the project that read this one (directly), its own file's too."""
+        if binding in self._users:
+            return self._users[binding]
+        out: List[Binding] = []
+        for path in self.project.files_mentioning(str(binding.name)):
+            facts = self.project.facts(path)
+            for d in sorted(facts.definitions.values(), key=lambda d: d.line):
+                if path == binding.path and d.name == binding.name:
+                    continue
+                if any(self.project.lookup_dotted(path, ref) == binding for ref in sorted(d.refs)):
+                    out.append(Binding("def", path, d.name))
+        self._users[binding] = out
+        return out
+
+    def _foreign_builder(self, binding: Binding) -> Optional[PlannedTarget]:
+        """A buildable model of another file that contains ``binding`` (a user, or a
+        user of a user ...), breadth first."""
+        frontier, seen = [binding], {binding}
+        for _ in range(MAX_USER_DEPTH):
+            nxt: List[Binding] = []
+            for b in frontier:
+                for user in self.users(b):
+                    if user in seen:
+                        continue
+                    seen.add(user)
+                    if user.path != binding.path and (self.is_model_class(user) or self.is_factory(user)):
+                        target = self.target_for(user)
+                        if target is not None:
+                            return target
+                    nxt.append(user)
+            frontier = nxt
+        return None
+
+    # -- the plan
+
+    def plan(self, path: str) -> "FilePlan":
+        path = os.path.abspath(path)
+        facts = self.project.facts(path)
+        defs = sorted(facts.definitions.values(), key=lambda d: d.line)
+        classes = [d for d in defs if d.kind == "class" and d.may_be_model]
+        factories = [d for d in defs if d.kind == "function" and self.is_factory(Binding("def", path, d.name))]
+        # First what builds as it is; then, for what that leaves uncovered, arguments
+        # from the project's call sites (a ResNet built by ResNet18() needs no other).
+        targets: List[PlannedTarget] = []
+        covered: Set[Binding] = set()
+        later: List[Definition] = []
+        for d in sorted(classes + factories, key=lambda d: d.line):
+            binding = Binding("def", path, d.name)
+            if any(p.required for p in parameters_of(self.project, binding) or ()):
+                later.append(d)
+                continue
+            target = self.target_for(binding)
+            if target is not None:
+                targets.append(target)
+                covered |= self.covered_by(target)
+        needs: Dict[str, Tuple[str, ...]] = {}
+        for d in later:
+            binding = Binding("def", path, d.name)
+            if binding in covered:
+                continue  # built inside a model this file already builds
+            target = self.target_for(binding)
+            if target is not None:
+                targets.append(target)
+                covered |= self.covered_by(target)
+            elif d.kind == "class":
+                needs[d.name] = tuple(p.name for p in parameters_of(self.project, binding) or () if p.required)
+        foreign: List[PlannedTarget] = []
+        # What no target of this file builds: a model of another file that uses it.
+        for d in classes + factories:
+            binding = Binding("def", path, d.name)
+            if binding in covered or len(foreign) >= MAX_FOREIGN_TARGETS:
+                continue
+            builder = self._foreign_builder(binding)
+            if builder is not None and builder not in foreign:
+                foreign.append(builder)
+                covered |= self.covered_by(builder)
+        # Classes also used by models of other files: see them in one such context too
+        # (a dropout at the end of a block feeding the next block's BN).
+        seen_outside = {b for t in foreign for b in self.covered_by(t)}
+        for d in classes + factories:
+            binding = Binding("def", path, d.name)
+            if binding in seen_outside or len(foreign) >= MAX_FOREIGN_TARGETS:
+                continue
+            builder = self._foreign_builder(binding)
+            if builder is not None and builder not in foreign:
+                foreign.append(builder)
+                seen_outside |= self.covered_by(builder)
+                covered |= self.covered_by(builder)
+        def builds(t: PlannedTarget) -> Tuple[str, ...]:
+            return tuple(sorted(str(b.name) for b in self.covered_by(t) if b.path == path and b.name != t.name))
+
+        planned = [replace(t, builds=builds(t)) for t in targets]
+        planned += [replace(t, foreign=True, builds=builds(t)) for t in foreign]
+        return FilePlan(
+            targets=tuple(planned),
+            models=tuple((d.name, d.line) for d in classes),
+            needs_arguments=tuple((n, p) for n, p in needs.items()
+                                  if Binding("def", path, n) not in covered),
+            input_size=self.project.size_hint(self.importers(path)),
+        )
+
+    def importers(self, path: str, depth: int = 3) -> List[str]:
+        """The file and the project files that import it, up to ``depth`` steps away."""
+        out = [path]
+        frontier = [path]
+        for _ in range(depth):
+            nxt = []
+            for target in frontier:
+                stem = os.path.splitext(os.path.basename(target))[0]
+                word = os.path.basename(os.path.dirname(target)) if stem == "__init__" else stem
+                for p in self.project.files_mentioning(word):
+                    if p in out:
+                        continue
+                    facts = self.project.facts(p)
+                    linked = target in facts.star_imports or any(
+                        (kind == "module" and value == target) or (kind == "from" and value[0] == target)  # type: ignore[index]
+                        for kind, value in facts.imports.values()
+                    )
+                    if linked:
+                        out.append(p)
+                        nxt.append(p)
+            frontier = nxt
+        return out
+
+
+def _refs_in(value: Any) -> Iterator[Binding]:
+    if isinstance(value, dict):
+        if "__ref__" in value and isinstance(value["__ref__"], list):
+            path, name = value["__ref__"]
+            yield Binding("def", path, name)
+            return
+        for v in value.values():
+            yield from _refs_in(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _refs_in(v)
