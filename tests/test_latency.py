@@ -170,3 +170,80 @@ def test_the_server_starts_while_files_are_still_read(tmp_path, monkeypatch):
     assert [f.code for f in result.findings] == ["BNL101"]
     # Started as soon as a model file was found, before the next file was read.
     assert started == {"a_net.py": 0, "b_train.py": 1}
+
+
+# ---------------------------------------------------------------- project input sizes
+
+def _hints_of(raw: bytes):
+    import ast
+
+    from bnlint.model.project import size_hints
+
+    try:
+        return size_hints(ast.parse(raw))
+    except (SyntaxError, ValueError):
+        return ()
+
+
+@pytest.mark.parametrize("text, hints", [
+    ('x = "CIF" "AR10"\n', (32,)),
+    ('x = ("CIF"\n  # a comment\n  "AR10")\n', (32,)),
+    ('x = "CIF""AR10"\n', (32,)),
+    ("x = 'SV' f'HN'\n", (32,)),
+    ('x = "CIF" \\\n    "AR10"\n', (32,)),
+    ('x = """CIF""""""AR10"""\n', (32,)),
+    ('x = "\\x43IFAR10"\n', (32,)),
+    ('x = "CIF\\\nAR10"\n', (32,)),
+    ('x = f"\\x43IFAR10{y}"\n', (32,)),
+    ("x = \uff23ifar10\n", (32,)),  # an identifier, normalised (NFKC)
+    ("# -*- coding: utf-7 -*-\nx = '+AEM-IFAR10'\n", (32,)),
+    ('t = T.CenterCrop(224)\n', (224,)),
+    ('x = "a\\nb"  # no size here\n', ()),
+    ('x = b"\\x43IFAR10"\n', ()),
+    ('x = r"\\d+"\nopen(p, encoding="utf-8")\n', ()),
+    ('"""Docstring."""\nx = ""\n', ()),
+])
+def test_a_file_is_read_for_its_input_size_exactly_when_it_may_imply_one(text, hints):
+    from bnlint.model.project import may_imply_size
+
+    raw = text.encode("utf-8")
+    assert _hints_of(raw) == hints
+    if hints:
+        assert may_imply_size(raw)
+
+
+def test_files_skipped_for_input_sizes_imply_none():
+    from bnlint.model.project import may_imply_size
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    skipped = 0
+    for folder, _, names in os.walk(root):
+        if any(part in folder for part in (".venv", ".git", "__pycache__", ".bnlint_cache")):
+            continue
+        for name in names:
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as fh:
+                    raw = fh.read()
+                if not may_imply_size(raw):
+                    skipped += 1
+                    assert _hints_of(raw) == (), name
+    assert skipped > 50
+
+
+def test_project_input_size_is_the_one_the_facts_give(tmp_path):
+    from collections import Counter
+
+    from bnlint.model.project import Project
+
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "net.py").write_text("import torch.nn as nn\n\n\nclass Net(nn.Module):\n    pass\n")
+    (tmp_path / "train.py").write_text("from torchvision.datasets import CIFAR10\nds = CIFAR10('.')\n")
+    (tmp_path / "eval.py").write_text("import torchvision.transforms as T\nt = T.CenterCrop(224)\nu = T.Resize(224)\n")
+    (tmp_path / "util.py").write_text('"""Helpers."""\n\n\ndef f(x=""):\n    return x + "a\\n"\n')
+    project = Project.scan(str(tmp_path))
+    counts = Counter()
+    for p in project.files:
+        counts.update(Project.scan(str(tmp_path)).facts(p).size_hints)
+    assert counts == Counter({224: 2, 32: 1})
+    assert project.size_hint([str(tmp_path / "net.py")]) == 224  # no hint in the file: the project's
+    assert project.size_hint([str(tmp_path / "train.py")]) == 32

@@ -197,6 +197,61 @@ def size_hints(tree: ast.AST) -> Tuple[int, ...]:
     return tuple(out)
 
 
+# What a file's text must contain for ``size_hints`` of it to find anything: a dataset
+# word or a crop/resize name, written out (case aside) ...
+_SIZE_WORDS = re.compile(rb"(?i:mnist|cifar|svhn|stl|imagenet|imagefolder|ilsvrc|crop|resize)")
+# ... unless a string value may differ from its text: a literal with escapes, or
+# literals written next to each other (``"CIF" "AR10"`` is one constant). Literals and
+# comments are found as the tokenizer finds them (comments first, so that quotes in
+# them do not count; escaped characters skipped inside literals).
+_LITERALS = re.compile(
+    rb"#[^\n]*"
+    rb"|(?P<lit>[rRbBuUfF]{0,2}(?:'''(?:[^\\]|\\.)*?'''|\"\"\"(?:[^\\]|\\.)*?\"\"\""
+    rb"|'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"))",
+    re.S,
+)
+_CODING = re.compile(rb"[ \t\f]*#.*?coding[:=]")  # PEP 263, on the first two lines
+_BETWEEN_LITERALS = re.compile(rb"(?:[ \t\r\n\f]|\\\r?\n|#[^\n]*)*")
+
+
+def _escaped_value_may_imply_size(literal: bytes) -> bool:
+    """A literal with backslashes: bytes never make a str constant, a raw string's
+    value is its text (already searched), an f-string is parsed; the others are
+    evaluated and their value searched."""
+    prefix = literal[:len(literal) - len(literal.lstrip(b"rRbBuUfF"))].lower()
+    if b"b" in prefix or b"r" in prefix:
+        return False
+    if b"f" in prefix:
+        return True
+    try:
+        value = ast.literal_eval(literal.decode("ascii"))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return True
+    return not isinstance(value, str) or bool(_SIZE_WORDS.search(value.encode("utf-8", "replace")))
+
+
+def may_imply_size(raw: bytes) -> bool:
+    """False only when ``size_hints`` of the file's tree is certainly empty: in an ASCII
+    text every name is spelled out, and so is every string value when no literal has
+    escapes and none is written next to another; a text that then contains no dataset
+    word and no crop or resize name implies no size. Saves parsing most files of a
+    project for its input size."""
+    if not raw.isascii() or any(_CODING.match(line) for line in raw.split(b"\n", 2)[:2]):
+        return True  # identifiers may be normalised, the text decoded otherwise
+    if _SIZE_WORDS.search(raw):
+        return True
+    end = None  # where the last literal ended
+    for match in _LITERALS.finditer(raw):
+        if match.group("lit") is None:
+            continue  # a comment
+        if b"\\" in match.group() and _escaped_value_may_imply_size(match.group()):
+            return True
+        if end is not None and _BETWEEN_LITERALS.fullmatch(raw, end, match.start()):
+            return True
+        end = match.end()
+    return False
+
+
 def _dotted(node: ast.AST) -> Optional[str]:
     if isinstance(node, ast.Name):
         return node.id
@@ -746,8 +801,40 @@ class Project:
         for group in (paths, self.files):
             counts: Counter = Counter()
             for p in group:
-                counts.update(self.facts(p).size_hints)
+                counts.update(self.size_hints_of(p))
             if counts:
                 best = max(counts.values())
                 return min(size for size, n in counts.items() if n == best)
         return None
+
+    def size_hints_of(self, path: str) -> Tuple[int, ...]:
+        """``facts(path).size_hints``, without the rest of the facts when they are not
+        known yet: only a file whose text may imply a size is parsed (``may_imply_size``),
+        and then only for its hints. The project-wide size, the fallback of every plan,
+        would otherwise compute every file's facts (seconds per thousand files)."""
+        path = os.path.abspath(path)
+        if path in self._facts:
+            return self._facts[path].size_hints
+        st = None
+        if self.index is not None:
+            try:
+                st = os.stat(path)
+            except OSError:
+                st = None
+            cached = self.index.lookup(path, st, "project-facts")
+            if isinstance(cached, ModuleFacts):
+                self._facts[path] = cached
+                return cached.size_hints
+            hints = self.index.lookup(path, st, "project-size-hints")
+            if isinstance(hints, tuple):
+                return hints
+        raw = self.raw(path)
+        hints: Tuple[int, ...] = ()
+        if raw is not None and may_imply_size(raw):
+            try:
+                hints = size_hints(ast.parse(raw, filename=path))
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                hints = ()  # as module_facts: a file that does not parse implies nothing
+        if self.index is not None and st is not None:
+            self.index.store(path, st, hints, "project-size-hints")
+        return hints
