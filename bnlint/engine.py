@@ -219,12 +219,15 @@ def _read(job: FileJob, notebooks: Dict) -> SourceFile:
 
 
 def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
-                progress=None, cache=None, jobs: Optional[int] = None) -> CheckResult:
+                progress=None, cache=None, jobs: Optional[int] = None, plan_fixes: bool = True) -> CheckResult:
     """``cache``: a ``bnlint.cache.ResultCache`` (``bnlint check`` passes one); ``jobs``:
-    model files analysed at once (default: the number of CPUs)."""
+    model files analysed at once (default: the number of CPUs); ``plan_fixes``: script
+    findings' fixes get their edits (``bnlint fix``, SARIF); without it they say only
+    that a fix exists and what it does, which is all the text and JSON reports show
+    (``bnlint.script.analysis.ScriptContext``)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from bnlint.model.modelcheck import ModelJob, check_model_files
+    from bnlint.model.modelcheck import ModelJob, check_model_files, start_workers_early
 
     files = collect_files(paths, config)
     enabled_codes = {r.code for r in rules}
@@ -252,6 +255,7 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
             result.fatal = result.fatal or job.named
             continue
         facts = index.lookup(job.abs_path, st) if index is not None and not is_notebook(job.path) else None
+        fresh = facts is None  # new or changed since the last run: its models are not cached
         if facts is None:
             try:
                 src = _read(job, notebooks)
@@ -290,6 +294,11 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
         if graph_rules and (facts.candidates or job.targets):
             candidate_jobs.append((ModelJob(path=job.path, abs_path=job.abs_path, explicit=list(job.targets),
                                             candidates=list(facts.candidates)), facts))
+            if fresh and len(candidate_jobs) == 1:
+                # Most likely a worker will analyse it: torch's import in the fork server
+                # then overlaps the static work still to do (the rest of the files, the
+                # project plans, the script rules).
+                start_workers_early()
 
     # What to build for each model file, planned from its project (bnlint.model.plan).
     planners = _Planners(config, index)
@@ -323,7 +332,8 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
                          workers=jobs, shown={j.abs_path: j.path for j in files}) if pool is not None else None
     try:
         if script_rules:
-            findings.extend(_script_findings(readable, sources, digests, notebooks, script_rules, cache, findings, result))
+            findings.extend(_script_findings(readable, sources, digests, notebooks, script_rules, cache, findings, result,
+                                             plan_fixes))
     finally:
         model_result = models.result() if models is not None else None
         if pool is not None:
@@ -361,7 +371,8 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
 
 
 def _script_findings(readable: List[FileJob], sources: Dict[str, SourceFile], digests: Dict[str, str],
-                     notebooks: Dict, script_rules: Sequence[Rule], cache, findings, result) -> List[Finding]:
+                     notebooks: Dict, script_rules: Sequence[Rule], cache, findings, result,
+                     plan_fixes: bool = True) -> List[Finding]:
     """Script rules on the checked files, each analysed with the project it lives in
     (``bnlint.script.scope``): findings only in these files, the same whatever else is
     named on the command line."""
@@ -380,7 +391,7 @@ def _script_findings(readable: List[FileJob], sources: Dict[str, SourceFile], di
 
     files = [CheckedFile(job.path, job.abs_path, reader(job), notebook=is_notebook(job.path)) for job in readable]
     index = cache.file_index() if cache is not None else None
-    return check_in_project(files, script_rules, cache=cache, index=index, on_error=failed)
+    return check_in_project(files, script_rules, cache=cache, index=index, on_error=failed, plan_fixes=plan_fixes)
 
 
 def _without_echoes(findings: List[Finding]) -> List[Finding]:

@@ -17,15 +17,21 @@ safer than giving the helper a local ``torch.Generator``: every draw in the help
 in what it calls, would need ``generator=g`` (and numpy/``random`` their own ``Generator``
 / ``Random``), and a draw that was missed would silently keep using the reseeded
 global state.
+
+Each helper decides first, on the tree and its parents only, whether it can fix the
+code and what the fix does; the edits, which need source positions (a code generation
+pass over the whole file), are computed only when the run plans fixes
+(``ScriptContext.plan_fixes``: ``bnlint fix``, SARIF output). ``bnlint check`` gets the
+same fixes without edits: the ``[*]`` marker and the description, cheaply.
 """
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence, Set
+from typing import Callable, Iterable, List, Optional, Sequence, Set
 
 import libcst as cst
 
 from bnlint.findings import Edit, Fix, FixSafety
-from bnlint.fix.cstindex import SourceIndex, callee_name
+from bnlint.fix.cstindex import SourceIndex, callee_name, sub_nodes
 
 __all__ = ["planned", "set_epoch_fix", "cycle_fix", "shuffle_fix", "permutation_into_loop_fix", "seed_before_loop_fix",
            "permuted_loader_fix", "permutation_and_uses_into_loop_fix", "reseed_fix", "CYCLE_HELPER"]
@@ -51,7 +57,7 @@ def _names(node: cst.CSTNode) -> Iterable[cst.Name]:
         cur = stack.pop()
         if isinstance(cur, cst.Name):
             yield cur
-        stack.extend(cur.children)
+        stack.extend(sub_nodes(cur))
 
 
 def _assigned_names(node: cst.CSTNode) -> Set[str]:
@@ -68,7 +74,7 @@ def _assigned_names(node: cst.CSTNode) -> Set[str]:
             targets = [cur.target]
         for t in targets:
             out.update(n.value for n in _names(t))
-        stack.extend(cur.children)
+        stack.extend(sub_nodes(cur))
     return out
 
 
@@ -84,13 +90,45 @@ def _bound_name(idx: SourceIndex, node: cst.CSTNode):
     return None, False, None
 
 
-def _loop_body_start(idx: SourceIndex, loop: cst.CSTNode):
+def _fix(ctx, safety: FixSafety, description: str, edits: Callable[[], Sequence[Edit]]) -> Fix:
+    """The fix, with its edits only when the run plans fixes (see the module docs)."""
+    return Fix(safety, description, tuple(edits()) if ctx.plan_fixes else ())
+
+
+def _safe_fix(ctx, description: str, edits: Callable[[], Sequence[Edit]]) -> Fix:
+    return _fix(ctx, FixSafety.SAFE, description, edits)
+
+
+def _first_in_body(loop: cst.CSTNode) -> Optional[cst.CSTNode]:
+    """The first statement of an indented loop body (None: no such body)."""
     body = getattr(loop, "body", None)
     if not isinstance(body, cst.IndentedBlock) or not body.body:
-        return None, ""
-    first = body.body[0]
+        return None
+    return body.body[0]
+
+
+def _loop_body_start(idx: SourceIndex, loop: cst.CSTNode):
+    first = _first_in_body(loop)
     line = idx.start(first)[0]
     return (line, 0), idx.indent_of(line)
+
+
+def _inside_loop(loop: cst.CSTNode) -> Set[int]:
+    """Ids of the nodes in the loop's header and body: its source range, which ends
+    with the body (an ``else:`` clause is outside)."""
+    inside: Set[int] = set()
+    stack = [c for c in sub_nodes(loop) if c is not getattr(loop, "orelse", None)]
+    while stack:
+        cur = stack.pop()
+        inside.add(id(cur))
+        stack.extend(sub_nodes(cur))
+    return inside
+
+
+def _comes_after(parent: cst.CSTNode, a: cst.CSTNode, b: cst.CSTNode) -> bool:
+    """Does statement ``a`` come after statement ``b``, both in ``parent``'s body?"""
+    order = {id(stmt): i for i, stmt in enumerate(getattr(parent, "body", ()))}
+    return order[id(a)] > order[id(b)]
 
 
 def _line_block(idx: SourceIndex, stmt: cst.CSTNode, indent: str) -> str:
@@ -126,8 +164,7 @@ def set_epoch_fix(ctx, target, holders, epoch_loop) -> Optional[Fix]:
         return None
     idx = ctx.source_index(target.file)
     loop = epoch_loop.node
-    at, indent = _loop_body_start(idx, loop)
-    if at is None:
+    if _first_in_body(loop) is None:
         return None
     func = idx.function(loop) or idx.module
     name, guarded, stmt = _bound_name(idx, target.node)
@@ -144,24 +181,28 @@ def set_epoch_fix(ctx, target, holders, epoch_loop) -> Optional[Fix]:
                 break
     if receiver is None or (isinstance(loop, cst.For) and receiver.split(".")[0] in _assigned_names(loop)):
         return None
-    edits: List[Edit] = []
-    if (isinstance(loop, cst.For) and isinstance(loop.target, cst.Name) and loop.target.value != "_"
-            and epoch_loop.is_range):
-        epoch = loop.target.value
-        extra = ""
-    else:
-        epoch = _free_name(idx, func, ["epoch", "bnlint_epoch"])
-        line = idx.start(loop)[0]
-        edits.append(Edit(idx.path, (line, 0), (line, 0), f"{idx.indent_of(line)}{epoch} = 0\n"))
-        extra = f"{indent}{epoch} += 1\n"
+    counted = not (isinstance(loop, cst.For) and isinstance(loop.target, cst.Name) and loop.target.value != "_"
+                   and epoch_loop.is_range)
+    epoch = _free_name(idx, func, ["epoch", "bnlint_epoch"]) if counted else loop.target.value
     call = f"{receiver}.set_epoch({epoch})"
-    if guarded:
-        step = idx.module.default_indent
-        text = f"{indent}if {receiver} is not None:\n{indent}{step}{call}\n{extra}"
-    else:
-        text = f"{indent}{call}\n{extra}"
-    edits.append(Edit(idx.path, at, at, text))
-    return Fix(FixSafety.SAFE, f"call {call} at the start of each epoch", tuple(edits))
+
+    def edits() -> List[Edit]:
+        at, indent = _loop_body_start(idx, loop)
+        out: List[Edit] = []
+        extra = ""
+        if counted:
+            line = idx.start(loop)[0]
+            out.append(Edit(idx.path, (line, 0), (line, 0), f"{idx.indent_of(line)}{epoch} = 0\n"))
+            extra = f"{indent}{epoch} += 1\n"
+        if guarded:
+            step = idx.module.default_indent
+            text = f"{indent}if {receiver} is not None:\n{indent}{step}{call}\n{extra}"
+        else:
+            text = f"{indent}{call}\n{extra}"
+        out.append(Edit(idx.path, at, at, text))
+        return out
+
+    return _safe_fix(ctx, f"call {call} at the start of each epoch", edits)
 
 
 # ---------------------------------------------------------------- BNL202
@@ -172,7 +213,6 @@ def cycle_fix(ctx, value, flagged: Sequence) -> Optional[Fix]:
         return None
     idx = ctx.source_index(value.file)
     module = idx.module
-    edits = [Edit(idx.path, idx.start(call.func), idx.end(call.func), CYCLE_HELPER)]
     defined = any(isinstance(s, cst.FunctionDef) and s.name.value == CYCLE_HELPER for s in module.body)
     last_import = None
     for stmt in module.body:
@@ -180,12 +220,17 @@ def cycle_fix(ctx, value, flagged: Sequence) -> Optional[Fix]:
             last_import = stmt
     if last_import is None:
         return None
-    if not defined:
-        line = idx.end(last_import)[0] + 1
-        edits.append(Edit(idx.path, (line, 0), (line, 0), _HELPER_CODE.format(name=CYCLE_HELPER)))
-    edits.extend(_unused_cycle_import(idx, [v.node for v in flagged if v.file is value.file]))
-    return Fix(FixSafety.SAFE, f"replace itertools.cycle with {CYCLE_HELPER}(), which re-iterates the loader "
-                               f"every pass", tuple(edits))
+
+    def edits() -> List[Edit]:
+        out = [Edit(idx.path, idx.start(call.func), idx.end(call.func), CYCLE_HELPER)]
+        if not defined:
+            line = idx.end(last_import)[0] + 1
+            out.append(Edit(idx.path, (line, 0), (line, 0), _HELPER_CODE.format(name=CYCLE_HELPER)))
+        out.extend(_unused_cycle_import(idx, [v.node for v in flagged if v.file is value.file]))
+        return out
+
+    return _safe_fix(ctx, f"replace itertools.cycle with {CYCLE_HELPER}(), which re-iterates the loader "
+                          f"every pass", edits)
 
 
 def _unused_cycle_import(idx: SourceIndex, calls: Sequence[cst.Call]) -> List[Edit]:
@@ -227,16 +272,17 @@ def shuffle_fix(ctx, loader) -> Optional[Fix]:
     if not isinstance(call, cst.Call) or any(a.star for a in call.args) or not call.args:
         return None
     idx = ctx.source_index(loader.file)
-    for arg in call.args:
-        if arg.keyword is not None and arg.keyword.value == "shuffle":
-            edit = Edit(idx.path, idx.start(arg.value), idx.end(arg.value), "True")
-            break
-    else:
-        if len([a for a in call.args if a.keyword is None]) >= 3:
-            return None  # shuffle given positionally, or a form we do not recognise
+    given = next((arg for arg in call.args if arg.keyword is not None and arg.keyword.value == "shuffle"), None)
+    if given is None and len([a for a in call.args if a.keyword is None]) >= 3:
+        return None  # shuffle given positionally, or a form we do not recognise
+
+    def edits() -> List[Edit]:
+        if given is not None:
+            return [Edit(idx.path, idx.start(given.value), idx.end(given.value), "True")]
         end = idx.end(call.args[-1].value)
-        edit = Edit(idx.path, end, end, ", shuffle=True")
-    return Fix(FixSafety.SAFE, "pass shuffle=True so every epoch draws a new order", (edit,))
+        return [Edit(idx.path, end, end, ", shuffle=True")]
+
+    return _safe_fix(ctx, "pass shuffle=True so every epoch draws a new order", edits)
 
 
 def permutation_into_loop_fix(ctx, perm, epoch_loop) -> Optional[Fix]:
@@ -248,26 +294,27 @@ def permutation_into_loop_fix(ctx, perm, epoch_loop) -> Optional[Fix]:
     loop = epoch_loop.node
     if name is None or guarded or not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
         return None
-    if idx.parent(stmt) is not idx.parent(loop) or idx.start(stmt) > idx.start(loop):
+    if idx.parent(stmt) is not idx.parent(loop) or _comes_after(idx.parent(stmt), stmt, loop):
         return None
     scope = idx.function(loop) or idx.module
-    loop_start, loop_end = idx.offset(idx.start(loop)), idx.offset(idx.end(loop))
+    inside: Optional[Set[int]] = None
     for n in _names(scope):
         if n.value != name or n is stmt.body[0].targets[0].target:
             continue
-        try:
-            where = idx.offset(idx.start(n))
-        except KeyError:
-            continue
-        if not loop_start <= where < loop_end:
+        if inside is None:
+            inside = _inside_loop(loop)
+        if id(n) not in inside:
             return None  # used outside the loop (a Subset, a sampler list): rebuild by hand
     if {n.value for n in _names(perm.node)} & _assigned_names(loop):
         return None
-    at, indent = _loop_body_start(idx, loop)
-    if at is None:
+    if _first_in_body(loop) is None:
         return None
-    edits = (_delete_lines(idx, stmt), Edit(idx.path, at, at, _line_block(idx, stmt, indent)))
-    return Fix(FixSafety.SAFE, f"draw the permutation '{name}' anew at the start of each epoch", edits)
+
+    def edits() -> List[Edit]:
+        at, indent = _loop_body_start(idx, loop)
+        return [_delete_lines(idx, stmt), Edit(idx.path, at, at, _line_block(idx, stmt, indent))]
+
+    return _safe_fix(ctx, f"draw the permutation '{name}' anew at the start of each epoch", edits)
 
 
 def _module_alias(module: cst.Module, name: str) -> Optional[str]:
@@ -301,18 +348,20 @@ def permuted_loader_fix(ctx, loader) -> Optional[Fix]:
         torch_name = _module_alias(idx.module, "torch")
         if torch_name is None or (isinstance(value, cst.Call) and (callee_name(value) or "").endswith("Sampler")):
             return None
-        edits = (Edit(idx.path, idx.start(value), idx.start(value), f"{torch_name}.utils.data.SubsetRandomSampler("),
-                 Edit(idx.path, idx.end(value), idx.end(value), ")"))
-        return Fix(FixSafety.UNSAFE, "sample the fixed index list in a new order every epoch "
-                                     "(SubsetRandomSampler)", edits)
+        return _fix(ctx, FixSafety.UNSAFE, "sample the fixed index list in a new order every epoch "
+                                           "(SubsetRandomSampler)", lambda: (
+            Edit(idx.path, idx.start(value), idx.start(value), f"{torch_name}.utils.data.SubsetRandomSampler("),
+            Edit(idx.path, idx.end(value), idx.end(value), ")")))
     shuffle = keywords.get("shuffle")
-    if shuffle is not None:
-        edit = Edit(idx.path, idx.start(shuffle.value), idx.end(shuffle.value), "True")
-    else:
+
+    def edits() -> List[Edit]:
+        if shuffle is not None:
+            return [Edit(idx.path, idx.start(shuffle.value), idx.end(shuffle.value), "True")]
         end = idx.end(call.args[-1].value)
-        edit = Edit(idx.path, end, end, ", shuffle=True")
-    return Fix(FixSafety.UNSAFE, "pass shuffle=True: the loader visits the same examples in a new order every "
-                                 "epoch (the order fixed before training is no longer used)", (edit,))
+        return [Edit(idx.path, end, end, ", shuffle=True")]
+
+    return _fix(ctx, FixSafety.UNSAFE, "pass shuffle=True: the loader visits the same examples in a new order every "
+                                       "epoch (the order fixed before training is no longer used)", edits)
 
 
 def _reads_only_as_index(node: cst.CSTNode, name: str) -> bool:
@@ -328,7 +377,7 @@ def _reads_only_as_index(node: cst.CSTNode, name: str) -> bool:
             continue
         if isinstance(cur, cst.Name) and cur.value == name:
             return False
-        stack.extend(cur.children)
+        stack.extend(sub_nodes(cur))
     return found
 
 
@@ -372,14 +421,18 @@ def permutation_and_uses_into_loop_fix(ctx, perm, epoch_loop) -> Optional[Fix]:
     reads = set().union(*({n.value for n in _names(m)} for m in moved)) - own
     if (reads | own) & _assigned_names(loop):
         return None
-    at, indent = _loop_body_start(idx, loop)
-    if at is None:
+    if _first_in_body(loop) is None:
         return None
-    edits = [_delete_lines(idx, m) for m in moved]
-    edits.append(Edit(idx.path, at, at, "".join(_line_block(idx, m, indent) for m in moved)))
+
+    def edits() -> List[Edit]:
+        at, indent = _loop_body_start(idx, loop)
+        out = [_delete_lines(idx, m) for m in moved]
+        out.append(Edit(idx.path, at, at, "".join(_line_block(idx, m, indent) for m in moved)))
+        return out
+
     applied = ", ".join(sorted(own - {name}))
-    return Fix(FixSafety.UNSAFE, f"draw the permutation '{name}' and re-order {applied} with it at the start of "
-                                 f"each epoch", tuple(edits))
+    return _fix(ctx, FixSafety.UNSAFE, f"draw the permutation '{name}' and re-order {applied} with it at the start "
+                                       f"of each epoch", edits)
 
 
 # ---------------------------------------------------------------- BNL204
@@ -410,10 +463,13 @@ def seed_before_loop_fix(ctx, seed, epoch_loop) -> Optional[Fix]:
     own = _assigned_names(stmt)
     if ({n.value for n in _names(stmt)} - own) & (_assigned_names(loop) - own):
         return None
-    line = idx.start(loop)[0]
-    edits = (_delete_lines(idx, stmt),
-             Edit(idx.path, (line, 0), (line, 0), _line_block(idx, stmt, idx.indent_of(line))))
-    return Fix(FixSafety.SAFE, "seed once, before the epoch loop, so each epoch draws a new order", edits)
+
+    def edits() -> List[Edit]:
+        line = idx.start(loop)[0]
+        return [_delete_lines(idx, stmt),
+                Edit(idx.path, (line, 0), (line, 0), _line_block(idx, stmt, idx.indent_of(line)))]
+
+    return _safe_fix(ctx, "seed once, before the epoch loop, so each epoch draws a new order", edits)
 
 
 def _helper_of(idx: SourceIndex, seed, loop) -> Optional[cst.FunctionDef]:
@@ -465,7 +521,7 @@ def reseed_helper_fix(ctx, seed, helper: cst.FunctionDef, seeds) -> Optional[Fix
         if isinstance(node, (cst.Yield, cst.Global, cst.Nonlocal)):
             return None  # a generator would restore the state only when exhausted
         if isinstance(node, (cst.SimpleString, cst.ConcatenatedString, cst.FormattedString)) \
-                and idx.start(node)[0] != idx.end(node)[0]:
+                and _spans_lines(idx.module, node):
             return None  # re-indenting would change a multi-line string
     libs = {s.lib for s in seeds if s.lib != "generator"}
     if "all" in libs:
@@ -481,8 +537,6 @@ def reseed_helper_fix(ctx, seed, helper: cst.FunctionDef, seeds) -> Optional[Fix
         stmts = stmts[1:]  # the docstring stays first
     if not stmts:
         return None
-    first, last = idx.start(stmts[0])[0], idx.end(stmts[-1])[0]
-    indent = idx.indent_of(first)
     step = idx.module.default_indent
     saved = []
     if "numpy" in alias:
@@ -491,30 +545,41 @@ def reseed_helper_fix(ctx, seed, helper: cst.FunctionDef, seeds) -> Optional[Fix
     if "random" in alias:
         saved.append((_free_name(idx, helper, ["py_state", "bnlint_py_state"]), f"{alias['random']}.getstate()",
                       f"{alias['random']}.setstate"))
-    head, depth = [], 0
-    if saved:
-        head += [f"{indent}{name} = {get}\n" for name, get, _ in saved] + [f"{indent}try:\n"]
-        depth += 1
-    if "torch" in alias:
-        head.append(f"{indent}{step * depth}with {alias['torch']}.random.fork_rng():\n")
-        depth += 1
-    lines = []
-    for n in range(first, last + 1):
-        line = idx.line_text(n).rstrip("\r")
-        lines.append((step * depth + line if line.strip() else line) + "\n")
-    tail = []
-    if saved:
-        tail = [f"{indent}finally:\n"] + [f"{indent}{step}{put}({name})\n" for name, _, put in saved]
-    text = "".join(head + lines + tail)
+
+    def edits() -> List[Edit]:
+        first, last = idx.start(stmts[0])[0], idx.end(stmts[-1])[0]
+        indent = idx.indent_of(first)
+        head, depth = [], 0
+        if saved:
+            head += [f"{indent}{name} = {get}\n" for name, get, _ in saved] + [f"{indent}try:\n"]
+            depth += 1
+        if "torch" in alias:
+            head.append(f"{indent}{step * depth}with {alias['torch']}.random.fork_rng():\n")
+            depth += 1
+        lines = []
+        for n in range(first, last + 1):
+            line = idx.line_text(n).rstrip("\r")
+            lines.append((step * depth + line if line.strip() else line) + "\n")
+        tail = []
+        if saved:
+            tail = [f"{indent}finally:\n"] + [f"{indent}{step}{put}({name})\n" for name, _, put in saved]
+        return [Edit(idx.path, (first, 0), (last + 1, 0), "".join(head + lines + tail))]
+
     how = []
     if "torch" in alias:
         how.append("under torch.random.fork_rng()")
     if saved:
         how.append(f"with the {' and '.join(lib for lib in ('numpy', 'random') if lib in alias)} RNG "
                    f"state{'s' if len(saved) > 1 else ''} saved and restored")
-    return Fix(FixSafety.SAFE, f"run {helper.name.value}() {' and '.join(how)}: it draws what it drew before and "
-                               f"no longer resets the global random order of each epoch",
-               (Edit(idx.path, (first, 0), (last + 1, 0), text),))
+    return _safe_fix(ctx, f"run {helper.name.value}() {' and '.join(how)}: it draws what it drew before and "
+                          f"no longer resets the global random order of each epoch", edits)
+
+
+def _spans_lines(module: cst.Module, string: cst.BaseExpression) -> bool:
+    """Does a string literal's text (without its own parentheses: the span its
+    position covers) run over more than one line?"""
+    code = module.code_for_node(string.with_changes(lpar=(), rpar=()))
+    return "\n" in code or "\r" in code
 
 
 def _walk(node: cst.CSTNode):
@@ -522,7 +587,7 @@ def _walk(node: cst.CSTNode):
     while stack:
         cur = stack.pop()
         yield cur
-        stack.extend(cur.children)
+        stack.extend(sub_nodes(cur))
 
 
 def _contains(outer: cst.CSTNode, node: cst.CSTNode) -> bool:
@@ -531,7 +596,7 @@ def _contains(outer: cst.CSTNode, node: cst.CSTNode) -> bool:
         cur = stack.pop()
         if cur is node:
             return True
-        stack.extend(cur.children)
+        stack.extend(sub_nodes(cur))
     return False
 
 

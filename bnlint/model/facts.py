@@ -20,7 +20,7 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 from bnlint.model.targets import may_define_models
 
-__all__ = ["Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "module_facts", "size_hints"]
+__all__ = ["Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "module_facts", "size_hints", "may_imply_size"]
 
 # Names a call's callee cannot be a project model through (builtins, the usual tensor
 # and numerics libraries): calls on them are not recorded.
@@ -144,6 +144,61 @@ def size_hints(tree: ast.AST) -> Tuple[int, ...]:
                     and 8 <= first.value <= 1024:
                 out.append(first.value)
     return tuple(out)
+
+
+# What a file's text must contain for ``size_hints`` of it to find anything: a dataset
+# word or a crop/resize name, written out (case aside) ...
+_SIZE_WORDS = re.compile(rb"(?i:mnist|cifar|svhn|stl|imagenet|imagefolder|ilsvrc|crop|resize)")
+# ... unless a string value may differ from its text: a literal with escapes, or
+# literals written next to each other (``"CIF" "AR10"`` is one constant). Literals and
+# comments are found as the tokenizer finds them (comments first, so that quotes in
+# them do not count; escaped characters skipped inside literals).
+_LITERALS = re.compile(
+    rb"#[^\n]*"
+    rb"|(?P<lit>[rRbBuUfF]{0,2}(?:'''(?:[^\\]|\\.)*?'''|\"\"\"(?:[^\\]|\\.)*?\"\"\""
+    rb"|'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"))",
+    re.S,
+)
+_CODING = re.compile(rb"[ \t\f]*#.*?coding[:=]")  # PEP 263, on the first two lines
+_BETWEEN_LITERALS = re.compile(rb"(?:[ \t\r\n\f]|\\\r?\n|#[^\n]*)*")
+
+
+def _escaped_value_may_imply_size(literal: bytes) -> bool:
+    """A literal with backslashes: bytes never make a str constant, a raw string's
+    value is its text (already searched), an f-string is parsed; the others are
+    evaluated and their value searched."""
+    prefix = literal[:len(literal) - len(literal.lstrip(b"rRbBuUfF"))].lower()
+    if b"b" in prefix or b"r" in prefix:
+        return False
+    if b"f" in prefix:
+        return True
+    try:
+        value = ast.literal_eval(literal.decode("ascii"))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return True
+    return not isinstance(value, str) or bool(_SIZE_WORDS.search(value.encode("utf-8", "replace")))
+
+
+def may_imply_size(raw: bytes) -> bool:
+    """False only when ``size_hints`` of the file's tree is certainly empty: in an ASCII
+    text every name is spelled out, and so is every string value when no literal has
+    escapes and none is written next to another; a text that then contains no dataset
+    word and no crop or resize name implies no size. Saves parsing most files of a
+    project for its input size."""
+    if not raw.isascii() or any(_CODING.match(line) for line in raw.split(b"\n", 2)[:2]):
+        return True  # identifiers may be normalised, the text decoded otherwise
+    if _SIZE_WORDS.search(raw):
+        return True
+    end = None  # where the last literal ended
+    for match in _LITERALS.finditer(raw):
+        if match.group("lit") is None:
+            continue  # a comment
+        if b"\\" in match.group() and _escaped_value_may_imply_size(match.group()):
+            return True
+        if end is not None and _BETWEEN_LITERALS.fullmatch(raw, end, match.start()):
+            return True
+        end = match.end()
+    return False
 
 
 def _dotted(node: ast.AST) -> Optional[str]:

@@ -37,14 +37,20 @@ from typing import Dict, Optional, Sequence, Tuple
 __all__ = ["ServerPool", "Server", "ServerError", "available", "POOL"]
 
 # What a server imports before forking: the child then starts with them loaded.
-# torch._dynamo (2 s, more with triton) is imported by torch itself the first time a
-# model initialises weights on the meta device (nn.init.kaiming_normal_ and friends go
-# through torch._refs), i.e. for most real models: once per server, not once per file.
 PRELOAD = (
-    "torch", "torch.nn", "torch.fx", "torch.fx.passes.shape_prop", "torch.overrides", "torch._dynamo",
+    "torch", "torch.nn", "torch.fx", "torch.fx.passes.shape_prop", "torch.overrides",
     "bnlint.model.worker", "bnlint.model.loader", "bnlint.model.trace", "bnlint.model.graphbuild", "bnlint.model.concrete",
-    "bnlint.model.sites", "bnlint.fix.equivalence",
+    "bnlint.model.sites", "bnlint.model.metainit", "bnlint.fix.equivalence",
 )
+
+# What a server imports only once a child has needed it. torch._dynamo (2 s, more with
+# triton) is imported by torch itself when a meta tensor runs an operation whose meta
+# implementation is a Python reference (torch._refs), e.g. BatchNorm's forward when
+# shapes are propagated on meta tensors; weight initialisation on the meta device no
+# longer needs it (bnlint.model.metainit). Most model files never import it, and a
+# check of one such file should not wait for it; a run that meets one imports it in
+# that child, and the server imports it before its next fork.
+ON_DEMAND = ("torch._dynamo",)
 
 
 class ServerError(Exception):
@@ -59,10 +65,31 @@ def available() -> bool:
 
 # ---------------------------------------------------------------- server side
 
-def _child(request: Dict) -> None:
-    """In the forked child: become an independent worker and run the entry point."""
+class _NoteImports:
+    """A ``sys.meta_path`` entry of a child: it tells the server (one line on ``fd``)
+    when the child imports one of ``names``, and finds nothing itself."""
+
+    def __init__(self, fd: int, names: Sequence[str]):
+        self.fd = fd
+        self.names = set(names)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname in self.names:
+            self.names.discard(fullname)
+            try:
+                os.write(self.fd, (fullname + "\n").encode())
+            except OSError:
+                pass
+        return None
+
+
+def _child(request: Dict, notes: Optional[int] = None) -> None:
+    """In the forked child: become an independent worker and run the entry point;
+    ``notes``: where to say which ON_DEMAND modules it imports."""
     code = 70
     try:
+        if notes is not None:
+            sys.meta_path.insert(0, _NoteImports(notes, [n for n in ON_DEMAND if n not in sys.modules]))
         os.setsid()
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -110,12 +137,21 @@ def serve() -> None:
 
     send({"ready": True, "pid": os.getpid()})
     stdin = sys.stdin.fileno()
+    notes_in, notes_out = os.pipe()  # children say here which ON_DEMAND modules they imported
+    wanted: set = set()
+    noted = b""
     children: Dict[int, int] = {}  # pid -> request id
     buffer, eof = b"", False
     while not eof or children:
         if not eof:
-            ready, _, _ = select.select([stdin], [], [], 0.01)
-            if ready:
+            ready, _, _ = select.select([stdin, notes_in], [], [], 0.01)
+            if notes_in in ready:
+                noted += os.read(notes_in, 4096)
+                while b"\n" in noted:
+                    name, noted = noted.split(b"\n", 1)
+                    if name.decode() in ON_DEMAND:
+                        wanted.add(name.decode())
+            if stdin in ready:
                 chunk = os.read(stdin, 65536)
                 eof = not chunk
                 buffer += chunk
@@ -124,9 +160,11 @@ def serve() -> None:
                     if not line.strip():
                         continue
                     request = json.loads(line)
+                    _import_wanted(wanted)
                     pid = os.fork()
                     if pid == 0:
-                        _child(request)
+                        os.close(notes_in)
+                        _child(request, notes_out)
                     children[pid] = request["id"]
                     send({"id": request["id"], "pid": pid})
         else:
@@ -142,6 +180,24 @@ def serve() -> None:
             rid = children.pop(pid, None)
             if rid is not None:
                 send({"id": rid, "exit": os.waitstatus_to_exitcode(status)})
+    # Leave without tearing the interpreter down: with torch loaded that takes a second
+    # or more, and the CLI waits for this process before it exits.
+    out.flush()
+    os._exit(0)
+
+
+def _import_wanted(wanted: set) -> None:
+    """Import the ON_DEMAND modules a child needed, once, before the next fork."""
+    import importlib
+
+    while wanted:
+        name = wanted.pop()
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass  # the child imports (and reports) what it needs
 
 
 # ---------------------------------------------------------------- CLI side
@@ -225,6 +281,11 @@ class Server:
         return not self._dead and self.proc.poll() is None
 
     def close(self) -> None:
+        if not self._ready.is_set():  # still importing torch: it has no children, nothing to wait for
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             self.proc.stdin.close()
         except OSError:

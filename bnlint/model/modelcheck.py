@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
@@ -17,14 +18,15 @@ from bnlint.model.failures import (
     failure, file_failure, model_failures, model_names, not_analysed_notes, note_finding,
 )
 from bnlint.model.locations import Location, _display_path, _group_key, _is_library, locate
-from bnlint.model.process import run_worker
+from bnlint.model.process import run_worker, start_workers_early
 from bnlint.model.targets import TargetSpec
 from bnlint.rule import Hit, Rule
 
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["ModelJob", "ModelCheckResult", "check_model_files", "graph_from_json", "run_worker", "file_failure"]
+__all__ = ["ModelJob", "ModelCheckResult", "check_model_files", "graph_from_json", "run_worker", "file_failure",
+           "start_workers_early"]
 
 
 @dataclass
@@ -213,6 +215,15 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
     return findings
 
 
+def _import_for_findings() -> None:
+    try:
+        import networkx  # noqa: F401  (graph_from_json, the graph rules)
+
+        import bnlint.fix.modelfix  # noqa: F401  (fix planning: libcst)
+    except ImportError:
+        pass  # reported where it is used
+
+
 LATENT_RULE = "BNL104"
 
 
@@ -249,8 +260,13 @@ def check_model_files(jobs: Sequence[ModelJob], config: Config, rules: Sequence[
         result.by_job[job.path] = notes
         result.findings.extend(notes)
     workers = max(1, min(len(busy), workers or os.cpu_count() or 1))
+    # What turning answers into findings imports (networkx, libcst for fixes: about a
+    # second) is imported while the workers run, not after them.
+    imports = threading.Thread(target=_import_for_findings, name="bnlint-imports", daemon=True)
+    imports.start()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         outcomes = list(pool.map(run, busy))
+    imports.join()
     for job, (answer, why) in outcomes:
         if answer is None:
             reason = "timeout" if why and why.startswith("timed out") else "crashed"

@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 from bnlint import atomic
 from bnlint.model import forkserver
 
-__all__ = ["run_worker", "USER_CODE_STEP", "STARTUP_LIMIT"]
+__all__ = ["run_worker", "start_workers_early", "USER_CODE_STEP", "STARTUP_LIMIT"]
 
 
 def _worker_env() -> Dict[str, str]:
@@ -31,6 +31,17 @@ def _worker_env() -> Dict[str, str]:
     env.setdefault("MKL_NUM_THREADS", "1")
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
+
+
+def start_workers_early() -> None:
+    """Start the fork server now, so that its import of torch (seconds) runs while the
+    caller still reads, parses and checks files; the first model file then finds it
+    ready, or nearly. Nothing happens where there is no fork server."""
+    if forkserver.available():
+        try:
+            forkserver.POOL.acquire(_worker_env(), STARTUP_LIMIT)
+        except OSError:
+            pass  # the first worker falls back to a process of its own
 
 
 def run_worker(request: Dict[str, Any], timeout: float, module: str = "bnlint.model.worker") -> Tuple[Optional[Dict[str, Any]], Optional[str]]:

@@ -114,7 +114,9 @@ def _build(factory, args, kwargs, device: str, notes: Optional[List[str]] = None
 
     with recording_construction_sites():
         if device == "meta":
-            with torch.device("meta"):
+            from bnlint.model.metainit import initialisation_skipped_on_meta
+
+            with torch.device("meta"), initialisation_skipped_on_meta():
                 model, note = build_without_downloads(factory, args, kwargs)
         else:
             model, note = build_without_downloads(factory, args, kwargs)

@@ -16,7 +16,7 @@ from bnlint.findings import Finding, Severity, SourceSpan
 from bnlint.rule import Hit, Rule
 from bnlint.script.facts import Loop, ScriptFacts, Value
 from bnlint.script.known import SCRIPT_HINT, may_matter
-from bnlint.script.positions import locate_nodes
+from bnlint.script.positions import locate_all_with_syntactic_positions, locate_nodes
 from bnlint.script.project import FileInfo, Project, index_file
 from bnlint.script.walker import analyse_project
 
@@ -29,15 +29,32 @@ _ANCHOR_TYPES = (cst.Call, cst.Subscript, cst.ListComp, cst.GeneratorExp, cst.Se
 
 class ScriptContext:
     """What a script rule's ``check`` receives: the facts, plus source spans and
-    severities computed on demand."""
+    severities computed on demand.
 
-    def __init__(self, facts: ScriptFacts) -> None:
+    ``plan_fixes``: whether fixes get their edits (``bnlint fix``, ``--format sarif``,
+    the Python API). Without it a rule still says whether a fix exists and what it does
+    (the ``[*]`` marker, JSON's ``fix`` object), decided on the tree and its parents;
+    only the edits need source positions of the whole file. With it, a file's spans
+    and the positions the edits need come from one code generation pass."""
+
+    def __init__(self, facts: ScriptFacts, plan_fixes: bool = True) -> None:
         self.facts = facts
+        self.plan_fixes = plan_fixes
         self._positions: Dict[int, Dict] = {}
+        self._syntactic: Dict[int, object] = {}  # id(file) -> PositionProvider positions
+        self._indexes: Dict[int, object] = {}
+
+    def _locate_all(self, file: FileInfo) -> None:
+        spans, positions = locate_all_with_syntactic_positions(file.module)
+        self._positions[id(file)] = spans
+        self._syntactic[id(file)] = positions
 
     def span(self, node: cst.CSTNode, file: FileInfo) -> SourceSpan:
         table = self._positions.get(id(file))
-        if table is None:
+        if table is None and self.plan_fixes:
+            self._locate_all(file)
+            table = self._positions[id(file)]
+        elif table is None:
             table = locate_nodes(file.module, _ANCHOR_TYPES + (type(node),))
             self._positions[id(file)] = table
         elif id(node) not in table:
@@ -46,13 +63,16 @@ class ScriptContext:
         return SourceSpan(file.path, line, col + 1, end_line, end_col + 1)
 
     def source_index(self, file: FileInfo):
-        """Positions and parents of ``file``'s nodes, for planning fixes (cached)."""
-        cache = self.__dict__.setdefault("_indexes", {})
-        if id(file) not in cache:
+        """Parents of ``file``'s nodes, and their positions when fixes are planned, for
+        the fix planners (``bnlint.fix.scriptfix``; cached per file)."""
+        if id(file) not in self._indexes:
             from bnlint.fix.cstindex import SourceIndex
 
-            cache[id(file)] = SourceIndex.from_module(file.path, file.module)
-        return cache[id(file)]
+            if self.plan_fixes and id(file) not in self._syntactic:
+                self._locate_all(file)
+            self._indexes[id(file)] = SourceIndex.from_module(file.path, file.module,
+                                                              self._syntactic.get(id(file)))
+        return self._indexes[id(file)]
 
     def severity(self, loops: Iterable[Loop], file: Optional[FileInfo] = None) -> Severity:
         """Error when the model trained in these loops contains BatchNorm."""
@@ -74,9 +94,10 @@ def parse_file(path: str, text: str, module_name: str, abs_path: str, scanned: b
     return index_file(path, module, module_name, abs_path, scanned)
 
 
-def analyse(project: Project) -> ScriptContext:
-    """Walk the project; the context the rules check."""
-    return ScriptContext(analyse_project(project))
+def analyse(project: Project, plan_fixes: bool = True) -> ScriptContext:
+    """Walk the project; the context the rules check (``plan_fixes``: see
+    ``ScriptContext``)."""
+    return ScriptContext(analyse_project(project), plan_fixes)
 
 
 def analyse_sources(sources) -> ScriptContext:

@@ -16,7 +16,7 @@ try:  # libcst's code generator state; public enough to subclass in practice
 except ImportError:  # pragma: no cover - fall back to the metadata provider
     CodegenState = None
 
-__all__ = ["locate_nodes"]
+__all__ = ["locate_nodes", "locate_all_with_syntactic_positions"]
 
 Position = Tuple[int, int]  # 1-based line, 0-based column
 
@@ -44,15 +44,15 @@ def _positions_from_tokens(tokens, marks: Dict[int, int]) -> Dict[int, Position]
     wanted = sorted((index, key) for key, index in marks.items())
     line, col, done = 1, 0, 0
     for index, key in wanted:
-        while done < index:
-            tok = tokens[done]
-            nl = tok.count("\n")
+        if done < index:  # the tokens in between, as one string (no loop per token)
+            text = "".join(tokens[done:index])
+            nl = text.count("\n")
             if nl:
                 line += nl
-                col = len(tok) - tok.rfind("\n") - 1
+                col = len(text) - text.rfind("\n") - 1
             else:
-                col += len(tok)
-            done += 1
+                col += len(text)
+            done = index
         out[key] = (line, col)
     return out
 
@@ -84,3 +84,41 @@ def locate_nodes(module: cst.Module, types) -> Dict[int, Tuple[Position, Positio
     start_pos = _positions_from_tokens(tokens, starts)
     end_pos = _positions_from_tokens(tokens, state.ends)
     return {k: (start_pos[k], end_pos.get(k, start_pos[k])) for k in start_pos}
+
+
+def locate_all_with_syntactic_positions(module: cst.Module):
+    """``(locate_nodes(module, every type), positions)`` from one code generation pass:
+    the spans findings are reported at, and libcst's ``PositionProvider`` positions of
+    every node, which fix planning needs (``bnlint.fix.cstindex``). For runs that plan
+    fixes: the position metadata of a file is then built once."""
+    from libcst.metadata.position_provider import PositionProvidingCodegenState
+
+    from bnlint.fix.cstindex import syntactic_positions
+
+    class MarkingPositionState(PositionProvidingCodegenState):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.starts: Dict[int, int] = {}
+            self.ends: Dict[int, int] = {}
+
+        def before_codegen(self, node) -> None:
+            super().before_codegen(node)
+            self.starts[id(node)] = len(self.tokens)
+
+        def after_codegen(self, node) -> None:
+            super().after_codegen(node)
+            self.ends[id(node)] = len(self.tokens)
+
+    states = []
+
+    def make_state(**kwargs):
+        states.append(MarkingPositionState(**kwargs))
+        return states[-1]
+
+    positions = syntactic_positions(module, make_state)
+    state = states[0]
+    tokens = state.tokens
+    starts = {k: _skip_lead(tokens, i, state.ends.get(k, i)) for k, i in state.starts.items()}
+    start_pos = _positions_from_tokens(tokens, starts)
+    end_pos = _positions_from_tokens(tokens, state.ends)
+    return {k: (start_pos[k], end_pos.get(k, start_pos[k])) for k in start_pos}, positions

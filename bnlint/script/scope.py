@@ -14,7 +14,10 @@ imports libcst until something must be parsed.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import threading
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -45,7 +48,10 @@ class CheckedFile:
 
 
 def check_in_project(files: Sequence[CheckedFile], rules, *, cache=None, index=None,
-                     on_error: Optional[Callable[[CheckedFile, Exception], None]] = None) -> List[Finding]:
+                     on_error: Optional[Callable[[CheckedFile, Exception], None]] = None,
+                     plan_fixes: bool = True) -> List[Finding]:
+    """``plan_fixes``: fixes get their edits (else only whether a fix exists and what
+    it does: ``bnlint.script.analysis.ScriptContext``)."""
     rules = [r for r in rules if r.check is not None]
     if not rules or not files:
         return []
@@ -57,7 +63,7 @@ def check_in_project(files: Sequence[CheckedFile], rules, *, cache=None, index=N
         groups.setdefault(key, []).append(f)
     out: List[Finding] = []
     for key in sorted(groups):
-        out.extend(_check_group(key, groups[key], rules, cache, index, on_error))
+        out.extend(_check_group(key, groups[key], rules, cache, index, on_error, plan_fixes))
     return sorted(out, key=Finding.sort_key)
 
 
@@ -69,7 +75,7 @@ def _package_base(path: str) -> str:
     return folder
 
 
-def _check_group(key, group, rules, cache, index, on_error) -> List[Finding]:
+def _check_group(key, group, rules, cache, index, on_error, plan_fixes) -> List[Finding]:
     root, shallow = key
     from bnlint.sources import SourceError
 
@@ -89,8 +95,11 @@ def _check_group(key, group, rules, cache, index, on_error) -> List[Finding]:
     layout = Layout(root, index=index, hint=may_matter, overrides=overrides, shallow=shallow)
     paths = [f.abs_path for f in given]
 
+    # Findings with planned fixes and findings whose fixes have no edits are kept apart.
+    kinds = ("script-file", "script-set") if plan_fixes else ("script-file-unplanned", "script-set-unplanned")
+
     def file_key(f: CheckedFile) -> str:
-        return cache.key("script-file", [f.path.encode(), f.abs_path.encode(), layout.context_key(f.abs_path).encode()])
+        return cache.key(kinds[0], [f.path.encode(), f.abs_path.encode(), layout.context_key(f.abs_path).encode()])
 
     combined = None
     found: List[Finding] = []
@@ -100,7 +109,7 @@ def _check_group(key, group, rules, cache, index, on_error) -> List[Finding]:
     if cache is not None:
         parts = [p for f in given for p in (f.path.encode(), f.abs_path.encode())]
         parts += [(layout.rel(p) + "\0" + layout.digest(p)).encode() for p in layout.context(paths)]
-        combined = cache.key("script-set", parts)
+        combined = cache.key(kinds[1], parts)
         hit = cache.get(combined)
         if hit is not None:
             return hit
@@ -113,7 +122,7 @@ def _check_group(key, group, rules, cache, index, on_error) -> List[Finding]:
                 else:
                     found.extend(cached)
     if missed:
-        fresh = _analyse(layout, missed, sources, rules, on_error)
+        fresh = _analyse(layout, missed, sources, rules, on_error, plan_fixes)
         found.extend(fresh)
         if cache is not None:
             by_path: Dict[str, List[Finding]] = {f.path: [] for f in missed}
@@ -127,9 +136,39 @@ def _check_group(key, group, rules, cache, index, on_error) -> List[Finding]:
     return found
 
 
-def _analyse(layout: Layout, missed: Sequence[CheckedFile], sources: Dict, rules, on_error) -> List[Finding]:
-    from bnlint.script.analysis import analyse, findings_of, parse_file
-    from bnlint.script.project import Project
+_COLLECTIONS = threading.Lock()
+_RARE: List[tuple] = []  # thresholds to restore, one entry per analysis running
+
+
+@contextlib.contextmanager
+def _rare_collections():
+    """Parsing allocates millions of objects that all live until the rules have run;
+    the cyclic garbage collector would scan them again and again (about 15% of the
+    analysis). Meanwhile it runs rarely; the thresholds come back afterwards."""
+    with _COLLECTIONS:
+        if not _RARE:
+            old = gc.get_threshold()
+            gc.set_threshold(max(old[0], 100_000), max(old[1], 50), max(old[2], 1000))
+            _RARE.append(old)
+        else:
+            _RARE.append(_RARE[-1])
+    try:
+        yield
+    finally:
+        with _COLLECTIONS:
+            old = _RARE.pop()
+            if not _RARE:
+                gc.set_threshold(*old)
+
+
+def _analyse(layout: Layout, missed: Sequence[CheckedFile], sources: Dict, rules, on_error,
+             plan_fixes: bool = True) -> List[Finding]:
+    with _rare_collections():
+        return _analyse_files(layout, missed, sources, rules, on_error, plan_fixes)
+
+
+def _analyse_files(layout: Layout, missed: Sequence[CheckedFile], sources: Dict, rules, on_error,
+                   plan_fixes: bool) -> List[Finding]:
     from bnlint.sources import SourceError, read_source
 
     by_abs = {f.abs_path: f for f in missed}
@@ -146,6 +185,8 @@ def _analyse(layout: Layout, missed: Sequence[CheckedFile], sources: Dict, rules
             shown[f.abs_path] = f.path
     if not shown:
         return []
+    from bnlint.script.analysis import analyse, findings_of, parse_file  # libcst: only when needed
+    from bnlint.script.project import Project
 
     def load(abs_path: str, scanned: bool = False):
         src = sources.get(abs_path)
@@ -166,4 +207,4 @@ def _analyse(layout: Layout, missed: Sequence[CheckedFile], sources: Dict, rules
             files.append(info)
     project = Project(files, layout, load)
     wanted = set(shown.values())
-    return findings_of(analyse(project), rules, wanted.__contains__)
+    return findings_of(analyse(project, plan_fixes), rules, wanted.__contains__)
