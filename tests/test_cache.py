@@ -18,7 +18,7 @@ MODEL = textwrap.dedent("""
             super().__init__()
             with open("BUILDS.log", "a") as fh:  # counts how often the model is built
                 fh.write("built\\n")
-            self.fc = nn.Linear(8, 8)
+            self.fc = nn.Linear(8, 8, bias=False)  # feeds BatchNorm (BNL106 otherwise)
             self.head = head(8, {p})
 
         def forward(self, x):

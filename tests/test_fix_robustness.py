@@ -315,22 +315,25 @@ class TwoBranches(nn.Module):
 '''
 
 
-def test_one_run_applies_overlapping_fixes_and_skips_a_hopeless_one(tmp_path):
-    """A fix that cannot remove its finding no longer holds back the file's other
-    fixes, and fixes that overlap are applied in further rounds of the same run."""
+def test_one_run_applies_overlapping_fixes_and_checks_every_model_of_a_shared_block(tmp_path):
+    """Fixes that overlap are applied in further rounds of the same run, and the fix of
+    a block that two models share must clear the finding in both: behind the block's
+    BN it would leave BlockThenNorm's finding, so the dropout moves before the conv
+    whose output it dropped (Kim et al.) and both models are clean."""
     target = tmp_path / "models.py"
     target.write_text(ROUNDS_MODELS)
     proc = run_bnlint("fix", "models.py", cwd=tmp_path)
     assert "Traceback" not in proc.stderr, proc.stderr
     out = proc.stdout
     assert "fix rejected" not in out and "not fixed in this run" not in out, out
-    assert "BNL101 at line 14 not fixed: BNL101 is still reported after its fix" in out, out
-    assert "Fixed 2 problems (1 remaining)" in out, out
+    assert "models.py:14:13: BNL101 fixed: move Dropout(p=0.2) 'block.drop' before Conv2d 'block.conv'" in out, out
+    assert "Fixed 3 problems (0 remaining)" in out, out
     text = target.read_text()
-    assert "x = self.drop(x)" in text  # Block untouched
+    assert "x = self.conv(self.drop(x))" in text, text  # before the conv, not behind the BN
     assert "self.drop1(" in text and "self.drop2(" in text and "a = self.conv1(x)" in text, text
-    assert "return self.drop" in text, text
+    assert "return self.drop" in text, text  # TwoBranches: both dropouts after its BN
+    check = run_bnlint("check", "--no-cache", "--select", "BNL101,BNL102", "models.py", cwd=tmp_path)
+    assert check.returncode == 0 and "All checks passed!" in check.stdout, check.stdout
     again = run_bnlint("fix", "models.py", cwd=tmp_path)
     assert target.read_text() == text, again.stdout
-    assert "Fixed 0 problems (1 remaining)" in again.stdout, again.stdout
     assert sorted(os.listdir(tmp_path)) == ["models.py"]

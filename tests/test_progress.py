@@ -19,7 +19,7 @@ NET = textwrap.dedent("""\
     class Net{n}(nn.Module):
         def __init__(self):
             super().__init__()
-            self.fc = nn.Linear(4, 2)
+            self.fc = nn.Linear(4, 2, bias=False)
             self.bn = nn.BatchNorm1d(2)
 
         def forward(self, x):
