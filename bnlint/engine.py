@@ -276,8 +276,8 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
             except (ValueError, RecursionError, MemoryError) as exc:
                 findings.append(analysis_failure(job.path, f"cannot parse file: {type(exc).__name__}: {exc}"))
                 continue
-            candidates = may_define_models(tree) + [n for n in may_define_factories(tree)
-                                                     if n not in may_define_models(tree)]
+            candidates = may_define_models(tree)
+            candidates += [n for n in may_define_factories(tree) if n not in candidates]
             imports: Optional[List[str]] = None
             if cache is not None and (candidates or job.targets):
                 from bnlint.cache import direct_imports
