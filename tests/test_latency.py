@@ -247,3 +247,51 @@ def test_project_input_size_is_the_one_the_facts_give(tmp_path):
     assert counts == Counter({224: 2, 32: 1})
     assert project.size_hint([str(tmp_path / "net.py")]) == 224  # no hint in the file: the project's
     assert project.size_hint([str(tmp_path / "train.py")]) == 32
+
+
+def _script_fixture_texts():
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
+    for folder in sorted(os.listdir(root)):
+        if folder.startswith("BNL2") or folder == "scripts_clean":
+            for name in sorted(os.listdir(os.path.join(root, folder))):
+                if name.endswith(".py"):
+                    with open(os.path.join(root, folder, name), encoding="utf-8") as fh:
+                        yield f"{folder}/{name}", fh.read()
+
+
+def test_positions_found_by_search_are_the_generated_ones():
+    """``locate_unique`` (check's way to a finding's position without generating the
+    file's code) answers only where it is certain, and then as ``locate_nodes`` does:
+    every node of every script fixture, nested and repeated ones included."""
+    import libcst as cst
+
+    from bnlint.script.positions import locate_nodes, locate_unique
+
+    class Every(cst.CSTVisitor):
+        def __init__(self):
+            self.nodes = []
+
+        def on_visit(self, node):
+            self.nodes.append(node)
+            return True
+
+    answered = declined = 0
+    for name, text in _script_fixture_texts():
+        module = cst.parse_module(text)
+        every = Every()
+        module.visit(every)
+        truth = locate_nodes(module, {type(n) for n in every.nodes})
+        for node in every.nodes:
+            quick = locate_unique(module, text, node)
+            if quick is None:
+                declined += 1
+                continue
+            answered += 1
+            assert quick == truth[id(node)], (name, type(node).__name__, module.code_for_node(node))
+    assert answered > 1000 and declined > 100, (answered, declined)
+    # Repeated text is never placed: the same call twice, at two places.
+    text = "import torch\n\ndef f():\n    return torch.randperm(10)\n\nidx = torch.randperm(10)\n"
+    module = cst.parse_module(text)
+    call = module.body[-1].body[0].value
+    assert locate_unique(module, text, call) is None
+    assert locate_unique(module, text, module.body[-1].body[0]) == ((6, 0), (6, 24))

@@ -16,7 +16,7 @@ from bnlint.findings import Finding, Severity, SourceSpan
 from bnlint.rule import Hit, Rule
 from bnlint.script.facts import Loop, ScriptFacts, Value
 from bnlint.script.known import SCRIPT_HINT, may_matter
-from bnlint.script.positions import locate_all_with_syntactic_positions, locate_nodes
+from bnlint.script.positions import locate_all_with_syntactic_positions, locate_nodes, locate_unique
 from bnlint.script.project import FileInfo, Project, index_file
 from bnlint.script.walker import analyse_project
 
@@ -51,6 +51,13 @@ class ScriptContext:
 
     def span(self, node: cst.CSTNode, file: FileInfo) -> SourceSpan:
         table = self._positions.get(id(file))
+        if table is None and not self.plan_fixes and file.text is not None:
+            # Most findings sit on one line whose text occurs once in the file: found
+            # by a search, without generating the file's code (positions.locate_unique).
+            found = locate_unique(file.module, file.text, node)
+            if found is not None:
+                (line, col), (end_line, end_col) = found
+                return SourceSpan(file.path, line, col + 1, end_line, end_col + 1)
         if table is None and self.plan_fixes:
             self._locate_all(file)
             table = self._positions[id(file)]
@@ -91,7 +98,9 @@ def parse_file(path: str, text: str, module_name: str, abs_path: str, scanned: b
         module = cst.parse_module(text)
     except (cst.ParserSyntaxError, RecursionError, ValueError, MemoryError):
         return None
-    return index_file(path, module, module_name, abs_path, scanned)
+    info = index_file(path, module, module_name, abs_path, scanned)
+    info.text = text
+    return info
 
 
 def analyse(project: Project, plan_fixes: bool = True) -> ScriptContext:

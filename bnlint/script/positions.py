@@ -7,7 +7,7 @@ the wanted nodes start and end.
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import libcst as cst
 
@@ -16,7 +16,7 @@ try:  # libcst's code generator state; public enough to subclass in practice
 except ImportError:  # pragma: no cover - fall back to the metadata provider
     CodegenState = None
 
-__all__ = ["locate_nodes", "locate_all_with_syntactic_positions"]
+__all__ = ["locate_nodes", "locate_unique", "locate_all_with_syntactic_positions"]
 
 Position = Tuple[int, int]  # 1-based line, 0-based column
 
@@ -84,6 +84,27 @@ def locate_nodes(module: cst.Module, types) -> Dict[int, Tuple[Position, Positio
     start_pos = _positions_from_tokens(tokens, starts)
     end_pos = _positions_from_tokens(tokens, state.ends)
     return {k: (start_pos[k], end_pos.get(k, start_pos[k])) for k in start_pos}
+
+
+def locate_unique(module: cst.Module, text: str, node: cst.CSTNode) -> Optional[Tuple[Position, Position]]:
+    """``((line, col), (end_line, end_col))`` of ``node`` as ``locate_nodes`` gives it,
+    without generating the module's code, when that is certain: the node's own code is
+    one line (so it does not depend on the indentation around it) and occurs exactly
+    once in ``text``, the source ``module`` was parsed from (libcst gives back that
+    source exactly, so the node's code is a slice of it: the only occurrence is the
+    node's). None otherwise: the caller generates the module's code."""
+    code = module.code_for_node(node)
+    if not code or code[0].isspace() or "\n" in code or "\r" in code or "\f" in code:
+        return None  # (where leading whitespace ends is a matter of tokens: not searched)
+    start = text.find(code)
+    if start < 0 or text.find(code, start + 1) >= 0:
+        return None
+    return _line_col(text, start), _line_col(text, start + len(code))
+
+
+def _line_col(text: str, offset: int) -> Position:
+    newline = text.rfind("\n", 0, offset)
+    return text.count("\n", 0, offset) + 1, offset - newline - 1
 
 
 def locate_all_with_syntactic_positions(module: cst.Module):

@@ -116,6 +116,7 @@ class FileInfo:
     abs_path: str = ""
     aliases: Dict[str, cst.BaseExpression] = dataclasses.field(default_factory=dict)
     scanned: bool = True
+    text: Optional[str] = None  # the source the module was parsed from, when kept
 
 
 def _statements(body) -> Iterator[cst.CSTNode]:
