@@ -31,7 +31,11 @@ def test_each_failure_names_its_cause_and_others_are_still_analysed():
     needs = [f for f in by["missing_package.py"] if f["severity"] == "warning"]
     assert len(needs) == 1 and "DropBlockNet needs package 'not_a_real_package_xyz'" in needs[0]["message"]
     ctor = [f for f in by["constructor_raises.py"] if f["severity"] == "error"]
-    assert len(ctor) == 1 and "FineTuneModel" in ctor[0]["message"] and "FileNotFoundError" in ctor[0]["message"]
+    assert len(ctor) == 1 and "LabelMapHead" in ctor[0]["message"] and "FileNotFoundError" in ctor[0]["message"]
+    # A checkpoint that is not there is no reason not to analyse: built without it, said.
+    built = [f for f in by["constructor_raises.py"] if f["severity"] == "info"]
+    assert len(built) == 1 and "built with pretrained=False" in built[0]["message"], built
+    assert dict(built[0]["details"])["model"] == "FineTuneModel"
     fwd = [f for f in by["forward_raises.py"] if f["severity"] == "error"]
     assert len(fwd) == 1 and "forward raised AttributeError" in fwd[0]["message"]
     assert [f["code"] for f in by["wide_resnet_dropout_before_bn2.py"]] == ["BNL101"]

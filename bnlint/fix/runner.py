@@ -288,13 +288,18 @@ def _planned_findings_of(abs_path: str, display: str, planned, analysis: Dict[st
     from bnlint.engine import _apply_suppressions
     from bnlint.model.modelcheck import ModelJob, file_failure, _findings_for_job
 
+    from bnlint.fix.cstindex import SourceIndex
+
     root, plan = planned
-    job = ModelJob(path=display, abs_path=abs_path, plan=plan, project_root=root, plan_fixes=False)
+    job = ModelJob(path=display, abs_path=abs_path, plan=plan, project_root=root)
     if analysis.get("error"):
         return [file_failure(job, analysis["error"])]
     graph_rules = [r for r in rules if r.kind is RuleKind.GRAPH]
     enabled = {r.code for r in rules} | {"BNL001"}
-    found = [f for f in _findings_for_job(job, analysis, graph_rules) if f.code in enabled]
+    # Fixes planned on the fixed text: a finding the fix revealed (a bias now feeding a
+    # BN) says whether a later round can fix it.
+    fixed = {os.path.abspath(abs_path): SourceIndex(os.path.abspath(abs_path), new_text)}
+    found = [f for f in _findings_for_job(job, analysis, graph_rules, fix_sources=fixed) if f.code in enabled]
     shown = SourceFile(path=display, text=new_text, encoding=src.encoding, bom=src.bom, newline=src.newline, raw=b"")
     return _apply_suppressions(found, {display: shown}, config)
 

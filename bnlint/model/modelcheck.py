@@ -150,12 +150,15 @@ def _belongs_elsewhere(file: str, job: ModelJob) -> bool:
 
 
 def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rule],
-                     shown: Optional[Dict[str, str]] = None) -> List[Finding]:
+                     shown: Optional[Dict[str, str]] = None,
+                     fix_sources: Optional[Dict[str, Any]] = None) -> List[Finding]:
+    """``fix_sources``: path -> ``SourceIndex`` the fixes are planned on (default: the
+    files as they are on disk)."""
     findings: List[Finding] = []
     for note in result.get("notes", []):
         findings.append(note_finding(job, note))
     grouped: Dict[Tuple[Any, ...], List[Tuple[Location, Rule, Hit, str, Dict[str, Any]]]] = {}
-    fix_sources: Dict[str, Any] = {}
+    fix_sources = {} if fix_sources is None else fix_sources
     latent_rules = [r for r in rules if r.code == LATENT_RULE]
     graph_rules = [r for r in rules if r.code != LATENT_RULE]
     for model in result.get("models", []):
