@@ -98,6 +98,9 @@ class ModuleFacts:
     scopes: Dict[str, Dict[str, Tuple["Assignment", ...]]] = field(default_factory=dict)
     scope_params: Dict[str, Tuple[str, ...]] = field(default_factory=dict)  # function -> its parameters
     options: Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]] = field(default_factory=dict)
+    # ``args.num_classes = 10`` after ``args = parser.parse_args()``: attributes the code
+    # sets on the parsed options with a literal, the first in the file (dest -> (value, line))
+    set_options: Dict[str, Tuple[str, int]] = field(default_factory=dict)
     calls: Tuple[CallSite, ...] = ()
     size_hints: Tuple[int, ...] = ()  # input sizes the file implies (datasets, crops)
     syntax_error: bool = False
@@ -538,6 +541,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
                 returns=_function_returns(node, local), annotated_model=node.name in candidates,
                 refs=_refs(node),
             )
+    _add_function_imports(tree, top_nodes, imports, definitions, resolve_import)
     scope_list = list(_scope_nodes(tree))
     constants = _assignments(tree.body, scope_list[0][2])
     for name in list(constants):
@@ -590,10 +594,59 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
     for dest in conflicting:
         options.pop(dest, None)
     return ModuleFacts(
+        set_options=_set_options(tree),
         path=path, imports=imports, star_imports=tuple(stars), definitions=definitions,
         constants=constants, scopes=scopes, scope_params=scope_params, options=options,
         calls=tuple(sorted(calls, key=lambda c: (c.line, c.col))), size_hints=size_hints(tree),
     )
+
+
+def _add_function_imports(tree: ast.Module, top_nodes, imports, definitions, resolve_import) -> None:
+    """Imports of project modules inside functions (``def create_model(args): import
+    models.wideresnet as models``), for the names the module level does not bind: the
+    first in the file, as calls in that function resolve through them."""
+    top = {id(n) for n in top_nodes}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in top or not isinstance(node, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                name = a.asname or a.name.split(".")[0]
+                target = resolve_import(a.name if a.asname else name, 0)
+                if target:
+                    found.append((node.lineno, name, ("module", target)))
+        elif node.module or node.level:
+            target = resolve_import(node.module or "", node.level)
+            if target:
+                found.extend((node.lineno, a.asname or a.name, ("from", (target, a.name)))
+                             for a in node.names if a.name != "*")
+    for _, name, value in sorted(found, key=lambda item: item[0]):
+        if name not in imports and name not in definitions:
+            imports[name] = value
+
+
+def _set_options(tree: ast.Module) -> Dict[str, Tuple[str, int]]:
+    """``args.x = <literal>`` where ``args`` holds ``parser.parse_args()`` somewhere in the
+    file: dest -> (literal source, line) of the first such assignment in the file."""
+    parsed = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) \
+                and isinstance(node.value.func, ast.Attribute) and node.value.func.attr == "parse_args":
+            parsed.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    if not parsed:
+        return {}
+    out: Dict[str, Tuple[str, int]] = {}
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                and type(node.value.value) in (int, float, str, bool)):
+            continue
+        for target in node.targets:
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) \
+                    and target.value.id in parsed:
+                if target.attr not in out or node.lineno < out[target.attr][1]:
+                    out[target.attr] = (_source(node.value), node.lineno)
+    return out
 
 
 def _callee_text(func: ast.AST) -> Optional[str]:

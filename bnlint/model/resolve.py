@@ -373,6 +373,15 @@ class Evaluator:
                 return value
         values = [self._option_value(p, dest) for p in self.project.option_files()
                   if p not in near and dest in self.project.facts(p).options]
+        if not values:
+            # Not an option: an attribute the script sets on the parsed options
+            # (``args.num_classes = 10``), in this file or one it imports.
+            for path in near:
+                found = self.project.facts(path).set_options.get(dest)
+                if found is not None:
+                    value = self._child(path, None).text(found[0])
+                    self.used_options[dest] = value
+                    return value
         if not values or any(v != values[0] for v in values):
             raise Unresolved(f"--{dest}")
         self.used_options[dest] = values[0]

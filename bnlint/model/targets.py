@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["TargetSpec", "TargetSpecError", "parse_target_spec", "split_path_spec", "may_define_models",
            "may_define_factories"]
@@ -192,8 +192,18 @@ def may_define_factories(tree: ast.Module) -> List[str]:
     for node in tree.body:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Return) and isinstance(sub.value, (ast.Call, ast.Name)):
-                names.append(node.name)
-                break
+        if any(isinstance(sub, ast.Return) and isinstance(sub.value, (ast.Call, ast.Name))
+               for sub in _own_nodes(node)):
+            names.append(node.name)
     return names
+
+
+def _own_nodes(function: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of a function's body, not those of functions, lambdas or classes
+    defined in it (their ``return`` is not the function's)."""
+    stack = list(ast.iter_child_nodes(function))
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(node))
