@@ -124,11 +124,7 @@ def check(paths, select, ignore, extend_select, config_file, timeout, input_shap
             result = check_paths(paths, config, rules, progress=progress, cache=cache, jobs=jobs,
                                  plan_fixes=output_format == "sarif")
         except KeyboardInterrupt:
-            stop = _interrupted()
-            progress.close()
-            if _is_program():
-                _leave(stop.exit_code)  # now: no wait for threads still starting workers
-            raise stop
+            raise _interrupted()
         finally:
             progress.close()
     except (ConfigError, UnknownRuleError, UsageError) as exc:
@@ -148,11 +144,6 @@ def check(paths, select, ignore, extend_select, config_file, timeout, input_shap
     if counted(result.findings) and not exit_zero:
         _leave(EXIT_FINDINGS)
     _leave(EXIT_CLEAN)
-
-
-def _is_program() -> bool:
-    ctx = click.get_current_context(silent=True)
-    return ctx is not None and bool((ctx.obj or {}).get("program"))
 
 
 def _leave(code: int) -> None:
