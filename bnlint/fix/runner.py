@@ -203,11 +203,8 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
             answer, why = _run_equivalence(request, config.timeout * 2)
         after = list(recheck.result().findings)
         if answer is not None and answer.get("analysis") is not None:
-            if planned is not None:
-                after += _planned_findings_of(abs_path, src.path, planned, answer["analysis"], rules, config, src,
-                                              new_text)
-            else:
-                after += _graph_findings_of(tmp, candidates, answer["analysis"], rules, config, src, new_text)
+            after += _graph_findings_of(_recheck_job(tmp, candidates, abs_path, src.path, planned, new_text),
+                                        answer["analysis"], rules, config, src, new_text)
         if answer is not None or why:
             if answer is None:
                 return why
@@ -248,21 +245,39 @@ def _verify(src: SourceFile, abs_path: str, new_text: str, applied: List[Finding
     return None
 
 
-def _graph_findings_of(tmp: str, candidates, analysis: Dict[str, Any], rules: Sequence[Rule], config: Config,
+def _graph_findings_of(recheck, analysis: Dict[str, Any], rules: Sequence[Rule], config: Config,
                        src: SourceFile, new_text: str) -> List[Finding]:
     """Graph-rule findings of the fixed file from the worker's analysis, with the same
-    selection and suppressions as ``bnlint check``."""
+    selection and suppressions as ``bnlint check``; ``recheck``: (job, fix sources) of
+    ``_recheck_job``."""
     from bnlint.engine import _apply_suppressions
-    from bnlint.model.modelcheck import ModelJob, file_failure, _findings_for_job
+    from bnlint.model.modelcheck import file_failure, _findings_for_job
 
-    job = ModelJob(path=tmp, abs_path=tmp, candidates=list(candidates))
+    job, fix_sources = recheck
     if analysis.get("error"):
         return [file_failure(job, analysis["error"])]
     graph_rules = [r for r in rules if r.kind is RuleKind.GRAPH]
     enabled = {r.code for r in rules} | {"BNL001"}
-    found = [f for f in _findings_for_job(job, analysis, graph_rules) if f.code in enabled]
-    shown = SourceFile(path=tmp, text=new_text, encoding=src.encoding, bom=src.bom, newline=src.newline, raw=b"")
-    return _apply_suppressions(found, {tmp: shown}, config)
+    found = [f for f in _findings_for_job(job, analysis, graph_rules, fix_sources=fix_sources) if f.code in enabled]
+    shown = SourceFile(path=job.path, text=new_text, encoding=src.encoding, bom=src.bom, newline=src.newline, raw=b"")
+    return _apply_suppressions(found, {job.path: shown}, config)
+
+
+def _recheck_job(tmp: str, candidates, abs_path: str, display: str, planned, new_text: str):
+    """(job, fix sources) for the fixed file's analysis. Unplanned: the fixed copy
+    ``tmp``, read from disk. Planned (the models the check built, with their arguments):
+    analysed under the original's name and path, so fixes are planned on the fixed text;
+    a finding the fix revealed (a bias now feeding a BN) then says whether a later
+    round can fix it."""
+    from bnlint.fix.cstindex import SourceIndex
+    from bnlint.model.modelcheck import ModelJob
+
+    if planned is None:
+        return ModelJob(path=tmp, abs_path=tmp, candidates=list(candidates)), None
+    root, plan = planned
+    path = os.path.abspath(abs_path)
+    return (ModelJob(path=display, abs_path=abs_path, plan=plan, project_root=root),
+            {path: SourceIndex(path, new_text)})
 
 
 def _plan_of(abs_path: str, config: Config):
@@ -279,29 +294,6 @@ def _plan_of(abs_path: str, config: Config):
         return None
     root, plan = planned
     return root, plan.to_request()
-
-
-def _planned_findings_of(abs_path: str, display: str, planned, analysis: Dict[str, Any], rules: Sequence[Rule],
-                         config: Config, src: SourceFile, new_text: str) -> List[Finding]:
-    """Graph-rule findings of the fixed version of a planned file (analysed under the
-    original's name and path), with the check's selection and suppressions."""
-    from bnlint.engine import _apply_suppressions
-    from bnlint.model.modelcheck import ModelJob, file_failure, _findings_for_job
-
-    from bnlint.fix.cstindex import SourceIndex
-
-    root, plan = planned
-    job = ModelJob(path=display, abs_path=abs_path, plan=plan, project_root=root)
-    if analysis.get("error"):
-        return [file_failure(job, analysis["error"])]
-    graph_rules = [r for r in rules if r.kind is RuleKind.GRAPH]
-    enabled = {r.code for r in rules} | {"BNL001"}
-    # Fixes planned on the fixed text: a finding the fix revealed (a bias now feeding a
-    # BN) says whether a later round can fix it.
-    fixed = {os.path.abspath(abs_path): SourceIndex(os.path.abspath(abs_path), new_text)}
-    found = [f for f in _findings_for_job(job, analysis, graph_rules, fix_sources=fixed) if f.code in enabled]
-    shown = SourceFile(path=display, text=new_text, encoding=src.encoding, bom=src.bom, newline=src.newline, raw=b"")
-    return _apply_suppressions(found, {display: shown}, config)
 
 
 def _parsing_check(check_paths, *args):

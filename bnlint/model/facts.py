@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
-from bnlint.model.targets import may_define_models
+from bnlint.model.targets import function_body_nodes, may_define_models
 
 __all__ = ["Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "module_facts", "size_hints", "may_imply_size"]
 
@@ -258,7 +258,7 @@ def _constructors(cls: ast.ClassDef) -> Tuple[Tuple[str, Tuple["Param", ...]], .
         kinds = {d.id for d in node.decorator_list if isinstance(d, ast.Name)}
         if not kinds & {"classmethod", "staticmethod"}:
             continue
-        local = _single_assignments(list(_walk_function(node)))
+        local = _single_assignments(list(function_body_nodes(node)))
         for callee in _function_returns(node, local):
             head = callee.split(".")[0]
             if head == cls.name or (head == "cls" and "classmethod" in kinds):
@@ -269,7 +269,7 @@ def _constructors(cls: ast.ClassDef) -> Tuple[Tuple[str, Tuple["Param", ...]], .
 
 def _function_returns(func: ast.AST, local: Dict[str, str]) -> Tuple[str, ...]:
     out: List[str] = []
-    for n in _walk_function(func):
+    for n in function_body_nodes(func):
         if isinstance(n, ast.Return) and n.value is not None:
             value = n.value
             if isinstance(value, ast.Name) and value.id in local:
@@ -280,18 +280,6 @@ def _function_returns(func: ast.AST, local: Dict[str, str]) -> Tuple[str, ...]:
             if isinstance(value, ast.Call):
                 out.append(_source(value.func))
     return tuple(out)
-
-
-def _walk_function(func: ast.AST) -> Iterator[ast.AST]:
-    """Nodes of a function body, not entering nested functions, classes or lambdas."""
-    stack = list(getattr(func, "body", []))
-    while stack:
-        node = stack.pop()
-        yield node
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-                continue
-            stack.append(child)
 
 
 def _single_assignments(nodes: Sequence[ast.AST]) -> Dict[str, str]:
@@ -506,25 +494,12 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
     definitions: Dict[str, Definition] = {}
     top_nodes = list(_top_level(tree))
     for node in top_nodes:
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                if a.asname:
-                    target = resolve_import(a.name, 0)
-                    imports[a.asname] = ("module", target or a.name)
-                else:
-                    head = a.name.split(".")[0]
-                    target = resolve_import(head, 0)
-                    imports[head] = ("module", target or head)
-        elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            target = resolve_import(module, node.level) if (module or node.level) else None
-            for a in node.names:
-                if a.name == "*":
-                    if target:
-                        stars.append(target)
-                    continue
-                base = target if target else ("." * node.level) + module
-                imports[a.asname or a.name] = ("from", (base, a.name))
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for name, binding, target in _import_bindings(node, resolve_import):
+                if name != "*":
+                    imports[name] = binding
+                elif target:
+                    stars.append(target)
         elif isinstance(node, ast.ClassDef):
             init = next((b for b in node.body if isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef))
                          and b.name == "__init__"), None)
@@ -535,7 +510,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
                 refs=_refs(node), constructors=_constructors(node),
             )
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            local = _single_assignments(list(_walk_function(node)))
+            local = _single_assignments(list(function_body_nodes(node)))
             definitions[node.name] = Definition(
                 name=node.name, kind="function", line=node.lineno, params=_params(node.args, drop_first=False),
                 returns=_function_returns(node, local), annotated_model=node.name in candidates,
@@ -601,6 +576,23 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
     )
 
 
+def _import_bindings(node: ast.AST, resolve_import) -> List[Tuple[str, Tuple[str, object], Optional[str]]]:
+    """(local name, imports entry, the project file it names or None) of each name an
+    ``import`` / ``from ... import`` statement binds (``*`` for a star import)."""
+    out: List[Tuple[str, Tuple[str, object], Optional[str]]] = []
+    if isinstance(node, ast.Import):
+        for a in node.names:
+            dotted = a.name if a.asname else a.name.split(".")[0]
+            target = resolve_import(dotted, 0)
+            out.append((a.asname or dotted, ("module", target or dotted), target))
+    elif isinstance(node, ast.ImportFrom):
+        module = node.module or ""
+        target = resolve_import(module, node.level) if (module or node.level) else None
+        base = target if target else ("." * node.level) + module
+        out.extend((a.asname or a.name, ("from", (base, a.name)), target) for a in node.names)
+    return out
+
+
 def _add_function_imports(tree: ast.Module, top_nodes, imports, definitions, resolve_import) -> None:
     """Imports of project modules inside functions (``def create_model(args): import
     models.wideresnet as models``), for the names the module level does not bind: the
@@ -608,22 +600,12 @@ def _add_function_imports(tree: ast.Module, top_nodes, imports, definitions, res
     top = {id(n) for n in top_nodes}
     found = []
     for node in ast.walk(tree):
-        if id(node) in top or not isinstance(node, (ast.Import, ast.ImportFrom)):
-            continue
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                name = a.asname or a.name.split(".")[0]
-                target = resolve_import(a.name if a.asname else name, 0)
-                if target:
-                    found.append((node.lineno, name, ("module", target)))
-        elif node.module or node.level:
-            target = resolve_import(node.module or "", node.level)
-            if target:
-                found.extend((node.lineno, a.asname or a.name, ("from", (target, a.name)))
-                             for a in node.names if a.name != "*")
-    for _, name, value in sorted(found, key=lambda item: item[0]):
+        if id(node) not in top and isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.extend((node.lineno, name, binding) for name, binding, target in _import_bindings(node, resolve_import)
+                         if target and name != "*")
+    for _, name, binding in sorted(found, key=lambda item: item[0]):
         if name not in imports and name not in definitions:
-            imports[name] = value
+            imports[name] = binding
 
 
 def _set_options(tree: ast.Module) -> Dict[str, Tuple[str, int]]:

@@ -193,17 +193,17 @@ def may_define_factories(tree: ast.Module) -> List[str]:
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         if any(isinstance(sub, ast.Return) and isinstance(sub.value, (ast.Call, ast.Name))
-               for sub in _own_nodes(node)):
+               for sub in function_body_nodes(node)):
             names.append(node.name)
     return names
 
 
-def _own_nodes(function: ast.AST) -> Iterator[ast.AST]:
-    """The nodes of a function's body, not those of functions, lambdas or classes
-    defined in it (their ``return`` is not the function's)."""
-    stack = list(ast.iter_child_nodes(function))
+def function_body_nodes(func: ast.AST) -> Iterator[ast.AST]:
+    """Nodes of a function body, not entering nested functions, classes or lambdas
+    (their ``return`` and their names are not the function's)."""
+    nested = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+    stack = [n for n in getattr(func, "body", []) if not isinstance(n, nested)]
     while stack:
         node = stack.pop()
         yield node
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
-            stack.extend(ast.iter_child_nodes(node))
+        stack.extend(child for child in ast.iter_child_nodes(node) if not isinstance(child, nested))
