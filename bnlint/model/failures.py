@@ -164,12 +164,14 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
     if not plan:
         return []
     built, failed, reasons = set(), {}, {}
+    foreign_built = set()  # models of other files analysed here (they may not build every class they name)
     for m in (result or {}).get("models", []):
         if "graph" not in m:
             errors = m.get("errors") or [{}]
             reasons[m.get("name")] = errors[0].get("reason") or STAGE_REASONS.get(errors[0].get("stage"), "build-failed")
         if m.get("foreign"):
-            pass
+            if "graph" in m:
+                foreign_built.add(m.get("name"))
         elif "graph" in m:
             built.add(m.get("name"))
         else:
@@ -180,7 +182,7 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
     needs = {name: params for name, params in plan.get("needs_arguments", [])}
     expected = {}  # class -> the failed target that should have built it
     for t in plan.get("targets", []):
-        if t["name"] in failed or (t.get("foreign") and t["name"] not in built):
+        if t["name"] in failed or (t.get("foreign") and t["name"] not in foreign_built):
             for name in t.get("builds", []):
                 expected.setdefault(name, t["name"])
     out = []

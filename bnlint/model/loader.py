@@ -243,6 +243,13 @@ def project_root(folder: str) -> Optional[str]:
         current = parent
 
 
+def _same_file(a: Optional[str], b: str) -> bool:
+    try:
+        return a is not None and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def load_definitions(path: str, notes: Optional[List[ImportNote]] = None) -> types.ModuleType:
     """Import ``path`` with its top level filtered to definitions. Statements that
     raise are left out and the import starts again; ``notes`` receives one
@@ -264,9 +271,14 @@ def load_definitions(path: str, notes: Optional[List[ImportNote]] = None) -> typ
         if project not in sys.path:
             sys.path.insert(sys.path.index(root) + 1, project)
         roots.append(project)
+    state = install_definitions_hook(roots).state
+    existing = sys.modules.get(name)
+    if existing is not None and _same_file(getattr(existing, "__file__", None), path):
+        # Already imported through the hook (a package's __init__ imported it while
+        # the checked file loaded): the same module, its relative imports resolved.
+        return existing
     if name in sys.modules or name in sys.builtin_module_names or name in getattr(sys, "stdlib_module_names", ()):
         name = "_bnlint_target_" + name.replace(".", "_")
-    state = install_definitions_hook(roots).state
     first_note = len(state.notes)
     try:
         for attempt in range(MAX_ATTEMPTS):

@@ -189,8 +189,14 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
                 job.path, f"model {model.get('name')} was built as {how['call']}, with the arguments of "
                           f"{how['origin']}", model.get("def_line"), severity=Severity.INFO,
                 model=model.get("name"), origin=how["origin"]))
+    # A dropout the ordinary rules already report where it is written (another use of
+    # the same code enables it) needs no BNL104 there: that finding and its fix cover it.
+    reported = {(loc.file, loc.line, loc.column) for items in grouped.values()
+                for loc, rule, *_ in items if rule.code != LATENT_RULE}
     for items in grouped.values():
         loc, rule, hit, model_name, how = items[0]
+        if rule.code == LATENT_RULE and (loc.file, loc.line, loc.column) in reported:
+            continue
         file, line, column = loc.file, loc.line, loc.column
         models = sorted({item[3] for item in items})
         per_model: Dict[str, int] = {}
