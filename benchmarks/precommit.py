@@ -33,7 +33,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -41,6 +40,8 @@ from typing import Dict, List, Optional, Sequence
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from large_repo import TreeMemory  # noqa: E402  (peak memory of a process tree)
 
 BNLINT = [sys.executable, "-m", "bnlint"]
 WRN = ROOT / "fixtures" / "BNL101" / "wide_resnet_dropout_before_bn2.py"
@@ -99,58 +100,6 @@ for name in sorted(os.listdir(folder)):
 '''
 
 
-class TreeMemory(threading.Thread):
-    """Peak summed VmRSS of a process tree, polled every ``interval`` s."""
-
-    def __init__(self, root_pid: int, interval: float = 0.02):
-        super().__init__(daemon=True)
-        self.root = root_pid
-        self.interval = interval
-        self.peak_kb = 0
-        self._halt = threading.Event()
-
-    @staticmethod
-    def _children(pid: int) -> List[int]:
-        kids: List[int] = []
-        try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                try:
-                    with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                        kids += [int(x) for x in fh.read().split()]
-                except OSError:
-                    pass
-        except OSError:
-            pass
-        return kids
-
-    @staticmethod
-    def _rss_kb(pid: int) -> int:
-        try:
-            with open(f"/proc/{pid}/status") as fh:
-                for line in fh:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            seen, todo, total = set(), [self.root], 0
-            while todo:
-                pid = todo.pop()
-                if pid not in seen:
-                    seen.add(pid)
-                    total += self._rss_kb(pid)
-                    todo += self._children(pid)
-            self.peak_kb = max(self.peak_kb, total)
-            self._halt.wait(self.interval)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join()
-
-
 def timed(cmd: Sequence[str], cwd: Path) -> Dict[str, float]:
     """Wall seconds, CPU seconds of the tree, peak MB, exit code of one process."""
     with open(os.devnull, "wb") as null, tempfile.TemporaryFile() as errors:
@@ -166,7 +115,7 @@ def timed(cmd: Sequence[str], cwd: Path) -> Dict[str, float]:
         err = errors.read().decode(errors="replace")
     if "Traceback" in err:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{err}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "mb": memory.peak_kb / 1024, "rc": proc.returncode}
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "mb": memory.peak_total_kb / 1024, "rc": proc.returncode}
 
 
 def load() -> str:

@@ -130,6 +130,16 @@ def check(paths, select, ignore, extend_select, config_file, timeout, input_shap
     except (ConfigError, UnknownRuleError, UsageError) as exc:
         raise _fail(str(exc))
     text = render(output_format, result.findings, verbose=verbose, files_checked=result.files_checked)
+    _emit(text, output_file)
+    if result.fatal:
+        _leave(EXIT_ERROR)
+    if counted(result.findings) and not exit_zero:
+        _leave(EXIT_FINDINGS)
+    _leave(EXIT_CLEAN)
+
+
+def _emit(text: str, output_file: Optional[str], err: bool = False) -> None:
+    """The report: into ``output_file`` (whole or not at all), else on stdout (stderr)."""
     if output_file:
         from bnlint.atomic import write_text_atomic
 
@@ -138,12 +148,7 @@ def check(paths, select, ignore, extend_select, config_file, timeout, input_shap
         except OSError as exc:
             raise _fail(f"cannot write {output_file}: {exc.strerror or exc}")
     else:
-        click.echo(text, nl=False)
-    if result.fatal:
-        _leave(EXIT_ERROR)
-    if counted(result.findings) and not exit_zero:
-        _leave(EXIT_FINDINGS)
-    _leave(EXIT_CLEAN)
+        click.echo(text, nl=False, err=err)
 
 
 def _leave(code: int) -> None:
@@ -321,15 +326,7 @@ def run_command(output_format, output_file, exit_zero, select, ignore, config_fi
         pass
     findings = runtime_findings(record, rules, config, cwd)
     text = render(output_format, findings, files_checked=1)
-    if output_file:
-        from bnlint.atomic import write_text_atomic
-
-        try:
-            write_text_atomic(output_file, text)
-        except OSError as exc:
-            raise _fail(f"cannot write {output_file}: {exc.strerror or exc}")
-    else:
-        click.echo(text, nl=False, err=True)
+    _emit(text, output_file, err=True)  # stdout belongs to the script
     if status != 0:
         sys.exit(status)
     sys.exit(EXIT_FINDINGS if counted(findings) and not exit_zero else EXIT_CLEAN)

@@ -285,15 +285,24 @@ def shuffle_fix(ctx, loader) -> Optional[Fix]:
     return _safe_fix(ctx, "pass shuffle=True so every epoch draws a new order", edits)
 
 
-def permutation_into_loop_fix(ctx, perm, epoch_loop) -> Optional[Fix]:
-    """Move ``perm = torch.randperm(n)`` to the top of the epoch loop (manual batching)."""
+def _permutation_statement(ctx, perm, epoch_loop):
+    """(source index, bound name, statement, loop node) of ``perm = torch.randperm(n)``
+    when it is an unguarded statement of its own in the epoch loop's file; else None."""
     if perm.node is None or epoch_loop.file is not perm.file:
         return None
     idx = ctx.source_index(perm.file)
     name, guarded, stmt = _bound_name(idx, perm.node)
-    loop = epoch_loop.node
     if name is None or guarded or not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
         return None
+    return idx, name, stmt, epoch_loop.node
+
+
+def permutation_into_loop_fix(ctx, perm, epoch_loop) -> Optional[Fix]:
+    """Move ``perm = torch.randperm(n)`` to the top of the epoch loop (manual batching)."""
+    found = _permutation_statement(ctx, perm, epoch_loop)
+    if found is None:
+        return None
+    idx, name, stmt, loop = found
     if idx.parent(stmt) is not idx.parent(loop) or _comes_after(idx.parent(stmt), stmt, loop):
         return None
     scope = idx.function(loop) or idx.module
@@ -387,13 +396,10 @@ def permutation_and_uses_into_loop_fix(ctx, perm, epoch_loop) -> Optional[Fix]:
     and apply it at the top of every epoch instead. Unsafe: the arrays are put in a new
     order every epoch (each epoch re-permutes the previous order: a uniformly random
     order all the same)."""
-    if perm.node is None or epoch_loop.file is not perm.file:
+    found = _permutation_statement(ctx, perm, epoch_loop)
+    if found is None:
         return None
-    idx = ctx.source_index(perm.file)
-    name, guarded, stmt = _bound_name(idx, perm.node)
-    loop = epoch_loop.node
-    if name is None or guarded or not isinstance(stmt, cst.SimpleStatementLine) or len(stmt.body) != 1:
-        return None
+    idx, name, stmt, loop = found
     block = idx.parent(stmt)
     if block is not idx.parent(loop) or not isinstance(block, (cst.Module, cst.IndentedBlock)):
         return None

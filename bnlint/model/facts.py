@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
-from bnlint.model.targets import function_body_nodes, may_define_models
+from bnlint.model.targets import dotted_name, function_body_nodes, may_define_models
 
 __all__ = ["Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "module_facts", "size_hints", "may_imply_size"]
 
@@ -204,15 +204,6 @@ def may_imply_size(raw: bytes) -> bool:
     return False
 
 
-def _dotted(node: ast.AST) -> Optional[str]:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        inner = _dotted(node.value)
-        return f"{inner}.{node.attr}" if inner else None
-    return None
-
-
 def _source(node: ast.AST) -> str:
     return ast.unparse(node)
 
@@ -239,7 +230,7 @@ def _refs(node: ast.AST) -> FrozenSet[str]:
     names = set()
     for n in ast.walk(node):
         if isinstance(n, ast.Attribute):
-            d = _dotted(n)
+            d = dotted_name(n)
             if d:
                 names.add(d)
         elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
@@ -633,16 +624,16 @@ def _set_options(tree: ast.Module) -> Dict[str, Tuple[str, int]]:
 
 def _callee_text(func: ast.AST) -> Optional[str]:
     """``models.resnet.ResNet``, ``models.__dict__[args.arch]``, ``getattr(models, args.arch)``."""
-    dotted = _dotted(func)
+    dotted = dotted_name(func)
     if dotted is not None:
         return dotted
     if isinstance(func, ast.Subscript) and isinstance(func.value, ast.Attribute) and func.value.attr == "__dict__":
-        inner = _dotted(func.value.value)
+        inner = dotted_name(func.value.value)
         if inner:
             return f"{inner}.__dict__[{_source(func.slice)}]"
     if isinstance(func, ast.Call) and isinstance(func.func, ast.Name) and func.func.id == "getattr" \
             and len(func.args) == 2:
-        inner = _dotted(func.args[0])
+        inner = dotted_name(func.args[0])
         if inner:
             return f"getattr({inner}, {_source(func.args[1])})"
     return None

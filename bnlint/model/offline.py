@@ -12,7 +12,7 @@ import inspect
 import os
 import re
 import socket
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 __all__ = ["NetworkBlocked", "block_network", "build_without_downloads", "download_error", "OFFLINE_PARAMETERS"]
 
@@ -105,8 +105,10 @@ def block_network() -> None:
     torch.utils.model_zoo.load_url = load_state_dict_from_url
 
 
-def download_error(exc: BaseException) -> Optional[NetworkBlocked]:
-    """The ``NetworkBlocked`` behind ``exc`` (libraries wrap it), if any."""
+def exception_chain(exc: BaseException, wrapped: bool = False) -> Iterator[BaseException]:
+    """``exc`` and the exceptions behind it (``__cause__``, ``__context__``; with
+    ``wrapped`` also an exception kept as ``reason`` or in ``args``, as urllib and
+    libraries wrap them), each once, depth first, at most about 50."""
     seen = set()
     todo = [exc]
     while todo:
@@ -114,14 +116,18 @@ def download_error(exc: BaseException) -> Optional[NetworkBlocked]:
         if e is None or id(e) in seen or len(seen) > 50:
             continue
         seen.add(id(e))
-        if isinstance(e, NetworkBlocked):
-            return e
+        yield e
         todo.extend([e.__cause__, e.__context__])
-        reason = getattr(e, "reason", None)
-        if isinstance(reason, BaseException):
-            todo.append(reason)
-        todo.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
-    return None
+        if wrapped:
+            reason = getattr(e, "reason", None)
+            if isinstance(reason, BaseException):
+                todo.append(reason)
+            todo.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+
+
+def download_error(exc: BaseException) -> Optional[NetworkBlocked]:
+    """The ``NetworkBlocked`` behind ``exc`` (libraries wrap it), if any."""
+    return next((e for e in exception_chain(exc, wrapped=True) if isinstance(e, NetworkBlocked)), None)
 
 
 def _offline_arguments(factory: Callable) -> Dict[str, Any]:

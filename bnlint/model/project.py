@@ -130,20 +130,28 @@ class Project:
         needle = re.compile(rb"(?<![\w])" + re.escape(word.encode()) + rb"(?![\w])")
         return [p for p in self.files if (self.raw(p) or b"").find(word.encode()) >= 0 and needle.search(self.raw(p) or b"")]
 
+    def _known_facts(self, path: str) -> Tuple[Optional[os.stat_result], Optional[ModuleFacts]]:
+        """(the file's stat signature when there is a file index, its facts if this run or
+        the index already has them)."""
+        if path in self._facts:
+            return None, self._facts[path]
+        if self.index is None:
+            return None, None
+        try:
+            st: Optional[os.stat_result] = os.stat(path)
+        except OSError:
+            st = None
+        cached = self.index.lookup(path, st, "project-facts")
+        if isinstance(cached, ModuleFacts):
+            self._facts[path] = cached
+            return st, cached
+        return st, None
+
     def facts(self, path: str) -> ModuleFacts:
         path = os.path.abspath(path)
-        if path in self._facts:
-            return self._facts[path]
-        st = None
-        if self.index is not None:
-            try:
-                st = os.stat(path)
-            except OSError:
-                st = None
-            cached = self.index.lookup(path, st, "project-facts")
-            if isinstance(cached, ModuleFacts):
-                self._facts[path] = cached
-                return cached
+        st, known = self._known_facts(path)
+        if known is not None:
+            return known
         raw = self.raw(path)
         facts = module_facts(path, raw or b"", lambda module, level: self.resolve_module(path, module, level)) \
             if raw is not None else ModuleFacts(path=path, syntax_error=True)
@@ -278,18 +286,10 @@ class Project:
         and then only for its hints. The project-wide size, the fallback of every plan,
         would otherwise compute every file's facts (seconds per thousand files)."""
         path = os.path.abspath(path)
-        if path in self._facts:
-            return self._facts[path].size_hints
-        st = None
+        st, known = self._known_facts(path)
+        if known is not None:
+            return known.size_hints
         if self.index is not None:
-            try:
-                st = os.stat(path)
-            except OSError:
-                st = None
-            cached = self.index.lookup(path, st, "project-facts")
-            if isinstance(cached, ModuleFacts):
-                self._facts[path] = cached
-                return cached.size_hints
             hints = self.index.lookup(path, st, "project-size-hints")
             if isinstance(hints, tuple):
                 return hints

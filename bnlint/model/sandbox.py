@@ -68,17 +68,11 @@ _STANDIN_NAME = re.compile(r"StandIn\[([A-Za-z_][\w.]*)\]")
 def failure_reason(exc: BaseException) -> Dict[str, Any]:
     """``reason`` (and ``package`` / ``download``) for an error the setup explains:
     a stand-in that was really needed, or a refused download. Empty otherwise."""
-    from bnlint.model.offline import download_error
+    from bnlint.model.offline import download_error, exception_chain
     from bnlint.model.standin_imports import installed_standins
     from bnlint.model.standins import NeedsPackage
 
-    seen = set()
-    todo = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen or len(seen) > 50:
-            continue
-        seen.add(id(e))
+    for e in exception_chain(exc):
         if isinstance(e, NeedsPackage):
             out = {"reason": "needs-package", "package": e.package, "what": e.what}
             standins = installed_standins()
@@ -87,7 +81,6 @@ def failure_reason(exc: BaseException) -> Dict[str, Any]:
             if e.site:
                 out["site"] = list(e.site)
             return out
-        todo.extend([e.__cause__, e.__context__])
     m = _STANDIN_NAME.search(str(exc))
     if m:
         return {"reason": "needs-package", "package": m.group(1).split(".")[0]}

@@ -94,11 +94,11 @@ _NOT_MODULE_NAMES = frozenset({
 })
 
 
-def _dotted(node: ast.AST) -> Optional[str]:
+def dotted_name(node: ast.AST) -> Optional[str]:
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
-        inner = _dotted(node.value)
+        inner = dotted_name(node.value)
         return f"{inner}.{node.attr}" if inner else None
     return None
 
@@ -120,7 +120,7 @@ def _may_be_module(expr: ast.AST, imports: Dict[str, str], local: Dict[str, bool
     """Whether a base-class expression may name an nn.Module subclass."""
     if isinstance(expr, ast.Subscript):  # Generic[T], SomeBase[Config]
         expr = expr.value
-    dotted = _dotted(expr)
+    dotted = dotted_name(expr)
     if dotted is None:
         return True  # a call or other expression: cannot tell
     head, _, rest = dotted.partition(".")
