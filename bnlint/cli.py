@@ -107,6 +107,10 @@ def check(paths, select, ignore, extend_select, config_file, timeout, input_shap
     from bnlint.report import counted, render
 
     paths = list(paths) or ["."]
+    if _program():  # check ends with os._exit (_leave): what it parsed need not be freed
+        from bnlint import lifetime
+
+        lifetime.keep_until_exit()
     try:
         config = build_config(paths, config_file, select, ignore, extend_select, timeout, input_shape)
         rules = select_rules(config.select, config.ignore, config.extend_select)
@@ -151,13 +155,18 @@ def _emit(text: str, output_file: Optional[str], err: bool = False) -> None:
         click.echo(text, nl=False, err=err)
 
 
+def _program() -> bool:
+    """Run as the ``bnlint`` program (``main()`` without arguments), not from Python."""
+    ctx = click.get_current_context(silent=True)
+    return ctx is not None and bool((ctx.obj or {}).get("program"))
+
+
 def _leave(code: int) -> None:
     """End ``bnlint check``. Run as the ``bnlint`` program (``main()`` without
     arguments), the process ends at once once the report is out and the exit handlers
     ran: tearing the interpreter down would free every parsed tree one by one, about a
     second on a large run, for nothing. Called from Python, it raises SystemExit."""
-    ctx = click.get_current_context(silent=True)
-    if ctx is None or not (ctx.obj or {}).get("program"):
+    if not _program():
         sys.exit(code)
     import atexit
     import os

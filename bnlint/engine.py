@@ -183,7 +183,7 @@ class _Facts:
     """What the check needs of a file besides rules' input: cached by stat signature."""
     digest: str  # sha256 of the raw bytes
     skip: bool  # '# bnlint: skip-file'
-    candidates: List[str]  # names that may define models
+    candidates: Optional[List[str]]  # names that may define models (None: not computed, no graph rule ran)
     imports: Optional[List[str]]  # local modules it imports itself (None: not computed)
 
 
@@ -244,6 +244,7 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
     index = cache.file_index() if cache is not None else None
 
     notebooks = {}  # display path -> NotebookPython: findings go back to cells
+    unparsed: Dict[str, Tuple[FileJob, Optional[os.stat_result], _Facts]] = {}  # abs path -> syntax unchecked
     for job in files:
         try:
             st = os.stat(job.abs_path)
@@ -255,6 +256,8 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
             result.fatal = result.fatal or job.named
             continue
         facts = index.lookup(job.abs_path, st) if index is not None and not is_notebook(job.path) else None
+        if facts is not None and graph_rules and facts.candidates is None:
+            facts = None  # stored by a run without graph rules
         fresh = facts is None  # new or changed since the last run: its models are not cached
         if facts is None:
             try:
@@ -264,28 +267,26 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
                 result.fatal = result.fatal or job.named
                 continue
             sources[job.path] = src
-            try:
-                tree = ast.parse(src.text, filename=job.path)
-            except SyntaxError as exc:
-                findings.append(analysis_failure(
-                    job.path,
-                    f"syntax error: {exc.msg}; fix the syntax so bnlint can analyse this file",
-                    line=exc.lineno or 1, column=(exc.offset or 1),
-                ))
-                continue
-            except (ValueError, RecursionError, MemoryError) as exc:
-                findings.append(analysis_failure(job.path, f"cannot parse file: {type(exc).__name__}: {exc}"))
-                continue
-            candidates = may_define_models(tree)
-            candidates += [n for n in may_define_factories(tree) if n not in candidates]
+            candidates: Optional[List[str]] = None  # only graph rules need them
             imports: Optional[List[str]] = None
-            if cache is not None and (candidates or job.targets):
-                from bnlint.cache import direct_imports
+            if graph_rules or job.path in notebooks:
+                tree = _syntax_tree(job.path, src.text, findings)
+                if tree is None:
+                    continue
+                if graph_rules:
+                    candidates = may_define_models(tree)
+                    candidates += [n for n in may_define_factories(tree) if n not in candidates]
+                if cache is not None and (candidates or job.targets):
+                    from bnlint.cache import direct_imports
 
-                imports = direct_imports(job.abs_path, tree)
+                    imports = direct_imports(job.abs_path, tree)
             facts = _Facts(hashlib.sha256(src.raw).hexdigest(), parse_suppressions(src.text).skip_file,
                            candidates, imports)
-            if index is not None and st is not None and job.path not in notebooks:
+            if candidates is None and job.path not in notebooks:
+                # Script rules only: the script analysis parses most files anyway (with
+                # libcst); the others are parsed for their syntax errors afterwards.
+                unparsed[job.abs_path] = (job, st, facts)
+            elif index is not None and st is not None and job.path not in notebooks:
                 index.store(job.abs_path, st, facts)
         readable.append(job)
         digests[job.path] = facts.digest
@@ -331,9 +332,14 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
     models = pool.submit(check_model_files, model_jobs, config, graph_rules, progress=progress,
                          workers=jobs, shown={j.abs_path: j.path for j in files}) if pool is not None else None
     try:
+        parsed: set = set()
         if script_rules:
             findings.extend(_script_findings(readable, sources, digests, notebooks, script_rules, cache, findings, result,
-                                             plan_fixes))
+                                             plan_fixes, parsed))
+        for abs_path, (job, st, facts) in unparsed.items():
+            if abs_path in parsed or _syntax_tree(job.path, sources[job.path].text, findings) is not None:
+                if index is not None and st is not None:
+                    index.store(abs_path, st, facts)
     finally:
         model_result = models.result() if models is not None else None
         if pool is not None:
@@ -370,9 +376,24 @@ def check_paths(paths: Sequence[str], config: Config, rules: Sequence[Rule], *,
     return result
 
 
+def _syntax_tree(path: str, text: str, findings: List[Finding]) -> Optional[ast.Module]:
+    """The file's tree; None, with its BNL001, when it does not parse."""
+    try:
+        return ast.parse(text, filename=path)
+    except SyntaxError as exc:
+        findings.append(analysis_failure(
+            path,
+            f"syntax error: {exc.msg}; fix the syntax so bnlint can analyse this file",
+            line=exc.lineno or 1, column=(exc.offset or 1),
+        ))
+    except (ValueError, RecursionError, MemoryError) as exc:
+        findings.append(analysis_failure(path, f"cannot parse file: {type(exc).__name__}: {exc}"))
+    return None
+
+
 def _script_findings(readable: List[FileJob], sources: Dict[str, SourceFile], digests: Dict[str, str],
                      notebooks: Dict, script_rules: Sequence[Rule], cache, findings, result,
-                     plan_fixes: bool = True) -> List[Finding]:
+                     plan_fixes: bool = True, parsed: Optional[set] = None) -> List[Finding]:
     """Script rules on the checked files, each analysed with the project it lives in
     (``bnlint.script.scope``): findings only in these files, the same whatever else is
     named on the command line."""
@@ -391,7 +412,8 @@ def _script_findings(readable: List[FileJob], sources: Dict[str, SourceFile], di
 
     files = [CheckedFile(job.path, job.abs_path, reader(job), notebook=is_notebook(job.path)) for job in readable]
     index = cache.file_index() if cache is not None else None
-    return check_in_project(files, script_rules, cache=cache, index=index, on_error=failed, plan_fixes=plan_fixes)
+    return check_in_project(files, script_rules, cache=cache, index=index, on_error=failed, plan_fixes=plan_fixes,
+                            parsed=parsed)
 
 
 def _without_echoes(findings: List[Finding]) -> List[Finding]:

@@ -96,6 +96,11 @@ def _scoped(ctx, seed) -> bool:
 
     from bnlint.fix.cstindex import callee_name
 
+    text = seed.file.text
+    if text is not None and ("fork_rng" if seed.lib == "torch" else "finally") not in text:
+        return False  # no such block in the file: no parents needed
+    if seed.lib != "torch" and seed.lib not in _RESTORES:
+        return False
     idx = ctx.source_index(seed.file)
     current = idx.parent(seed.node)
     while current is not None and not isinstance(current, (cst.FunctionDef, cst.ClassDef, cst.Module)):
@@ -123,7 +128,7 @@ def find_reseeded_each_epoch(ctx):
         if index.loops and index.loops[-1].trains:
             uses.append(index)
     for seed in facts.seeds:
-        if VARIES in seed.deps or _scoped(ctx, seed):
+        if VARIES in seed.deps:
             continue
         seed_loops = {id(loop) for loop in seed.loops}
         for use in uses:
@@ -148,6 +153,8 @@ def find_reseeded_each_epoch(ctx):
                     continue
                 hit = True
             if hit:
+                if _scoped(ctx, seed):  # asked only here: it needs the file's parents
+                    break
                 yield Hit(message=_MESSAGE, span=ctx.span(seed.node, seed.file),
                           severity=ctx.severity(use.loops, seed.file),
                           fix=planned(reseed_fix, ctx, seed, epochs[-1]))

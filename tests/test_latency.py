@@ -295,3 +295,58 @@ def test_positions_found_by_search_are_the_generated_ones():
     call = module.body[-1].body[0].value
     assert locate_unique(module, text, call) is None
     assert locate_unique(module, text, module.body[-1].body[0]) == ((6, 0), (6, 24))
+
+
+_SHUFFLED_ONCE = textwrap.dedent("""\
+    import numpy as np
+    import torch
+
+    def train(model, opt, x, y, epochs=3, batch=64):
+        order = np.random.permutation(len(x))
+        for epoch in range(epochs):
+            for start in range(0, len(x), batch):
+                idx = order[start:start + batch]
+                loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    """)
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_script_rules_alone_parse_each_file_once_and_still_report_syntax_errors(tmp_path, monkeypatch, cached):
+    """With only script rules selected, a file the script analysis parses (libcst) is
+    not parsed again for its syntax; every other file still is, so a syntax error is
+    reported whether or not the file looks like a training script, run after run."""
+    import ast
+
+    from bnlint import cache as cache_module
+    from bnlint import engine
+    from bnlint.cache import ResultCache
+
+    (tmp_path / "train.py").write_text(_SHUFFLED_ONCE)
+    (tmp_path / "broken_train.py").write_text(_SHUFFLED_ONCE.replace("for epoch in range(epochs):", "for epoch in"))
+    (tmp_path / "utils.py").write_text("def accuracy(out, y):\n    return (out.argmax(1) == y).float().mean(\n")
+    (tmp_path / "meters.py").write_text("class Meter:\n    def reset(self):\n        self.total = 0\n")
+    parsed = []
+    real_parse = ast.parse
+
+    def counting_parse(text, filename="<unknown>", *args, **kwargs):
+        parsed.append(os.path.basename(filename))
+        return real_parse(text, filename, *args, **kwargs)
+
+    monkeypatch.setattr(engine.ast, "parse", counting_parse)
+    monkeypatch.setattr(cache_module, "RACY_NS", 0)  # the files were just written
+    rules = select_rules(["BNL2"])
+    config = Config(timeout=60.0)
+    for run in range(2):
+        parsed.clear()
+        cache = ResultCache.for_run(str(tmp_path / ".cache"), repr(config), (r.code for r in rules)) if cached else None
+        result = check_paths([str(tmp_path)], config, rules, cache=cache, jobs=1)
+        got = sorted((os.path.basename(f.path), f.code, f.line) for f in result.findings)
+        assert got == [("broken_train.py", "BNL001", 6), ("train.py", "BNL203", 5), ("utils.py", "BNL001", 2)], got
+        assert all("syntax error" in f.message for f in result.findings if f.code == "BNL001")
+        if cached and run == 1:  # files unchanged since the first run: only the broken ones are parsed
+            assert sorted(parsed) == ["broken_train.py", "utils.py"], parsed
+        else:
+            assert sorted(parsed) == ["broken_train.py", "meters.py", "utils.py"], parsed

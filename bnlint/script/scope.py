@@ -19,8 +19,9 @@ import gc
 import os
 import threading
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Set
 
+from bnlint import lifetime
 from bnlint.findings import Finding
 from bnlint.script.known import SCRIPT_HINT, may_matter
 from bnlint.script.layout import Layout, find_project_root
@@ -49,9 +50,10 @@ class CheckedFile:
 
 def check_in_project(files: Sequence[CheckedFile], rules, *, cache=None, index=None,
                      on_error: Optional[Callable[[CheckedFile, Exception], None]] = None,
-                     plan_fixes: bool = True) -> List[Finding]:
+                     plan_fixes: bool = True, parsed: Optional[Set[str]] = None) -> List[Finding]:
     """``plan_fixes``: fixes get their edits (else only whether a fix exists and what
-    it does: ``bnlint.script.analysis.ScriptContext``)."""
+    it does: ``bnlint.script.analysis.ScriptContext``). ``parsed``: gets the absolute
+    paths of the checked files that were parsed here (so they are valid Python)."""
     rules = [r for r in rules if r.check is not None]
     if not rules or not files:
         return []
@@ -63,7 +65,7 @@ def check_in_project(files: Sequence[CheckedFile], rules, *, cache=None, index=N
         groups.setdefault(key, []).append(f)
     out: List[Finding] = []
     for key in sorted(groups):
-        out.extend(_check_group(key, groups[key], rules, cache, index, on_error, plan_fixes))
+        out.extend(_check_group(key, groups[key], rules, cache, index, on_error, plan_fixes, parsed))
     return sorted(out, key=Finding.sort_key)
 
 
@@ -75,7 +77,7 @@ def _package_base(path: str) -> str:
     return folder
 
 
-def _check_group(key, group, rules, cache, index, on_error, plan_fixes) -> List[Finding]:
+def _check_group(key, group, rules, cache, index, on_error, plan_fixes, parsed=None) -> List[Finding]:
     root, shallow = key
     from bnlint.sources import SourceError
 
@@ -122,7 +124,7 @@ def _check_group(key, group, rules, cache, index, on_error, plan_fixes) -> List[
                 else:
                     found.extend(cached)
     if missed:
-        fresh = _analyse(layout, missed, sources, rules, on_error, plan_fixes)
+        fresh = _analyse(layout, missed, sources, rules, on_error, plan_fixes, parsed)
         found.extend(fresh)
         if cache is not None:
             by_path: Dict[str, List[Finding]] = {f.path: [] for f in missed}
@@ -162,13 +164,13 @@ def _rare_collections():
 
 
 def _analyse(layout: Layout, missed: Sequence[CheckedFile], sources: Dict, rules, on_error,
-             plan_fixes: bool = True) -> List[Finding]:
+             plan_fixes: bool = True, parsed: Optional[Set[str]] = None) -> List[Finding]:
     with _rare_collections():
-        return _analyse_files(layout, missed, sources, rules, on_error, plan_fixes)
+        return _analyse_files(layout, missed, sources, rules, on_error, plan_fixes, parsed)
 
 
 def _analyse_files(layout: Layout, missed: Sequence[CheckedFile], sources: Dict, rules, on_error,
-                   plan_fixes: bool) -> List[Finding]:
+                   plan_fixes: bool, parsed: Optional[Set[str]] = None) -> List[Finding]:
     from bnlint.sources import SourceError, read_source
 
     by_abs = {f.abs_path: f for f in missed}
@@ -205,6 +207,10 @@ def _analyse_files(layout: Layout, missed: Sequence[CheckedFile], sources: Dict,
         info = load(abs_path, True)
         if info is not None:
             files.append(info)
+            if parsed is not None and abs_path in by_abs:
+                parsed.add(abs_path)
     project = Project(files, layout, load)
     wanted = set(shown.values())
-    return findings_of(analyse(project, plan_fixes), rules, wanted.__contains__)
+    found = findings_of(analyse(project, plan_fixes), rules, wanted.__contains__)
+    lifetime.hold(project)  # the program exits without freeing it
+    return found
