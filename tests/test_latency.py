@@ -350,3 +350,34 @@ def test_script_rules_alone_parse_each_file_once_and_still_report_syntax_errors(
             assert sorted(parsed) == ["broken_train.py", "utils.py"], parsed
         else:
             assert sorted(parsed) == ["broken_train.py", "meters.py", "utils.py"], parsed
+
+
+def test_scripts_parsed_without_node_validation_are_the_validated_trees():
+    """The script analysis parses without libcst's per-node validation: every script
+    fixture gives the same tree (same code, same node types in the same order) as a
+    validated parse, a syntax error still fails, and validation is back afterwards."""
+    import libcst as cst
+
+    from bnlint.script.analysis import parse_file
+
+    def shape(module):
+        out = []
+
+        class Every(cst.CSTVisitor):
+            def on_visit(self, node):
+                out.append(type(node).__name__)
+                return True
+
+        module.visit(Every())
+        return out
+
+    count = 0
+    for name, text in _script_fixture_texts():
+        info = parse_file(name, text, "m", "/x/" + name, True)
+        validated = cst.parse_module(text)
+        assert info.module.code == text and shape(info.module) == shape(validated), name
+        count += 1
+    assert count > 20
+    assert parse_file("bad.py", "for epoch in\n    pass\n", "bad", "/x/bad.py", True) is None
+    with pytest.raises(cst.CSTValidationError):
+        cst.Name("not a name")

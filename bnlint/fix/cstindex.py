@@ -11,7 +11,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
-from bnlint.script.project import _child_fields
+from bnlint.script.project import _FIELDS, _IS_NODE, _child_fields, _is_node
 
 __all__ = ["SourceIndex", "Pos", "callee_name", "first_input", "is_pure_expression", "syntactic_positions",
            "sub_nodes"]
@@ -51,18 +51,23 @@ def _parents(module: cst.Module) -> Dict[cst.CSTNode, cst.CSTNode]:
     directly: several times faster than libcst's ParentNodeProvider visitor."""
     parents: Dict[cst.CSTNode, cst.CSTNode] = {}
     stack: List[cst.CSTNode] = [module]
+    fields, is_node = _FIELDS, _IS_NODE  # by type: CSTNode is an ABC, isinstance is slow
     while stack:
         current = stack.pop()
-        for name in _child_fields(type(current)):
+        cls = type(current)
+        names = fields.get(cls)
+        for name in names if names is not None else _child_fields(cls):
             value = getattr(current, name)
-            if isinstance(value, cst.CSTNode):
-                parents[value] = current
-                stack.append(value)
-            elif isinstance(value, (list, tuple)):
+            vcls = type(value)
+            if vcls is list or vcls is tuple:
                 for item in value:
-                    if isinstance(item, cst.CSTNode):
+                    icls = type(item)
+                    if is_node.get(icls) or (icls not in is_node and _is_node(icls)):
                         parents[item] = current
                         stack.append(item)
+            elif is_node.get(vcls) or (vcls not in is_node and _is_node(vcls)):
+                parents[value] = current
+                stack.append(value)
     return parents
 
 
@@ -106,12 +111,14 @@ def sub_nodes(node: cst.CSTNode) -> List[cst.CSTNode]:
         names = _CODE_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls)
                                           if not f.name.startswith(_PUNCTUATION_FIELDS))
     out: List[cst.CSTNode] = []
+    is_node = _IS_NODE
     for name in names:
         value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
+        vcls = type(value)
+        if vcls is list or vcls is tuple:
+            out.extend(v for v in value if is_node.get(type(v)) or _is_node(type(v)))
+        elif is_node.get(vcls) or (vcls not in is_node and _is_node(vcls)):
             out.append(value)
-        elif isinstance(value, (list, tuple)):
-            out.extend(v for v in value if isinstance(v, cst.CSTNode))
     return out
 
 

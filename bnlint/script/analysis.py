@@ -8,6 +8,8 @@ or a class lookup reaches them.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import libcst as cst
@@ -91,11 +93,39 @@ class ScriptContext:
         return Severity.WARNING
 
 
+def _unchecked_init(self) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _parser_nodes_unvalidated():
+    """libcst validates every node it constructs (``CSTNode.__post_init__`` calls
+    ``_validate``), also the nodes its parser makes from source, which are valid by
+    construction (libcst's own comment there says so): about a seventh of a parse.
+    Meanwhile that check is left out; nodes built while it lasts, in any thread, are
+    not validated either. A libcst without that hook is left as it is."""
+    base = cst.CSTNode
+    saved = base.__dict__.get("__post_init__")
+    if saved is None:
+        yield
+        return
+    with _VALIDATION:
+        base.__post_init__ = _unchecked_init
+        try:
+            yield
+        finally:
+            base.__post_init__ = saved
+
+
+_VALIDATION = threading.Lock()
+
+
 def parse_file(path: str, text: str, module_name: str, abs_path: str, scanned: bool) -> Optional[FileInfo]:
     """Parse and index one file; None when it does not parse (the engine reports
     syntax errors as BNL001)."""
     try:
-        module = cst.parse_module(text)
+        with _parser_nodes_unvalidated():
+            module = cst.parse_module(text)
     except (cst.ParserSyntaxError, RecursionError, ValueError, MemoryError):
         return None
     info = index_file(path, module, module_name, abs_path, scanned)
