@@ -16,11 +16,17 @@ __all__ = ["ImportTable", "dotted", "last_part", "matches"]
 
 def dotted(node: cst.BaseExpression) -> Optional[str]:
     """``a.b.c`` for a chain of names and attributes, else None."""
+    # By exact type: node classes are ABCs, and isinstance on them is slow (this runs
+    # for most expressions of a walk); the parser makes no subclasses of these two.
     parts = []
-    while isinstance(node, cst.Attribute):
+    kind = type(node)
+    while kind is cst.Attribute:
         parts.append(node.attr.value)
         node = node.value
-    if isinstance(node, cst.Name):
+        kind = type(node)
+    if kind is cst.Name:
+        if not parts:
+            return node.value
         parts.append(node.value)
         return ".".join(reversed(parts))
     return None
