@@ -127,11 +127,18 @@ def find_reseeded_each_epoch(ctx):
     for index in facts.index_uses:  # manual batching: the index loop draws the data
         if index.loops and index.loops[-1].trains:
             uses.append(index)
+    by_loop = {}  # loop -> the uses inside it, by place in ``uses``
+    for at, use in enumerate(uses):
+        for loop in use.loops:
+            by_loop.setdefault(id(loop), []).append(at)
     for seed in facts.seeds:
         if VARIES in seed.deps:
             continue
         seed_loops = {id(loop) for loop in seed.loops}
-        for use in uses:
+        # Only a use inside one of the seed's loops can be one it repeats (and a whole
+        # project's uses need not be tried against every seed).
+        near = sorted({at for loop in seed_loops for at in by_loop.get(loop, ())})
+        for use in (uses[at] for at in near):
             iter_loop = getattr(use, "iter_loop", use.loops[-1] if use.loops else None)
             if iter_loop is None or id(iter_loop) in seed_loops:
                 continue
