@@ -317,3 +317,34 @@ def test_only_constants_are_assigned_into_imported_modules():
     assert "sys.stdout" not in code and "Logger(" not in code
     assert "os.environ['CUDA_VISIBLE_DEVICES'] = '0'" in code
     assert "torch.backends.cudnn.benchmark = True" in code
+
+
+def test_a_loop_that_only_registers_variants_is_kept():
+    """``setattr(<this module>, name, partial(...))`` / ``globals()[name] = ...`` in a
+    top-level loop over constants defines the module's factories: kept, with the
+    module alias it reads. A loop that does anything else is top-level code."""
+    src = textwrap.dedent("""\
+        import sys
+        from functools import partial
+
+        def _build(depth, num_classes=10):
+            return depth, num_classes
+
+        def resnet20(*args, **kwargs): ...
+
+        this = sys.modules[__name__]
+        for dataset in ["cifar10", "cifar100"]:
+            for depth in (20, 32):
+                classes = 10 if dataset == "cifar10" else 100
+                setattr(this, f"{dataset}_resnet{depth}", partial(_build, depth, num_classes=classes))
+        for depth in (44, 56):
+            globals()[f"resnet{depth}"] = partial(_build, depth)
+        for depth in (110,):
+            print("registering", depth)
+            setattr(this, f"resnet{depth}", partial(_build, depth))
+        for path in ["a.pt"]:
+            state = open(path).read()
+        """)
+    assert _kept_lines(src) == {1, 2, 4, 7, 9, 10, 14}
+    left = {l.line: l.why for l in filter_definitions(ast.parse(src)).left_out}
+    assert left == {16: "it is top-level code, not a definition", 19: "it calls open()"}

@@ -1,8 +1,9 @@
 """The definitions-only view of a module's top level: which statements may run when
 bnlint imports a user's file to build its models (pure AST work, nothing is executed).
 
-Kept: imports, classes, functions, docstrings, constant-like assignments, and
-``if``/``try`` blocks around them. A top-level assignment whose value calls something
+Kept: imports, classes, functions, docstrings, constant-like assignments, loops that
+only name variants of definitions (``for d in (20, 32): setattr(sys.modules[__name__],
+f"resnet{d}", partial(ResNet, d))``), and ``if``/``try`` blocks around them. A top-level assignment whose value calls something
 (``config = ConfigNode(width=8)``, ``to_2tuple = _ntuple(2)``, ``opt =
 parser.parse_args()``) is kept only when a kept definition reads the name it binds
 (or another project module imports it), and never when the call does I/O, training,
@@ -130,7 +131,10 @@ _CONST = "constant"      # constant-like assignment: kept likewise
 _CALL = "computed"       # assignment from a call: kept when its names are needed
 _MUTATE = "mutation"     # changes a kept object: kept when that object is kept and needed
 _SYSPATH = "sys.path"    # sys.path.insert/append: kept (imports after it depend on it)
+_REGISTER = "registration"  # a loop that only names variants of definitions: kept
 _CODE = "code"           # left out
+
+_ALWAYS = (_DEF, _CONST, _REGISTER)  # kept unless they read a left-out name
 
 
 @dataclass
@@ -146,8 +150,56 @@ class _Leaf:
     attributes: Set[Tuple[str, str]]
 
 
+def _is_module_itself(node: ast.AST) -> bool:
+    """``sys.modules[__name__]``."""
+    return (isinstance(node, ast.Subscript) and dotted(node.value) == "sys.modules"
+            and isinstance(node.slice, ast.Name) and node.slice.id == "__name__")
+
+
+def _registers(body: Sequence[ast.stmt]) -> Optional[bool]:
+    """Whether ``body`` (of a top-level loop) only names variants of the module's
+    definitions: nested loops over constant-like values, ``if`` on them, plain-name
+    assignments of constant-like values (``partial(_resnet, layers=layers)`` is one),
+    and ``setattr(<the module>, name, value)`` / ``globals()[name] = value``. None when
+    it does anything else; else whether it sets a module attribute at all."""
+    sets = False
+    for stmt in body:
+        if isinstance(stmt, ast.For):
+            inner = _registers(stmt.body) if (not stmt.orelse and _plain_target(stmt.target)
+                                              and _is_constantish(stmt.iter)) else None
+        elif isinstance(stmt, ast.If):
+            parts = [_registers(stmt.body), _registers(stmt.orelse)] if _is_constantish(stmt.test) else [None]
+            inner = None if None in parts else any(parts)
+        elif isinstance(stmt, ast.Assign) and _is_constantish(stmt.value):
+            target = stmt.targets[0] if len(stmt.targets) == 1 else None
+            if all(_plain_target(t) for t in stmt.targets):
+                inner = False
+            elif (isinstance(target, ast.Subscript) and isinstance(target.value, ast.Call)
+                  and dotted(target.value.func) == "globals" and not target.value.args):
+                inner = True
+            else:
+                inner = None
+        elif (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
+              and dotted(stmt.value.func) == "setattr" and len(stmt.value.args) == 3 and not stmt.value.keywords):
+            module, *rest = stmt.value.args
+            inner = True if ((isinstance(module, ast.Name) or _is_module_itself(module))
+                             and all(_is_constantish(a) for a in rest)) else None
+        else:
+            inner = None
+        if inner is None:
+            return None
+        sets = sets or inner
+    return sets
+
+
 def _classify(stmt: ast.stmt, modules: FrozenSet[str] = frozenset()) -> Tuple[str, Optional[str]]:
     """(kind, mutated base name)."""
+    if isinstance(stmt, ast.For):
+        # ``for depth in (20, 32): setattr(sys.modules[__name__], f"resnet{depth}",
+        # partial(ResNet, depth))``: the factories the module exports.
+        registers = stmt.orelse == [] and _plain_target(stmt.target) and _is_constantish(stmt.iter) and _registers(
+            stmt.body)
+        return (_REGISTER if registers else _CODE), None
     if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)):
         return _DEF, None
     if isinstance(stmt, ast.Expr):
@@ -259,7 +311,7 @@ def filter_definitions(tree: ast.Module, needed: Iterable[str] = (), forced_out:
             why_out[i] = leaf.denied
 
     while True:
-        included = {i for i, l in enumerate(leaves) if l.kind in (_DEF, _CONST) and i not in out_ids}
+        included = {i for i, l in enumerate(leaves) if l.kind in _ALWAYS and i not in out_ids}
         demand: Set[str] = set(external)
         if everything:
             demand |= {b for leaf in leaves for b in leaf.binds if not b.startswith("_")}
@@ -269,7 +321,7 @@ def filter_definitions(tree: ast.Module, needed: Iterable[str] = (), forced_out:
         while grew:
             grew = False
             for i, leaf in enumerate(leaves):
-                if i in included or i in out_ids or leaf.kind in (_DEF, _CONST):
+                if i in included or i in out_ids or leaf.kind in _ALWAYS:
                     continue
                 wanted = (
                     leaf.kind == _SYSPATH
