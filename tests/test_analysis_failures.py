@@ -132,6 +132,18 @@ def test_untraceable_model_is_analysed_by_fallback():
     assert [f["code"] for f in errors] == ["BNL101"]
     assert notes and all(f["code"] == "BNL001" for f in notes)
     assert "PatchClassifier" in notes[0]["message"]
+    # Its forward compares a tensor's values: it ran again on real tensors.
+    assert "on real tensors" in notes[0]["message"] and notes[0]["details"]["device"] == "cpu"
+
+
+def test_untraceable_forward_that_needs_only_shapes_runs_on_meta_tensors():
+    """A forward fx cannot trace (``x.view(*shape)``) but that reads no tensor values
+    is recorded on the meta device (a ViT-L costs no memory there) and still found."""
+    rc, data = run_json("fixtures/BNL103/hybrid_vit_bn_head.py")
+    assert [(f["code"], f["line"]) for f in data if f["severity"] != "info"] == [("BNL103", 60)]
+    notes = [f for f in data if "does not trace symbolically" in f["message"]]
+    assert len(notes) == 4 and all("blocks." in f["message"] for f in notes)
+    assert all("on meta tensors" in f["message"] and f["details"]["device"] == "meta" for f in notes)
 
 
 def test_non_utf8_and_binary_files(tmp_path):

@@ -69,14 +69,17 @@ def model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
         ("opaque", "could not be traced ({reason}); its submodules were analysed one by one and "
                    "connections between them were not checked"),
         ("concrete", "does not trace symbolically ({reason}); it was analysed by running it on example "
-                     "inputs, so only the branches taken for those inputs were checked"),
+                     "inputs{ran_on}, so only the branches taken for those inputs were checked"),
     )
+    ran_on = (" (on meta tensors: its forward needs no tensor values)" if model.get("device") == "meta"
+              else " (on real tensors: its forward needs tensor values)")
     for key, what in partial:
         for rec in model.get(key, []):
             module = rec["module"]
             where = f"the forward of {name}" if module == "<root>" else f"submodule {module} of {name}"
-            out.append(failure(job.path, f"{where} " + what.format(reason=rec["reason"]), def_line,
-                                severity=Severity.INFO, model=name, module=module))
+            text = f"{where} " + what.format(reason=rec["reason"], ran_on=ran_on)
+            out.append(failure(job.path, text, def_line, severity=Severity.INFO, model=name, module=module,
+                               **({"device": model.get("device")} if key == "concrete" else {})))
     for note in model.get("notes", []):
         out.append(failure(job.path, note, def_line, severity=Severity.INFO, model=name))
     return out
