@@ -55,6 +55,11 @@ def test_missing_optional_packages_are_stubbed_and_named(tmp_path):
     assert "lmdb" not in str(notes)  # lmdb_dataset.py defines no model: never imported
     [lit] = [f for f in data if "derives from a stand-in" in f["message"]]
     assert lit["line"] == 19 and "pytorch_lightning.LightningModule" in lit["message"]
+    # A module torch removed is no stand-in: it has its former contents (expected.txt's
+    # BNL101 in shake_pyramid.py needs them), and a note says so at the import.
+    [former] = [f for f in data if f["details"].get("provided")]
+    assert former["path"] == os.path.join("models", "shake_pyramid.py") and former["line"] == 10
+    assert former["details"]["provided"] == ["torch._six"] and "removed in torch 2.0" in former["message"]
 
 
 def test_top_level_code_never_runs_and_argparse_gives_defaults(tmp_path):

@@ -7,6 +7,9 @@ an import inside ``try: ... except ImportError:`` (the code has its own fallback
 when another module already stubbed the package), and never when code only asks
 whether a package exists (``importlib.util.find_spec``). ``mock-imports`` packages are
 stubbed even when installed; ``no-mock-imports`` ones never (``"*"``: none at all).
+
+Modules torch has since removed (``torch._six``) are no stand-ins: they are provided
+with their former contents, under the same conditions.
 """
 from __future__ import annotations
 
@@ -24,6 +27,31 @@ __all__ = ["StandIns", "installed_standins"]
 
 # Never stubbed, whatever the configuration says.
 NEVER_STUBBED = frozenset({"torch", "bnlint", "__main__", "builtins"})
+
+
+def _torch_six(module) -> None:
+    import collections.abc
+    import math
+
+    module.container_abcs = collections.abc
+    module.string_classes = (str, bytes)
+    module.int_classes = int
+    module.inf, module.nan = math.inf, math.nan
+    module.PY2, module.PY3, module.PY37 = False, True, True
+
+
+# Modules torch has removed that research code of its time still imports, with what
+# they held: provided as they were when torch no longer has them (not stand-ins: code
+# that uses them gets the real values).
+REMOVED_TORCH_MODULES = {"torch._six": ("torch 2.0", _torch_six)}
+
+class _FormerModuleLoader(importlib.abc.Loader):
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        REMOVED_TORCH_MODULES[module.__name__][1](module)
+
 
 class _StandInLoader(importlib.abc.Loader):
     def __init__(self, package: str):
@@ -105,6 +133,7 @@ class StandIns:
         self.never = frozenset(n.split(".")[0] for n in never if n != "*") | NEVER_STUBBED
         self.enabled = "*" not in never
         self.stubbed: Dict[str, Tuple[Optional[str], int]] = {}  # package -> first importer (file, line)
+        self.former: Dict[str, Tuple[Optional[str], int]] = {}  # removed torch module -> first importer
         self._local: Optional[FrozenSet[str]] = None
         self.front = _FrontFinder(self)
         self.back = _BackFinder(self)
@@ -188,6 +217,12 @@ class _BackFinder(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname, path=None, target=None):
         owner = self.owner
+        if fullname in REMOVED_TORCH_MODULES and owner.enabled:
+            file, line, probe = _importer()
+            if probe or (file is not None and any(a <= line <= b for a, b in _guarded_lines(file))):
+                return None  # the code checks for it, or has its own fallback
+            owner.former.setdefault(fullname, (file, line))
+            return importlib.machinery.ModuleSpec(fullname, _FormerModuleLoader())
         if "." in fullname or not owner.enabled or fullname in owner.never:
             return None
         if fullname in getattr(sys, "stdlib_module_names", ()):

@@ -600,8 +600,22 @@ def _import_definitions(file: str, request: Dict[str, Any], result: Dict[str, An
 
 
 def _note_standins(result: Dict[str, Any], standins, file: str) -> None:
-    """One info note naming the packages that were replaced by stand-ins."""
-    if standins is None or not standins.stubbed:
+    """One info note naming the packages that were replaced by stand-ins (and one for
+    removed torch modules provided as they were)."""
+    if standins is None:
+        return
+    if standins.former:
+        from bnlint.model.standin_imports import REMOVED_TORCH_MODULES
+
+        lines = [line for f, line in standins.former.values() if f and os.path.abspath(f) == file]
+        names = sorted(standins.former)
+        result["notes"].append({
+            "message": f"{', '.join(map(repr, names))} (removed in {REMOVED_TORCH_MODULES[names[0]][0]}) was "
+                       f"provided with its former contents while the models were built",
+            "line": min(lines) if lines else None,
+            "provided": names,
+        })
+    if not standins.stubbed:
         return
     missing = standins.missing()
     configured = sorted(set(standins.stubbed) - set(missing))
