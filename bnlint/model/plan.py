@@ -21,6 +21,7 @@ For a file ``F`` the plan lists:
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -183,7 +184,8 @@ class Planner:
             args=tuple(encode(a) for a in resolved.args),
             kwargs=tuple((k, encode(v)) for k, v in resolved.kwargs),
             call=resolved.shown(shown, params),
-            origin=f"{relative(self.project, resolved.path)}:{resolved.line}",
+            origin=f"{relative(self.project, resolved.path)}:{resolved.line}" + _left_out_note(
+                self.project.facts(resolved.path).left_out),
             method=method,
         )
 
@@ -353,6 +355,17 @@ class Planner:
                         nxt.append(p)
             frontier = nxt
         return out
+
+
+def _left_out_note(lines: Sequence[int]) -> str:
+    """What an origin in a file read with statements left out says about them."""
+    if not lines:
+        return ""
+    version = f"Python {sys.version_info[0]}.{sys.version_info[1]}"
+    if len(lines) == 1:
+        return f" (line {lines[0]}, which does not parse under {version}, was left out)"
+    shown = ", ".join(str(n) for n in lines[:5]) + (", ..." if len(lines) > 5 else "")
+    return f" ({len(lines)} lines that do not parse under {version} were left out: {shown})"
 
 
 def _refs_in(value: Any) -> Iterator[Binding]:

@@ -13,14 +13,13 @@ so neither does anything planned from it.
 """
 from __future__ import annotations
 
-import ast
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from bnlint.model.facts import Assignment, CallSite, Definition, ModuleFacts, Param, may_imply_size, module_facts, size_hints
+from bnlint.model.facts import Assignment, CallSite, Definition, ModuleFacts, Param, may_imply_size, module_facts, parse_for_facts, size_hints
 
 __all__ = [
     "Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "Binding", "Project", "project_root_of",
@@ -297,7 +296,7 @@ class Project:
         hints: Tuple[int, ...] = ()
         if raw is not None and may_imply_size(raw):
             try:
-                hints = size_hints(ast.parse(raw, filename=path))
+                hints = size_hints(parse_for_facts(raw, path)[0])
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 hints = ()  # as module_facts: a file that does not parse implies nothing
         if self.index is not None and st is not None:
