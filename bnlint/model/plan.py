@@ -164,16 +164,19 @@ class Planner:
         sites = list(self.call_sites(binding, tuple(constructors)))
         # Constructors that load weights come last: a plain build shows the same graph.
         sites.sort(key=lambda s: bool(s[2]) and "pretrained" in s[2])
-        for path, site, method in sites:
-            try:
-                if method is None:
-                    resolved = resolve_call(self.project, path, site, d, params)
-                else:
-                    resolved = resolve_call(self.project, path, site, d, constructors[method])
-            except Unresolved:
-                continue
-            return self._with_arguments(d, binding, kind, resolved, params if method is None
-                                        else constructors[method], method)
+        # A call the defaults run first; else one they do not run (``if args.net_type ==
+        # 'lenet': LeNet(num_classes)``), its arguments read under its if-tests.
+        for assume_guards in (False, True):
+            for path, site, method in sites:
+                if assume_guards and not site.guards:
+                    continue
+                try:
+                    resolved = resolve_call(self.project, path, site, d,
+                                            params if method is None else constructors[method], assume_guards)
+                except Unresolved:
+                    continue
+                return self._with_arguments(d, binding, kind, resolved, params if method is None
+                                            else constructors[method], method)
         return None
 
     def _with_arguments(self, d: Definition, binding: Binding, kind: str, resolved: ResolvedCall,
@@ -184,8 +187,8 @@ class Planner:
             args=tuple(encode(a) for a in resolved.args),
             kwargs=tuple((k, encode(v)) for k, v in resolved.kwargs),
             call=resolved.shown(shown, params),
-            origin=f"{relative(self.project, resolved.path)}:{resolved.line}" + _left_out_note(
-                self.project.facts(resolved.path).left_out),
+            origin=f"{relative(self.project, resolved.path)}:{resolved.line}" + _assumed_note(resolved.assumed)
+            + _left_out_note(self.project.facts(resolved.path).left_out),
             method=method,
         )
 
@@ -355,6 +358,14 @@ class Planner:
                         nxt.append(p)
             frontier = nxt
         return out
+
+
+def _assumed_note(assumed: Sequence[Tuple[str, bool]]) -> str:
+    """What an origin says of a call the default options do not run."""
+    if not assumed:
+        return ""
+    tests = " and ".join(test if outcome else f"not ({test})" for test, outcome in assumed)
+    return f" (a call made only when {tests})"
 
 
 def _left_out_note(lines: Sequence[int]) -> str:

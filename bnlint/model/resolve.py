@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from bnlint.model.project import Assignment, Binding, CallSite, Definition, Project
+from bnlint.model.targets import dotted_name
 
 __all__ = ["Unresolved", "Ref", "Ext", "ResolvedCall", "Evaluator", "resolve_call", "encode", "callee_binding",
            "parameters_of"]
@@ -98,6 +99,9 @@ class Evaluator:
         self.depth = _depth
         self.line = line  # the call site's line: later assignments do not count
         self.used_options: Dict[str, Any] = {}
+        # if-tests taken to have this outcome whatever they evaluate to: those of a call
+        # site that the defaults do not run (resolve_call(assume_guards=True))
+        self.assumed: Dict[str, bool] = {}
 
     # -- entry points
 
@@ -119,6 +123,7 @@ class Evaluator:
     def _child(self, path: str, scope: Optional[str]) -> "Evaluator":
         child = Evaluator(self.project, path, scope, self.depth + 1)
         child.used_options = self.used_options
+        child.assumed = self.assumed if path == self.path else {}
         return child
 
     # -- leaves
@@ -162,6 +167,8 @@ class Evaluator:
                     value = True  # the script is run: its main block runs
                 elif test == "<exception>":
                     value = False  # an except handler: assume the try worked
+                elif test in self.assumed:
+                    value = self.assumed[test]
                 else:
                     value = bool(child.text(test))
                 if value != outcome:
@@ -498,6 +505,9 @@ class ResolvedCall:
     path: str  # the file of the call site
     line: int
     options: Tuple[Tuple[str, Any], ...]  # argparse options read, with their defaults
+    # the if-tests (source, outcome) the call runs under that the defaults do not meet
+    # (resolve_call(assume_guards=True)): the arguments hold when they are met
+    assumed: Tuple[Tuple[str, bool], ...] = ()
 
     def shown(self, name: str, params: Optional[Sequence] = None) -> str:
         names = [p.name for p in params or () if p.kind == "positional"]
@@ -508,19 +518,36 @@ class ResolvedCall:
         return f"{name}({', '.join(parts)})"
 
 
-def resolve_call(project: Project, path: str, site: CallSite, definition: Definition, params) -> ResolvedCall:
+def resolve_call(project: Project, path: str, site: CallSite, definition: Definition, params,
+                 assume_guards: bool = False) -> ResolvedCall:
     """Evaluate a call site's arguments for ``definition``; raises Unresolved unless
-    every argument resolves and the required parameters are all given."""
+    every argument resolves and the required parameters are all given.
+
+    A call under an if-test that the defaults make false (``if args.net_type ==
+    'lenet': net = LeNet(num_classes)``) does not run by default: unresolved, unless
+    ``assume_guards``; then its tests are taken to hold (also for the assignments the
+    arguments read), and the arguments resolve only when they read no option and no
+    name that those tests read (the defaults of those do not hold there)."""
     ev = Evaluator(project, path, site.scope, line=site.line)
-    for test, outcome in site.guards:  # a call under an if-test the defaults make false never runs
+    unmet: List[Tuple[str, bool]] = []
+    guard_options: set = set()
+    guard_names: set = set()
+    for test, outcome in site.guards:
         if "__name__" in test:
             continue
+        probe = Evaluator(project, path, site.scope, line=site.line)
         try:
-            holds = bool(ev.text(test))
+            holds = bool(probe.text(test))
         except Unresolved:
             continue
         if holds != outcome:
-            raise Unresolved(f"not run: {test} is {holds}")
+            if not assume_guards:
+                raise Unresolved(f"not run: {test} is {holds}")
+            unmet.append((test, outcome))
+            guard_options |= set(probe.used_options)
+            guard_names |= _names_read(test)
+    if unmet:
+        ev.assumed = dict(site.guards)
     args: List[Any] = []
     for text in site.args:
         if text.startswith("*"):
@@ -541,6 +568,11 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
             kwargs[name] = value
     if not all(_plain(v) for v in args) or not all(_plain(v) for v in kwargs.values()):
         raise Unresolved("value")
+    if unmet:
+        read = set().union(*(_names_read(t[1:] if t.startswith("*") else t)
+                             for t in list(site.args) + [v for _, v in site.kwargs]))
+        if guard_options & set(ev.used_options) or guard_names & read:
+            raise Unresolved("the arguments read what the call's unmet if-tests read")
     if params is not None:
         positional = [p for p in params if p.kind == "positional"]
         has_varargs = any(p.kind == "varargs" for p in params)
@@ -555,7 +587,25 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
         if missing:
             raise Unresolved("missing " + ", ".join(missing))
     return ResolvedCall(tuple(args), tuple(sorted(kwargs.items())), path, site.line,
-                        tuple(sorted(ev.used_options.items())))
+                        tuple(sorted(ev.used_options.items())), tuple(unmet))
+
+
+def _names_read(source: str) -> set:
+    """The names and dotted names an expression reads (``args.net_type``, ``args``)."""
+    try:
+        node = ast.parse(source.strip(), mode="eval")
+    except SyntaxError:
+        return set()
+    out = set()
+    stack: List[ast.AST] = [node]
+    while stack:
+        n = stack.pop()
+        dotted = dotted_name(n) if isinstance(n, (ast.Name, ast.Attribute)) else None
+        if dotted:  # the whole chain: ``args.depth`` does not read ``args.net_type``
+            out.add(dotted)
+        else:
+            stack.extend(ast.iter_child_nodes(n))
+    return out
 
 
 def relative(project: Project, path: str) -> str:
