@@ -69,3 +69,54 @@ def test_assignments_under_the_same_test_are_read_as_run(tmp_path):
     (target,) = _plan(tmp_path, "nets.py").targets
     assert target.call == "Small(width=8, num_classes=10)"
     assert target.origin == "train.py:13 (a call made only when args.model == 'small')"
+
+
+NET = textwrap.dedent('''
+    import torch.nn as nn
+
+
+    class Aux(nn.Module):
+        def __init__(self, in_channels, num_classes):
+            super().__init__()
+            self.fc = nn.Linear(in_channels, num_classes)
+
+
+    class Net(nn.Module):
+        def __init__(self, num_classes=10, aux_logits=False, width=None):
+            super().__init__()
+            self.fc = nn.Linear(8, num_classes)
+            if aux_logits:
+                self.aux = Aux(8, num_classes)
+            if width:
+                self.extra = Aux(width, num_classes)
+
+''')
+
+
+def test_a_class_built_only_under_a_flag_that_is_off_by_default_is_said_so(tmp_path):
+    from bnlint.model.failures import not_analysed_notes
+    from bnlint.model.modelcheck import ModelJob
+
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "net.py").write_text(NET)
+    plan = _plan(tmp_path, "net.py")
+    assert plan.conditional == ((
+        "Aux", "Net builds it only when aux_logits is true (the default is False)", "Net(aux_logits=True)"),)
+    job = ModelJob(path="net.py", abs_path=str(tmp_path / "net.py"), plan=plan.to_request())
+    result = {"models": [{"name": "Net", "graph": {}, "covers": [[str(tmp_path / "net.py"), "Net"]]}]}
+    (note,) = not_analysed_notes(job, result)
+    assert note.message == (
+        "model Aux was not analysed: Net builds it only when aux_logits is true (the default is False), and no "
+        "model built from this project sets it; name it with 'net.py::Net(aux_logits=True)' or in "
+        "[tool.bnlint] models")
+    assert dict(note.details)["not_analysed"] == "not-built"
+
+
+def test_a_class_some_user_builds_unconditionally_is_not_conditional(tmp_path):
+    (tmp_path / ".git").mkdir()
+    plain = "\n\nclass Plain(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.aux = Aux(8, 2)\n"
+    (tmp_path / "net.py").write_text(NET + plain)
+    assert _plan(tmp_path, "net.py").conditional == ()
+    # an if-test that is no parameter's name claims nothing
+    (tmp_path / "net.py").write_text(NET.replace("if aux_logits:", "if not aux_logits:"))
+    assert _plan(tmp_path, "net.py").conditional == ()

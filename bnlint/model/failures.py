@@ -180,6 +180,7 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
             if os.path.abspath(file) == job.abs_path:
                 built.add(qualname)
     needs = {name: params for name, params in plan.get("needs_arguments", [])}
+    conditional = {name: (why, spec) for name, why, spec in plan.get("conditional", [])}
     expected = {}  # class -> the failed target that should have built it
     for t in plan.get("targets", []):
         if t["name"] in failed or (t.get("foreign") and t["name"] not in foreign_built):
@@ -200,6 +201,11 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
                     f"the project passes values bnlint can resolve; name them with "
                     f"'{job.path}::{name}({args})' or in [tool.bnlint] models")
             reason = "needs-arguments"
+        elif name in conditional:
+            why, spec = conditional[name]
+            text = (f"model {name} was not analysed: {why}, and no model built from this project sets it; "
+                    f"name it with '{job.path}::{spec or name + '(...)'}' or in [tool.bnlint] models")
+            reason = "not-built"
         else:
             text = (f"model {name} was not analysed: no model built from this project contains it; name it "
                     f"with '{job.path}::{name}(...)' or in [tool.bnlint] models")

@@ -20,6 +20,7 @@ For a file ``F`` the plan lists:
 """
 from __future__ import annotations
 
+import ast
 import os
 import sys
 from dataclasses import dataclass, replace
@@ -70,6 +71,11 @@ class FilePlan:
     models: Tuple[Tuple[str, int], ...]  # the file's model classes: (name, line)
     needs_arguments: Tuple[Tuple[str, Tuple[str, ...]], ...]  # classes no call site resolves
     input_size: Optional[int]
+    # classes another class builds only under a flag that is off by default: (name,
+    # "GoogLeNet builds it only when aux_logits is true (the default is False)", the spec
+    # that builds it, "GoogLeNet(aux_logits=True)", when that class is of the same file
+    # and needs no other argument, else None)
+    conditional: Tuple[Tuple[str, str, Optional[str]], ...] = ()
 
     def to_request(self) -> Dict[str, Any]:
         return {
@@ -77,6 +83,7 @@ class FilePlan:
             "models": [list(m) for m in self.models],
             "needs_arguments": [[n, list(p)] for n, p in self.needs_arguments],
             "input_size": self.input_size,
+            "conditional": [list(c) for c in self.conditional],
         }
 
 
@@ -334,7 +341,50 @@ class Planner:
             needs_arguments=tuple((n, p) for n, p in needs.items()
                                   if Binding("def", path, n) not in covered),
             input_size=self.project.size_hint(self.importers(path)),
+            conditional=tuple((d.name,) + why for d in classes
+                              if (why := self.built_only_when(Binding("def", path, d.name))) is not None),
         )
+
+    def built_only_when(self, binding: Binding) -> Optional[Tuple[str, Optional[str]]]:
+        """Why models that contain a class may not build it: every project class that
+        calls it does so in its ``__init__`` under an if-test on one of its parameters
+        that the parameter's default makes false (``if aux_logits: self.aux1 =
+        InceptionAux(512, num_classes)`` with ``aux_logits=False``); then the first such
+        reason and the spec that builds it when there is a simple one; None otherwise."""
+        found: Optional[Tuple[str, Optional[str]]] = None
+        for user in self.users(binding):
+            d = self.definition(user)
+            sites = [site for site in self.project.facts(str(user.path)).calls
+                     if callee_binding(self.project, str(user.path), site) == binding
+                     and (site.scope == d.name or str(site.scope).startswith(d.name + "."))] if d else []
+            if not sites:
+                continue  # reads it without calling it here (a base class, a value passed on)
+            if d is None or d.kind != "class":
+                return None
+            defaults = {p.name: p.default for p in d.params or () if p.default is not None}
+            for site in sites:
+                reason = None
+                for test, outcome in site.guards if site.scope == f"{d.name}.__init__" else ():
+                    try:
+                        default = ast.literal_eval(defaults[test]) if test in defaults else None
+                    except (ValueError, SyntaxError):
+                        continue
+                    if test in defaults and isinstance(default, (bool, int, float, str, type(None))) \
+                            and bool(default) != outcome:
+                        reason = (test, outcome, default)
+                        break
+                if reason is None:
+                    return None  # built unconditionally, or as it runs
+                if found is None:
+                    test, outcome, default = reason
+                    why = (f"{d.name} builds it only when {test} is {'true' if outcome else 'false'} "
+                           f"(the default is {defaults[test]})")
+                    spec = None
+                    if user.path == binding.path and isinstance(default, bool) \
+                            and not any(p.required for p in d.params or ()):
+                        spec = f"{d.name}({test}={outcome})"
+                    found = (why, spec)
+        return found
 
     def importers(self, path: str, depth: int = 3) -> List[str]:
         """The file and the project files that import it, up to ``depth`` steps away."""
