@@ -120,3 +120,68 @@ def test_a_class_some_user_builds_unconditionally_is_not_conditional(tmp_path):
     # an if-test that is no parameter's name claims nothing
     (tmp_path / "net.py").write_text(NET.replace("if aux_logits:", "if not aux_logits:"))
     assert _plan(tmp_path, "net.py").conditional == ()
+
+
+REGISTRY = FIXTURES / "repos" / "models_registry_branches"
+
+
+def test_a_registry_call_under_a_test_on_its_key_is_a_call_of_the_member_it_selects():
+    plan = _plan(REGISTRY, "models/cifar/resnext.py")
+    (target,) = plan.targets
+    assert target.name == "resnext" and target.fallback is not None
+    assert target.fallback.call == "resnext(cardinality=8, depth=29, dropRate=0.25, num_classes=10, widen_factor=4)"
+    assert target.fallback.origin == "cifar.py:45 (a call made only when args.arch == 'resnext')"
+    assert target.fallback.assumed
+    wrn = _plan(REGISTRY, "models/cifar/wrn.py").targets[0].fallback
+    assert wrn.origin == "cifar.py:53 (a call made only when args.arch == 'wrn')" and wrn.assumed
+
+
+def test_a_registry_call_no_test_selects_or_whose_arguments_read_the_key_is_not_used(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "models.py").write_text(textwrap.dedent('''
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self, depth, num_classes):
+                super().__init__()
+                self.fc = nn.Linear(depth, num_classes)
+
+
+        class Other(nn.Module):
+            def __init__(self, depth, name):
+                super().__init__()
+                self.fc = nn.Linear(depth, 2)
+    '''))
+    (tmp_path / "train.py").write_text(textwrap.dedent('''
+        import argparse
+
+        import models
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--arch", default="missing")
+        parser.add_argument("--depth", default=8, type=int)
+        args = parser.parse_args()
+
+        if args.arch.startswith("Other"):
+            model = models.__dict__[args.arch](args.depth, name=args.arch)
+        elif args.arch.lower() == "zzz":
+            model = models.__dict__[args.arch](args.depth, 10)
+        else:
+            model = getattr(models, args.arch)(args.depth, 10)
+    '''))
+    plan = _plan(tmp_path, "models.py")
+    # Net: only the else branch, which no test selects; Other: its arguments read the key
+    assert plan.targets == ()
+    assert dict(plan.needs_arguments) == {"Net": ("depth", "num_classes"), "Other": ("depth", "name")}
+
+
+def test_string_methods_of_resolved_values_are_evaluated(tmp_path):
+    from bnlint.model.resolve import Evaluator
+
+    (tmp_path / "t.py").write_text("NAME = 'ResNeXt29'\n")
+    project = Project.scan(str(tmp_path))
+    ev = Evaluator(project, str(tmp_path / "t.py"), None)
+    assert ev.text("NAME.lower().startswith('resnext')") is True
+    assert ev.text("NAME.endswith(('29', '50'))") is True
+    assert ev.text("NAME.replace('29', '')") == "ResNeXt"

@@ -40,6 +40,10 @@ def model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
             text = (f"cannot build model {name}: constructor raised MemoryError (the analysis runs under a "
                     f"memory limit; raise it with BNLINT_MEMORY_LIMIT=16G, or name smaller arguments with "
                     f"'{job.path}::{name}(arg=value)')")
+        elif stage == "build" and err.get("reason") == "needs-arguments" and model.get("call"):
+            text = (f"model {name} was not analysed: built as {model['call']}, with the arguments of "
+                    f"{model.get('origin')}, it raised {msg}; name working arguments with "
+                    f"'{job.path}::{name}(arg=value)' or in [tool.bnlint] models")
         elif stage == "build" and err.get("reason") == "needs-arguments":
             text = (f"model {name} was not analysed: built without arguments it raised {msg}; no call in the "
                     f"project passes values bnlint can resolve; name them with '{job.path}::{name}(arg=value)' "

@@ -27,7 +27,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from bnlint.model.project import Binding, CallSite, Definition, Project
-from bnlint.model.resolve import ResolvedCall, Unresolved, callee_binding, encode, parameters_of, relative, resolve_call
+from bnlint.model.resolve import (ResolvedCall, Unresolved, callee_binding, encode, parameters_of, registry_call,
+                                  relative, resolve_call)
 
 __all__ = ["PlannedTarget", "FilePlan", "Planner"]
 
@@ -54,6 +55,9 @@ class PlannedTarget:
     builds: Tuple[str, ...] = ()  # classes of the planned file it should contain (statically)
     method: Optional[str] = None  # built through this alternative constructor (``from_name``)
     fallback: Optional["PlannedTarget"] = None  # tried when building it as it is fails
+    # its arguments come from a call the default options do not run: a build that fails
+    # with them means "needs arguments", not a broken model
+    assumed: bool = False
     placeholder_defaults: bool = False  # all its defaults are None: built bare it may not work
 
     def to_dict(self) -> Dict[str, Any]:
@@ -62,6 +66,7 @@ class PlannedTarget:
             "kwargs": dict(self.kwargs), "call": self.call, "origin": self.origin, "foreign": self.foreign,
             "builds": list(self.builds), "method": self.method, "placeholder_defaults": self.placeholder_defaults,
             "fallback": self.fallback.to_dict() if self.fallback is not None else None,
+            "assumed": self.assumed,
         }
 
 
@@ -159,7 +164,7 @@ class Planner:
             placeholders = bool(params) and all(p.default == "None" for p in params or ()
                                                 if p.kind in ("positional", "keyword"))
             target = PlannedTarget(name=d.name, path=str(binding.path), kind=kind,
-                                   fallback=from_site if kind == "class" else None,
+                                   fallback=from_site,
                                    placeholder_defaults=placeholders)
         else:
             target = from_site
@@ -172,14 +177,15 @@ class Planner:
         # Constructors that load weights come last: a plain build shows the same graph.
         sites.sort(key=lambda s: bool(s[2]) and "pretrained" in s[2])
         # A call the defaults run first; else one they do not run (``if args.net_type ==
-        # 'lenet': LeNet(num_classes)``), its arguments read under its if-tests.
+        # 'lenet': LeNet(num_classes)``, ``if args.arch.startswith('resnext'):
+        # models.__dict__[args.arch](...)``), its arguments read under its if-tests.
         for assume_guards in (False, True):
-            for path, site, method in sites:
-                if assume_guards and not site.guards:
+            for path, site, method, key in sites:
+                if (assume_guards and not site.guards) or (key is not None and not assume_guards):
                     continue
                 try:
                     resolved = resolve_call(self.project, path, site, d,
-                                            params if method is None else constructors[method], assume_guards)
+                                            params if method is None else constructors[method], assume_guards, key)
                 except Unresolved:
                     continue
                 return self._with_arguments(d, binding, kind, resolved, params if method is None
@@ -196,14 +202,17 @@ class Planner:
             call=resolved.shown(shown, params),
             origin=f"{relative(self.project, resolved.path)}:{resolved.line}" + _assumed_note(resolved.assumed)
             + _left_out_note(self.project.facts(resolved.path).left_out),
-            method=method,
+            method=method, assumed=bool(resolved.assumed),
         )
 
     def call_sites(self, binding: Binding, constructors: Sequence[str] = ()
-                   ) -> Iterator[Tuple[str, CallSite, Optional[str]]]:
+                   ) -> Iterator[Tuple[str, CallSite, Optional[str], Optional[Tuple[str, str]]]]:
         """Calls of the definition anywhere in the project, its own file first: (file,
-        call, None) for a call of it, (file, call, method) for a call of one of its
-        alternative constructors (``Net.from_name(...)``)."""
+        call, None, None) for a call of it, (file, call, method, None) for a call of one
+        of its alternative constructors (``Net.from_name(...)``), and (file, call, None,
+        (key source, name)) for a registry call of the module that holds it whose key
+        names another member or none (``models.__dict__[args.arch](...)``): a call of
+        it when an if-test selects that name (bnlint.model.resolve.resolve_call)."""
         name = str(binding.name)
         files = [str(binding.path)] + [p for p in self.project.files_mentioning(name) if p != binding.path]
         for path in files:
@@ -212,10 +221,14 @@ class Planner:
                 if head and last in constructors:
                     owner = callee_binding(self.project, path, CallSite(head, site.line, site.col, (), (), site.scope))
                     if owner == binding:
-                        yield path, site, last
+                        yield path, site, last, None
                         continue
                 if callee_binding(self.project, path, site) == binding:
-                    yield path, site, None
+                    yield path, site, None, None
+                    continue
+                registry = registry_call(self.project, path, site) if site.guards else None
+                if registry is not None and self.project.lookup(str(registry[0].path), name) == binding:
+                    yield path, site, None, (registry[1], name)
 
     # -- what a model contains, and who uses a class
 

@@ -78,6 +78,8 @@ _PURE_CALLS = {
     "max": max, "len": len, "tuple": tuple, "list": list, "sorted": sorted, "sum": sum,
 }
 _LITERAL_TYPES = (int, float, str, bool, type(None), list, tuple, dict, Ref, Ext)
+# Methods of a resolved string that compute a plain value (``args.arch.startswith('resnext')``).
+_STR_METHODS = frozenset({"startswith", "endswith", "lower", "upper", "strip", "lstrip", "rstrip", "replace"})
 
 
 def _plain(value: Any) -> bool:
@@ -345,6 +347,15 @@ class Evaluator:
             return self.member(self.node(node.args[0]), attr)
         if isinstance(func, ast.Attribute) and func.attr in ("parse_args", "parse_known_args"):
             return _NAMESPACE if func.attr == "parse_args" else (_NAMESPACE, [])
+        if isinstance(func, ast.Attribute) and func.attr in _STR_METHODS and not node.keywords:
+            base = self.value(func.value)
+            args = [self.value(a) for a in self._elements(node.args)]
+            if not isinstance(base, str) or not all(isinstance(a, (str, int, tuple)) for a in args):
+                raise Unresolved(func.attr)
+            try:
+                return getattr(base, func.attr)(*args)
+            except Exception:
+                raise Unresolved(func.attr) from None
         if isinstance(func, ast.Name) and func.id in _PURE_CALLS and self.project.lookup(self.path, func.id) is None:
             args = [self.node(a) for a in self._elements(node.args)]
             if node.keywords or any(isinstance(a, (Ref, Ext, _ModuleRef, _Namespace)) for a in args):
@@ -452,20 +463,33 @@ def show(value: Any) -> str:
 
 # ---------------------------------------------------------------- call sites
 
+def registry_call(project: Project, path: str, site: CallSite) -> Optional[Tuple[Binding, str]]:
+    """(the project module, the key's source) of a registry call site,
+    ``models.__dict__[args.arch](...)`` or ``getattr(models, args.arch)(...)``."""
+    text = site.callee
+    if "__dict__[" not in text and not text.startswith("getattr("):
+        return None
+    if text.startswith("getattr("):
+        inner = text[len("getattr("):-1]
+        module_text, _, key_text = inner.partition(",")
+    else:
+        module_text, _, rest = text.partition(".__dict__[")
+        key_text = rest[:-1]
+    module = project.lookup_dotted(path, module_text.strip())
+    if module is None or module.kind != "module":
+        return None
+    return module, key_text.strip()
+
+
 def callee_binding(project: Project, path: str, site: CallSite) -> Optional[Binding]:
     """What a call site's callee names: ``ResNet``, ``models.ResNet``,
     ``models.__dict__[args.arch]``, ``getattr(models, args.arch)``."""
     text = site.callee
     if "__dict__[" in text or text.startswith("getattr("):
-        if text.startswith("getattr("):
-            inner = text[len("getattr("):-1]
-            module_text, _, key_text = inner.partition(",")
-        else:
-            module_text, _, rest = text.partition(".__dict__[")
-            key_text = rest[:-1]
-        module = project.lookup_dotted(path, module_text.strip())
-        if module is None or module.kind != "module":
+        registry = registry_call(project, path, site)
+        if registry is None:
             return None
+        module, key_text = registry
         try:
             key = Evaluator(project, path, site.scope, line=site.line).text(key_text)
         except Unresolved:
@@ -519,7 +543,7 @@ class ResolvedCall:
 
 
 def resolve_call(project: Project, path: str, site: CallSite, definition: Definition, params,
-                 assume_guards: bool = False) -> ResolvedCall:
+                 assume_guards: bool = False, key: Optional[Tuple[str, str]] = None) -> ResolvedCall:
     """Evaluate a call site's arguments for ``definition``; raises Unresolved unless
     every argument resolves and the required parameters are all given.
 
@@ -527,13 +551,44 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
     'lenet': net = LeNet(num_classes)``) does not run by default: unresolved, unless
     ``assume_guards``; then its tests are taken to hold (also for the assignments the
     arguments read), and the arguments resolve only when they read no option and no
-    name that those tests read (the defaults of those do not hold there)."""
+    name that those tests read (the defaults of those do not hold there).
+
+    ``key``: (the key's source, a member's name) for a registry call
+    (``models.__dict__[args.arch](...)``) taken as a call of that member: its if-tests
+    that read the key must hold with the key equal to the name, and one of them must
+    hold with outcome true (``if args.arch.startswith('resnext'):``); the key then
+    counts as one more unmet if-test (``args.arch == 'resnext'``)."""
     ev = Evaluator(project, path, site.scope, line=site.line)
     unmet: List[Tuple[str, bool]] = []
     guard_options: set = set()
     guard_names: set = set()
+    if key is not None:
+        key_text, member = key
+        key_names = _names_read(key_text)
+        probe = Evaluator(project, path, site.scope, line=site.line)
+        try:
+            probe.text(key_text)
+        except Unresolved:
+            pass
+        guard_options |= set(probe.used_options)
+        guard_names |= key_names
+        pinned = False
+        for test, outcome in site.guards:
+            if not _names_read(test) & key_names:
+                continue
+            try:
+                holds = bool(Evaluator(project, path, site.scope, line=site.line).text(
+                    _substituted(test, key_text, member)))
+            except Unresolved:
+                raise Unresolved(f"{test} with {key_text} = {member!r}") from None
+            if holds != outcome:
+                raise Unresolved(f"not run for {member!r}: {test} is {holds}")
+            pinned = pinned or outcome
+        if not pinned:
+            raise Unresolved(f"no if-test selects {member!r}")
+        unmet.append((f"{key_text} == {member!r}", True))
     for test, outcome in site.guards:
-        if "__name__" in test:
+        if "__name__" in test or (key is not None and _names_read(test) & _names_read(key[0])):
             continue
         probe = Evaluator(project, path, site.scope, line=site.line)
         try:
@@ -590,6 +645,20 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
                         tuple(sorted(ev.used_options.items())), tuple(unmet))
 
 
+def _substituted(source: str, part: str, value: Any) -> str:
+    """``source`` with every sub-expression written ``part`` replaced by the literal
+    ``value``."""
+    tree = ast.parse(source.strip(), mode="eval")
+
+    class Swap(ast.NodeTransformer):
+        def generic_visit(self, node):
+            if isinstance(node, ast.expr) and ast.unparse(node) == part:
+                return ast.Constant(value)
+            return super().generic_visit(node)
+
+    return ast.unparse(Swap().visit(tree))
+
+
 def _names_read(source: str) -> set:
     """The names and dotted names an expression reads (``args.net_type``, ``args``)."""
     try:
@@ -601,8 +670,10 @@ def _names_read(source: str) -> set:
     while stack:
         n = stack.pop()
         dotted = dotted_name(n) if isinstance(n, (ast.Name, ast.Attribute)) else None
-        if dotted:  # the whole chain: ``args.depth`` does not read ``args.net_type``
-            out.add(dotted)
+        if dotted:  # the whole chain: ``args.depth`` does not read ``args.net_type``; and
+            # ``args.arch.startswith`` reads ``args.arch``
+            parts = dotted.split(".")
+            out.update(".".join(parts[:i]) for i in range(min(2, len(parts)), len(parts) + 1))
         else:
             stack.extend(ast.iter_child_nodes(n))
     return out

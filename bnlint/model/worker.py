@@ -260,8 +260,9 @@ def _analyse_model(target: Target, settings: Settings, progress: Progress, laten
             if not err.get("reason") and target.plan.get("fallback"):
                 return _analyse_fallback(target, settings, progress, latent_done, keep_graph, err)
             if not err.get("reason"):  # the sandbox explains missing packages and downloads
+                # (arguments of a call the default options do not run may not fit together)
                 needs = (isinstance(exc, TypeError) and _MISSING_ARGUMENT.search(str(exc))) \
-                    or target.plan.get("placeholder_defaults")
+                    or target.plan.get("placeholder_defaults") or target.plan.get("assumed")
                 err["reason"] = "needs-arguments" if needs else "build-failed"
             out["errors"].append(err)
             return out
@@ -332,8 +333,9 @@ def _analyse_fallback(target: Target, settings: Settings, progress: Progress, la
         out = {"name": target.name, "errors": [dict(failed, reason="build-failed")], "notes": []}
         return out
     out = _analyse_model(fallback, settings, progress, latent_done, keep_graph)
-    out["notes"].append(f"model {target.name}() raised {failed.get('message')}; it was built as {spec.get('call')} "
-                        f"instead, with the arguments of {spec.get('origin')}")
+    if "graph" in out or not spec.get("assumed"):  # else its own failure names the call
+        out["notes"].append(f"model {target.name}() raised {failed.get('message')}; it was built as "
+                            f"{spec.get('call')} instead, with the arguments of {spec.get('origin')}")
     return out
 
 
