@@ -88,6 +88,8 @@ class Project:
         self._raw: Dict[str, Optional[bytes]] = {}
         self._facts: Dict[str, ModuleFacts] = {}
         self._modules: Dict[Tuple[str, str, int], Optional[str]] = {}
+        self._mentions: Dict[str, List[str]] = {}
+        self._hints: Dict[str, Tuple[int, ...]] = {}  # size_hints_of, this run
 
     # -- files
 
@@ -126,8 +128,11 @@ class Project:
 
     def files_mentioning(self, word: str) -> List[str]:
         """Project files whose text contains ``word`` as a whole word."""
-        needle = re.compile(rb"(?<![\w])" + re.escape(word.encode()) + rb"(?![\w])")
-        return [p for p in self.files if (self.raw(p) or b"").find(word.encode()) >= 0 and needle.search(self.raw(p) or b"")]
+        if word not in self._mentions:
+            needle = re.compile(rb"(?<![\w])" + re.escape(word.encode()) + rb"(?![\w])")
+            self._mentions[word] = [p for p in self.files if (self.raw(p) or b"").find(word.encode()) >= 0
+                                    and needle.search(self.raw(p) or b"")]
+        return list(self._mentions[word])
 
     def _known_facts(self, path: str) -> Tuple[Optional[os.stat_result], Optional[ModuleFacts]]:
         """(the file's stat signature when there is a file index, its facts if this run or
@@ -285,6 +290,8 @@ class Project:
         and then only for its hints. The project-wide size, the fallback of every plan,
         would otherwise compute every file's facts (seconds per thousand files)."""
         path = os.path.abspath(path)
+        if path in self._hints:
+            return self._hints[path]
         st, known = self._known_facts(path)
         if known is not None:
             return known.size_hints
@@ -301,4 +308,5 @@ class Project:
                 hints = ()  # as module_facts: a file that does not parse implies nothing
         if self.index is not None and st is not None:
             self.index.store(path, st, hints, "project-size-hints")
+        self._hints[path] = hints
         return hints
