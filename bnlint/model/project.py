@@ -89,6 +89,7 @@ class Project:
         self._facts: Dict[str, ModuleFacts] = {}
         self._modules: Dict[Tuple[str, str, int], Optional[str]] = {}
         self._mentions: Dict[str, List[str]] = {}
+        self._lookups: Dict[Tuple[str, str], Optional["Binding"]] = {}
         self._hints: Dict[str, Tuple[int, ...]] = {}  # size_hints_of, this run
 
     # -- files
@@ -152,6 +153,9 @@ class Project:
         return st, None
 
     def facts(self, path: str) -> ModuleFacts:
+        known = self._facts.get(path)  # the planner asks millions of times, by absolute path
+        if known is not None:
+            return known
         path = os.path.abspath(path)
         st, known = self._known_facts(path)
         if known is not None:
@@ -215,6 +219,11 @@ class Project:
         re-exports and star imports to the defining file."""
         if _depth > 12:
             return None
+        if _depth == 0:
+            key = (path, name)
+            if key not in self._lookups:
+                self._lookups[key] = self.lookup(path, name, 1)
+            return self._lookups[key]
         facts = self.facts(path)
         if name in facts.definitions:
             return Binding("def", path, name)
