@@ -185,3 +185,52 @@ def test_string_methods_of_resolved_values_are_evaluated(tmp_path):
     assert ev.text("NAME.lower().startswith('resnext')") is True
     assert ev.text("NAME.endswith(('29', '50'))") is True
     assert ev.text("NAME.replace('29', '')") == "ResNeXt"
+
+
+def test_a_model_that_fails_as_it_is_keeps_its_error_when_the_assumed_call_fails_too(tmp_path):
+    import json
+
+    from conftest import run_bnlint
+
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "nets.py").write_text(textwrap.dedent('''
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self, width=8, num_classes=10):
+                super().__init__()
+                if width % 3:
+                    raise ValueError("width must be a multiple of 3")
+                self.fc = nn.Linear(width, num_classes)
+
+
+        class Wide(nn.Module):
+            def __init__(self, width, num_classes=10):
+                super().__init__()
+                assert width > 100, "too narrow"
+                self.fc = nn.Linear(width, num_classes)
+    '''))
+    (tmp_path / "train.py").write_text(textwrap.dedent('''
+        import argparse
+
+        from nets import Net, Wide
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--model", default="other")
+        args = parser.parse_args()
+        if args.model == "net":
+            model = Net(width=4)
+        elif args.model == "wide":
+            model = Wide(16)
+    '''))
+    proc = run_bnlint("check", "--no-cache", "--format", "json", "nets.py", cwd=tmp_path)
+    found = {(f["details"].get("model"), f["severity"], f["details"].get("not_analysed")): f["message"]
+             for f in json.loads(proc.stdout) if f["code"] == "BNL001"}
+    # Net() itself raises: that error stands, whatever the call the defaults do not run gives
+    assert ("Net", "error", "build-failed") in found, found
+    assert "width must be a multiple of 3" in found[("Net", "error", "build-failed")]
+    # Wide needs arguments, and those of the call under `args.model == 'wide'` do not fit
+    assert found[("Wide", "info", "needs-arguments")].startswith(
+        "model Wide was not analysed: built as Wide(width=16), with the arguments of train.py:12 "
+        "(a call made only when args.model == 'wide'), it raised AssertionError: too narrow"), found
