@@ -23,7 +23,7 @@ from bnlint.model.project import Assignment, Binding, CallSite, Definition, Proj
 from bnlint.model.targets import dotted_name
 
 __all__ = ["Unresolved", "Ref", "Ext", "ResolvedCall", "Evaluator", "resolve_call", "encode", "callee_binding",
-           "parameters_of"]
+           "parameters_of", "registry_call"]
 
 
 class Unresolved(Exception):
