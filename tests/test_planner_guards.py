@@ -114,7 +114,13 @@ def test_a_class_built_only_under_a_flag_that_is_off_by_default_is_said_so(tmp_p
 
 def test_a_class_some_user_builds_unconditionally_is_not_conditional(tmp_path):
     (tmp_path / ".git").mkdir()
-    plain = "\n\nclass Plain(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.aux = Aux(8, 2)\n"
+    plain = textwrap.dedent('''
+
+        class Plain(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.aux = Aux(8, 2)
+    ''')
     (tmp_path / "net.py").write_text(NET + plain)
     assert _plan(tmp_path, "net.py").conditional == ()
     # an if-test that is no parameter's name claims nothing

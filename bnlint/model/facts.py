@@ -21,8 +21,8 @@ from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 from bnlint.model.targets import dotted_name, function_body_nodes, may_define_models
 from bnlint.model.tolerant import tolerant_parse
 
-__all__ = ["Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "module_facts", "size_hints", "may_imply_size",
-           "parse_for_facts"]
+__all__ = ["Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "module_facts", "size_hints",
+           "may_imply_size", "parse_for_facts"]
 
 # Names a call's callee cannot be a project model through (builtins, the usual tensor
 # and numerics libraries): calls on them are not recorded.

@@ -19,7 +19,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from bnlint.model.facts import Assignment, CallSite, Definition, ModuleFacts, Param, may_imply_size, module_facts, parse_for_facts, size_hints
+from bnlint.model.facts import (Assignment, CallSite, Definition, ModuleFacts, Param, may_imply_size, module_facts,
+                                parse_for_facts, size_hints)
 
 __all__ = [
     "Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "Binding", "Project", "project_root_of",
