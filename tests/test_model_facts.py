@@ -72,3 +72,44 @@ def test_project_modules_imported_inside_functions_are_known():
     assert facts.imports["nets"] == ("module", "/p/nets/wrn.py")
     assert facts.imports["Head"] == ("from", ("/p/nets/heads.py", "Head"))
     assert "argparse" in facts.imports and "torch" in facts.imports
+
+
+def test_dataset_classes_of_domain_libraries_are_not_models():
+    from bnlint.model.targets import may_define_models
+
+    source = textwrap.dedent('''
+        import torch
+        import torchvision
+        import torchvision.datasets as tv_data
+        from torchvision import datasets, transforms
+        from torchvision.datasets import CIFAR10
+
+
+        class CIFAR10SSL(datasets.CIFAR10):
+            pass
+
+
+        class Labeled(torchvision.datasets.CIFAR10):
+            pass
+
+
+        class Folder(tv_data.ImageFolder):
+            pass
+
+
+        class Plain(CIFAR10):
+            pass
+
+
+        class Derived(CIFAR10SSL):
+            pass
+
+
+        class Crop(transforms.RandomCrop):  # torchvision transforms are nn.Modules
+            pass
+
+
+        class Net(torch.nn.Module):
+            pass
+    ''')
+    assert may_define_models(ast.parse(source)) == ["Crop", "Net"]

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 from bnlint.model.targets import dotted_name, function_body_nodes, may_define_models
+from bnlint.model.tolerant import tolerant_parse
 
-__all__ = ["Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "module_facts", "size_hints", "may_imply_size"]
+__all__ = ["Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "module_facts", "size_hints",
+           "may_imply_size", "parse_for_facts"]
 
 # Names a call's callee cannot be a project model through (builtins, the usual tensor
 # and numerics libraries): calls on them are not recorded.
@@ -104,6 +106,11 @@ class ModuleFacts:
     calls: Tuple[CallSite, ...] = ()
     size_hints: Tuple[int, ...] = ()  # input sizes the file implies (datasets, crops)
     syntax_error: bool = False
+    # A file that does not parse as it is, read with its statements that do not parse
+    # left out (bnlint.model.tolerant): those physical lines. Its classes and functions
+    # are not kept (the file cannot be imported, nothing of it is built); its calls,
+    # options and sizes are.
+    left_out: Tuple[int, ...] = ()
 
 
 _DATASET_SIZES = (
@@ -476,7 +483,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
     """Facts of one file. ``resolve_import(module, level)`` returns the project file
     an import names, or None for an external module."""
     try:
-        tree = ast.parse(raw, filename=path)
+        tree, left_out = parse_for_facts(raw, path)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return ModuleFacts(path=path, syntax_error=True)
     candidates = set(may_define_models(tree))
@@ -561,10 +568,24 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
         options.pop(dest, None)
     return ModuleFacts(
         set_options=_set_options(tree),
-        path=path, imports=imports, star_imports=tuple(stars), definitions=definitions,
+        path=path, imports=imports, star_imports=tuple(stars), definitions={} if left_out else definitions,
         constants=constants, scopes=scopes, scope_params=scope_params, options=options,
         calls=tuple(sorted(calls, key=lambda c: (c.line, c.col))), size_hints=size_hints(tree),
+        syntax_error=bool(left_out), left_out=left_out,
     )
+
+
+def parse_for_facts(raw: bytes, path: str) -> Tuple[ast.Module, Tuple[int, ...]]:
+    """(tree, lines left out) of a file: as it is, else with the statements that do not
+    parse under this Python left out (bnlint.model.tolerant); raises SyntaxError when
+    neither parses."""
+    try:
+        return ast.parse(raw, filename=path), ()
+    except SyntaxError as exc:
+        tolerated = tolerant_parse(raw, path)
+        if tolerated is None or not tolerated[1]:
+            raise exc from None
+        return tolerated
 
 
 def _import_bindings(node: ast.AST, resolve_import) -> List[Tuple[str, Tuple[str, object], Optional[str]]]:

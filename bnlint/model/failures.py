@@ -40,6 +40,10 @@ def model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
             text = (f"cannot build model {name}: constructor raised MemoryError (the analysis runs under a "
                     f"memory limit; raise it with BNLINT_MEMORY_LIMIT=16G, or name smaller arguments with "
                     f"'{job.path}::{name}(arg=value)')")
+        elif stage == "build" and err.get("reason") == "needs-arguments" and model.get("call"):
+            text = (f"model {name} was not analysed: built as {model['call']}, with the arguments of "
+                    f"{model.get('origin')}, it raised {msg}; name working arguments with "
+                    f"'{job.path}::{name}(arg=value)' or in [tool.bnlint] models")
         elif stage == "build" and err.get("reason") == "needs-arguments":
             text = (f"model {name} was not analysed: built without arguments it raised {msg}; no call in the "
                     f"project passes values bnlint can resolve; name them with '{job.path}::{name}(arg=value)' "
@@ -183,6 +187,7 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
             if os.path.abspath(file) == job.abs_path:
                 built.add(qualname)
     needs = {name: params for name, params in plan.get("needs_arguments", [])}
+    conditional = {name: (why, spec) for name, why, spec in plan.get("conditional", [])}
     expected = {}  # class -> the failed target that should have built it
     for t in plan.get("targets", []):
         if t["name"] in failed or (t.get("foreign") and t["name"] not in foreign_built):
@@ -203,6 +208,11 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
                     f"the project passes values bnlint can resolve; name them with "
                     f"'{job.path}::{name}({args})' or in [tool.bnlint] models")
             reason = "needs-arguments"
+        elif name in conditional:
+            why, spec = conditional[name]
+            text = (f"model {name} was not analysed: {why}, and no model built from this project sets it; "
+                    f"name it with '{job.path}::{spec or name + '(...)'}' or in [tool.bnlint] models")
+            reason = "not-built"
         else:
             text = (f"model {name} was not analysed: no model built from this project contains it; name it "
                     f"with '{job.path}::{name}(...)' or in [tool.bnlint] models")

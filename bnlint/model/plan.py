@@ -20,12 +20,15 @@ For a file ``F`` the plan lists:
 """
 from __future__ import annotations
 
+import ast
 import os
+import sys
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from bnlint.model.project import Binding, CallSite, Definition, Project
-from bnlint.model.resolve import ResolvedCall, Unresolved, callee_binding, encode, parameters_of, relative, resolve_call
+from bnlint.model.resolve import (ResolvedCall, Unresolved, callee_binding, encode, parameters_of, registry_call,
+                                  relative, resolve_call)
 
 __all__ = ["PlannedTarget", "FilePlan", "Planner"]
 
@@ -52,6 +55,9 @@ class PlannedTarget:
     builds: Tuple[str, ...] = ()  # classes of the planned file it should contain (statically)
     method: Optional[str] = None  # built through this alternative constructor (``from_name``)
     fallback: Optional["PlannedTarget"] = None  # tried when building it as it is fails
+    # its arguments come from a call the default options do not run: a build that fails
+    # with them means "needs arguments", not a broken model
+    assumed: bool = False
     placeholder_defaults: bool = False  # all its defaults are None: built bare it may not work
 
     def to_dict(self) -> Dict[str, Any]:
@@ -60,6 +66,7 @@ class PlannedTarget:
             "kwargs": dict(self.kwargs), "call": self.call, "origin": self.origin, "foreign": self.foreign,
             "builds": list(self.builds), "method": self.method, "placeholder_defaults": self.placeholder_defaults,
             "fallback": self.fallback.to_dict() if self.fallback is not None else None,
+            "assumed": self.assumed,
         }
 
 
@@ -69,6 +76,11 @@ class FilePlan:
     models: Tuple[Tuple[str, int], ...]  # the file's model classes: (name, line)
     needs_arguments: Tuple[Tuple[str, Tuple[str, ...]], ...]  # classes no call site resolves
     input_size: Optional[int]
+    # classes another class builds only under a flag that is off by default: (name,
+    # "GoogLeNet builds it only when aux_logits is true (the default is False)", the spec
+    # that builds it, "GoogLeNet(aux_logits=True)", when that class is of the same file
+    # and needs no other argument, else None)
+    conditional: Tuple[Tuple[str, str, Optional[str]], ...] = ()
 
     def to_request(self) -> Dict[str, Any]:
         return {
@@ -76,6 +88,7 @@ class FilePlan:
             "models": [list(m) for m in self.models],
             "needs_arguments": [[n, list(p)] for n, p in self.needs_arguments],
             "input_size": self.input_size,
+            "conditional": [list(c) for c in self.conditional],
         }
 
 
@@ -151,7 +164,7 @@ class Planner:
             placeholders = bool(params) and all(p.default == "None" for p in params or ()
                                                 if p.kind in ("positional", "keyword"))
             target = PlannedTarget(name=d.name, path=str(binding.path), kind=kind,
-                                   fallback=from_site if kind == "class" else None,
+                                   fallback=from_site,
                                    placeholder_defaults=placeholders)
         else:
             target = from_site
@@ -163,16 +176,20 @@ class Planner:
         sites = list(self.call_sites(binding, tuple(constructors)))
         # Constructors that load weights come last: a plain build shows the same graph.
         sites.sort(key=lambda s: bool(s[2]) and "pretrained" in s[2])
-        for path, site, method in sites:
-            try:
-                if method is None:
-                    resolved = resolve_call(self.project, path, site, d, params)
-                else:
-                    resolved = resolve_call(self.project, path, site, d, constructors[method])
-            except Unresolved:
-                continue
-            return self._with_arguments(d, binding, kind, resolved, params if method is None
-                                        else constructors[method], method)
+        # A call the defaults run first; else one they do not run (``if args.net_type ==
+        # 'lenet': LeNet(num_classes)``, ``if args.arch.startswith('resnext'):
+        # models.__dict__[args.arch](...)``), its arguments read under its if-tests.
+        for assume_guards in (False, True):
+            for path, site, method, key in sites:
+                if (assume_guards and not site.guards) or (key is not None and not assume_guards):
+                    continue
+                try:
+                    resolved = resolve_call(self.project, path, site, d,
+                                            params if method is None else constructors[method], assume_guards, key)
+                except Unresolved:
+                    continue
+                return self._with_arguments(d, binding, kind, resolved, params if method is None
+                                            else constructors[method], method)
         return None
 
     def _with_arguments(self, d: Definition, binding: Binding, kind: str, resolved: ResolvedCall,
@@ -183,15 +200,19 @@ class Planner:
             args=tuple(encode(a) for a in resolved.args),
             kwargs=tuple((k, encode(v)) for k, v in resolved.kwargs),
             call=resolved.shown(shown, params),
-            origin=f"{relative(self.project, resolved.path)}:{resolved.line}",
-            method=method,
+            origin=f"{relative(self.project, resolved.path)}:{resolved.line}" + _assumed_note(resolved.assumed)
+            + _left_out_note(self.project.facts(resolved.path).left_out),
+            method=method, assumed=bool(resolved.assumed),
         )
 
     def call_sites(self, binding: Binding, constructors: Sequence[str] = ()
-                   ) -> Iterator[Tuple[str, CallSite, Optional[str]]]:
+                   ) -> Iterator[Tuple[str, CallSite, Optional[str], Optional[Tuple[str, str]]]]:
         """Calls of the definition anywhere in the project, its own file first: (file,
-        call, None) for a call of it, (file, call, method) for a call of one of its
-        alternative constructors (``Net.from_name(...)``)."""
+        call, None, None) for a call of it, (file, call, method, None) for a call of one
+        of its alternative constructors (``Net.from_name(...)``), and (file, call, None,
+        (key source, name)) for a registry call of the module that holds it whose key
+        names another member or none (``models.__dict__[args.arch](...)``): a call of
+        it when an if-test selects that name (bnlint.model.resolve.resolve_call)."""
         name = str(binding.name)
         files = [str(binding.path)] + [p for p in self.project.files_mentioning(name) if p != binding.path]
         for path in files:
@@ -200,10 +221,14 @@ class Planner:
                 if head and last in constructors:
                     owner = callee_binding(self.project, path, CallSite(head, site.line, site.col, (), (), site.scope))
                     if owner == binding:
-                        yield path, site, last
+                        yield path, site, last, None
                         continue
                 if callee_binding(self.project, path, site) == binding:
-                    yield path, site, None
+                    yield path, site, None, None
+                    continue
+                registry = registry_call(self.project, path, site) if site.guards else None
+                if registry is not None and self.project.lookup(str(registry[0].path), name) == binding:
+                    yield path, site, None, (registry[1], name)
 
     # -- what a model contains, and who uses a class
 
@@ -329,7 +354,50 @@ class Planner:
             needs_arguments=tuple((n, p) for n, p in needs.items()
                                   if Binding("def", path, n) not in covered),
             input_size=self.project.size_hint(self.importers(path)),
+            conditional=tuple((d.name,) + why for d in classes
+                              if (why := self.built_only_when(Binding("def", path, d.name))) is not None),
         )
+
+    def built_only_when(self, binding: Binding) -> Optional[Tuple[str, Optional[str]]]:
+        """Why models that contain a class may not build it: every project class that
+        calls it does so in its ``__init__`` under an if-test on one of its parameters
+        that the parameter's default makes false (``if aux_logits: self.aux1 =
+        InceptionAux(512, num_classes)`` with ``aux_logits=False``); then the first such
+        reason and the spec that builds it when there is a simple one; None otherwise."""
+        found: Optional[Tuple[str, Optional[str]]] = None
+        for user in self.users(binding):
+            d = self.definition(user)
+            sites = [site for site in self.project.facts(str(user.path)).calls
+                     if callee_binding(self.project, str(user.path), site) == binding
+                     and (site.scope == d.name or str(site.scope).startswith(d.name + "."))] if d else []
+            if not sites:
+                continue  # reads it without calling it here (a base class, a value passed on)
+            if d is None or d.kind != "class":
+                return None
+            defaults = {p.name: p.default for p in d.params or () if p.default is not None}
+            for site in sites:
+                reason = None
+                for test, outcome in site.guards if site.scope == f"{d.name}.__init__" else ():
+                    try:
+                        default = ast.literal_eval(defaults[test]) if test in defaults else None
+                    except (ValueError, SyntaxError):
+                        continue
+                    if test in defaults and isinstance(default, (bool, int, float, str, type(None))) \
+                            and bool(default) != outcome:
+                        reason = (test, outcome, default)
+                        break
+                if reason is None:
+                    return None  # built unconditionally, or as it runs
+                if found is None:
+                    test, outcome, default = reason
+                    why = (f"{d.name} builds it only when {test} is {'true' if outcome else 'false'} "
+                           f"(the default is {defaults[test]})")
+                    spec = None
+                    if user.path == binding.path and isinstance(default, bool) \
+                            and not any(p.required for p in d.params or ()):
+                        spec = f"{d.name}({test}={outcome})"
+                    found = (why, spec)
+        return found
 
     def importers(self, path: str, depth: int = 3) -> List[str]:
         """The file and the project files that import it, up to ``depth`` steps away."""
@@ -353,6 +421,25 @@ class Planner:
                         nxt.append(p)
             frontier = nxt
         return out
+
+
+def _assumed_note(assumed: Sequence[Tuple[str, bool]]) -> str:
+    """What an origin says of a call the default options do not run."""
+    if not assumed:
+        return ""
+    tests = " and ".join(test if outcome else f"not ({test})" for test, outcome in assumed)
+    return f" (a call made only when {tests})"
+
+
+def _left_out_note(lines: Sequence[int]) -> str:
+    """What an origin in a file read with statements left out says about them."""
+    if not lines:
+        return ""
+    version = f"Python {sys.version_info[0]}.{sys.version_info[1]}"
+    if len(lines) == 1:
+        return f" (line {lines[0]}, which does not parse under {version}, was left out)"
+    shown = ", ".join(str(n) for n in lines[:5]) + (", ..." if len(lines) > 5 else "")
+    return f" ({len(lines)} lines that do not parse under {version} were left out: {shown})"
 
 
 def _refs_in(value: Any) -> Iterator[Binding]:

@@ -13,14 +13,14 @@ so neither does anything planned from it.
 """
 from __future__ import annotations
 
-import ast
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from bnlint.model.facts import Assignment, CallSite, Definition, ModuleFacts, Param, may_imply_size, module_facts, size_hints
+from bnlint.model.facts import (Assignment, CallSite, Definition, ModuleFacts, Param, may_imply_size, module_facts,
+                                parse_for_facts, size_hints)
 
 __all__ = [
     "Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "Binding", "Project", "project_root_of",
@@ -89,6 +89,9 @@ class Project:
         self._raw: Dict[str, Optional[bytes]] = {}
         self._facts: Dict[str, ModuleFacts] = {}
         self._modules: Dict[Tuple[str, str, int], Optional[str]] = {}
+        self._mentions: Dict[str, List[str]] = {}
+        self._lookups: Dict[Tuple[str, str], Optional["Binding"]] = {}
+        self._hints: Dict[str, Tuple[int, ...]] = {}  # size_hints_of, this run
 
     # -- files
 
@@ -127,8 +130,11 @@ class Project:
 
     def files_mentioning(self, word: str) -> List[str]:
         """Project files whose text contains ``word`` as a whole word."""
-        needle = re.compile(rb"(?<![\w])" + re.escape(word.encode()) + rb"(?![\w])")
-        return [p for p in self.files if (self.raw(p) or b"").find(word.encode()) >= 0 and needle.search(self.raw(p) or b"")]
+        if word not in self._mentions:
+            needle = re.compile(rb"(?<![\w])" + re.escape(word.encode()) + rb"(?![\w])")
+            self._mentions[word] = [p for p in self.files if (self.raw(p) or b"").find(word.encode()) >= 0
+                                    and needle.search(self.raw(p) or b"")]
+        return list(self._mentions[word])
 
     def _known_facts(self, path: str) -> Tuple[Optional[os.stat_result], Optional[ModuleFacts]]:
         """(the file's stat signature when there is a file index, its facts if this run or
@@ -148,6 +154,9 @@ class Project:
         return st, None
 
     def facts(self, path: str) -> ModuleFacts:
+        known = self._facts.get(path)  # the planner asks millions of times, by absolute path
+        if known is not None:
+            return known
         path = os.path.abspath(path)
         st, known = self._known_facts(path)
         if known is not None:
@@ -211,6 +220,11 @@ class Project:
         re-exports and star imports to the defining file."""
         if _depth > 12:
             return None
+        if _depth == 0:
+            key = (path, name)
+            if key not in self._lookups:
+                self._lookups[key] = self.lookup(path, name, 1)
+            return self._lookups[key]
         facts = self.facts(path)
         if name in facts.definitions:
             return Binding("def", path, name)
@@ -286,6 +300,8 @@ class Project:
         and then only for its hints. The project-wide size, the fallback of every plan,
         would otherwise compute every file's facts (seconds per thousand files)."""
         path = os.path.abspath(path)
+        if path in self._hints:
+            return self._hints[path]
         st, known = self._known_facts(path)
         if known is not None:
             return known.size_hints
@@ -297,9 +313,10 @@ class Project:
         hints: Tuple[int, ...] = ()
         if raw is not None and may_imply_size(raw):
             try:
-                hints = size_hints(ast.parse(raw, filename=path))
+                hints = size_hints(parse_for_facts(raw, path)[0])
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 hints = ()  # as module_facts: a file that does not parse implies nothing
         if self.index is not None and st is not None:
             self.index.store(path, st, hints, "project-size-hints")
+        self._hints[path] = hints
         return hints

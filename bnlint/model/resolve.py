@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from bnlint.model.project import Assignment, Binding, CallSite, Definition, Project
+from bnlint.model.targets import dotted_name
 
 __all__ = ["Unresolved", "Ref", "Ext", "ResolvedCall", "Evaluator", "resolve_call", "encode", "callee_binding",
-           "parameters_of"]
+           "parameters_of", "registry_call"]
 
 
 class Unresolved(Exception):
@@ -77,6 +78,8 @@ _PURE_CALLS = {
     "max": max, "len": len, "tuple": tuple, "list": list, "sorted": sorted, "sum": sum,
 }
 _LITERAL_TYPES = (int, float, str, bool, type(None), list, tuple, dict, Ref, Ext)
+# Methods of a resolved string that compute a plain value (``args.arch.startswith('resnext')``).
+_STR_METHODS = frozenset({"startswith", "endswith", "lower", "upper", "strip", "lstrip", "rstrip", "replace"})
 
 
 def _plain(value: Any) -> bool:
@@ -98,6 +101,9 @@ class Evaluator:
         self.depth = _depth
         self.line = line  # the call site's line: later assignments do not count
         self.used_options: Dict[str, Any] = {}
+        # if-tests taken to have this outcome whatever they evaluate to: those of a call
+        # site that the defaults do not run (resolve_call(assume_guards=True))
+        self.assumed: Dict[str, bool] = {}
 
     # -- entry points
 
@@ -119,6 +125,7 @@ class Evaluator:
     def _child(self, path: str, scope: Optional[str]) -> "Evaluator":
         child = Evaluator(self.project, path, scope, self.depth + 1)
         child.used_options = self.used_options
+        child.assumed = self.assumed if path == self.path else {}
         return child
 
     # -- leaves
@@ -162,6 +169,8 @@ class Evaluator:
                     value = True  # the script is run: its main block runs
                 elif test == "<exception>":
                     value = False  # an except handler: assume the try worked
+                elif test in self.assumed:
+                    value = self.assumed[test]
                 else:
                     value = bool(child.text(test))
                 if value != outcome:
@@ -338,6 +347,15 @@ class Evaluator:
             return self.member(self.node(node.args[0]), attr)
         if isinstance(func, ast.Attribute) and func.attr in ("parse_args", "parse_known_args"):
             return _NAMESPACE if func.attr == "parse_args" else (_NAMESPACE, [])
+        if isinstance(func, ast.Attribute) and func.attr in _STR_METHODS and not node.keywords:
+            base = self.value(func.value)
+            args = [self.value(a) for a in self._elements(node.args)]
+            if not isinstance(base, str) or not all(isinstance(a, (str, int, tuple)) for a in args):
+                raise Unresolved(func.attr)
+            try:
+                return getattr(base, func.attr)(*args)
+            except Exception:
+                raise Unresolved(func.attr) from None
         if isinstance(func, ast.Name) and func.id in _PURE_CALLS and self.project.lookup(self.path, func.id) is None:
             args = [self.node(a) for a in self._elements(node.args)]
             if node.keywords or any(isinstance(a, (Ref, Ext, _ModuleRef, _Namespace)) for a in args):
@@ -445,20 +463,33 @@ def show(value: Any) -> str:
 
 # ---------------------------------------------------------------- call sites
 
+def registry_call(project: Project, path: str, site: CallSite) -> Optional[Tuple[Binding, str]]:
+    """(the project module, the key's source) of a registry call site,
+    ``models.__dict__[args.arch](...)`` or ``getattr(models, args.arch)(...)``."""
+    text = site.callee
+    if "__dict__[" not in text and not text.startswith("getattr("):
+        return None
+    if text.startswith("getattr("):
+        inner = text[len("getattr("):-1]
+        module_text, _, key_text = inner.partition(",")
+    else:
+        module_text, _, rest = text.partition(".__dict__[")
+        key_text = rest[:-1]
+    module = project.lookup_dotted(path, module_text.strip())
+    if module is None or module.kind != "module":
+        return None
+    return module, key_text.strip()
+
+
 def callee_binding(project: Project, path: str, site: CallSite) -> Optional[Binding]:
     """What a call site's callee names: ``ResNet``, ``models.ResNet``,
     ``models.__dict__[args.arch]``, ``getattr(models, args.arch)``."""
     text = site.callee
     if "__dict__[" in text or text.startswith("getattr("):
-        if text.startswith("getattr("):
-            inner = text[len("getattr("):-1]
-            module_text, _, key_text = inner.partition(",")
-        else:
-            module_text, _, rest = text.partition(".__dict__[")
-            key_text = rest[:-1]
-        module = project.lookup_dotted(path, module_text.strip())
-        if module is None or module.kind != "module":
+        registry = registry_call(project, path, site)
+        if registry is None:
             return None
+        module, key_text = registry
         try:
             key = Evaluator(project, path, site.scope, line=site.line).text(key_text)
         except Unresolved:
@@ -498,6 +529,9 @@ class ResolvedCall:
     path: str  # the file of the call site
     line: int
     options: Tuple[Tuple[str, Any], ...]  # argparse options read, with their defaults
+    # the if-tests (source, outcome) the call runs under that the defaults do not meet
+    # (resolve_call(assume_guards=True)): the arguments hold when they are met
+    assumed: Tuple[Tuple[str, bool], ...] = ()
 
     def shown(self, name: str, params: Optional[Sequence] = None) -> str:
         names = [p.name for p in params or () if p.kind == "positional"]
@@ -508,19 +542,67 @@ class ResolvedCall:
         return f"{name}({', '.join(parts)})"
 
 
-def resolve_call(project: Project, path: str, site: CallSite, definition: Definition, params) -> ResolvedCall:
+def resolve_call(project: Project, path: str, site: CallSite, definition: Definition, params,
+                 assume_guards: bool = False, key: Optional[Tuple[str, str]] = None) -> ResolvedCall:
     """Evaluate a call site's arguments for ``definition``; raises Unresolved unless
-    every argument resolves and the required parameters are all given."""
+    every argument resolves and the required parameters are all given.
+
+    A call under an if-test that the defaults make false (``if args.net_type ==
+    'lenet': net = LeNet(num_classes)``) does not run by default: unresolved, unless
+    ``assume_guards``; then its tests are taken to hold (also for the assignments the
+    arguments read), and the arguments resolve only when they read no option and no
+    name that those tests read (the defaults of those do not hold there).
+
+    ``key``: (the key's source, a member's name) for a registry call
+    (``models.__dict__[args.arch](...)``) taken as a call of that member: its if-tests
+    that read the key must hold with the key equal to the name, and one of them must
+    hold with outcome true (``if args.arch.startswith('resnext'):``); the key then
+    counts as one more unmet if-test (``args.arch == 'resnext'``)."""
     ev = Evaluator(project, path, site.scope, line=site.line)
-    for test, outcome in site.guards:  # a call under an if-test the defaults make false never runs
-        if "__name__" in test:
-            continue
+    unmet: List[Tuple[str, bool]] = []
+    guard_options: set = set()
+    guard_names: set = set()
+    if key is not None:
+        key_text, member = key
+        key_names = _names_read(key_text)
+        probe = Evaluator(project, path, site.scope, line=site.line)
         try:
-            holds = bool(ev.text(test))
+            probe.text(key_text)
+        except Unresolved:
+            pass
+        guard_options |= set(probe.used_options)
+        guard_names |= key_names
+        pinned = False
+        for test, outcome in site.guards:
+            if not _names_read(test) & key_names:
+                continue
+            try:
+                holds = bool(Evaluator(project, path, site.scope, line=site.line).text(
+                    _substituted(test, key_text, member)))
+            except Unresolved:
+                raise Unresolved(f"{test} with {key_text} = {member!r}") from None
+            if holds != outcome:
+                raise Unresolved(f"not run for {member!r}: {test} is {holds}")
+            pinned = pinned or outcome
+        if not pinned:
+            raise Unresolved(f"no if-test selects {member!r}")
+        unmet.append((f"{key_text} == {member!r}", True))
+    for test, outcome in site.guards:
+        if "__name__" in test or (key is not None and _names_read(test) & _names_read(key[0])):
+            continue
+        probe = Evaluator(project, path, site.scope, line=site.line)
+        try:
+            holds = bool(probe.text(test))
         except Unresolved:
             continue
         if holds != outcome:
-            raise Unresolved(f"not run: {test} is {holds}")
+            if not assume_guards:
+                raise Unresolved(f"not run: {test} is {holds}")
+            unmet.append((test, outcome))
+            guard_options |= set(probe.used_options)
+            guard_names |= _names_read(test)
+    if unmet:
+        ev.assumed = dict(site.guards)
     args: List[Any] = []
     for text in site.args:
         if text.startswith("*"):
@@ -541,6 +623,11 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
             kwargs[name] = value
     if not all(_plain(v) for v in args) or not all(_plain(v) for v in kwargs.values()):
         raise Unresolved("value")
+    if unmet:
+        read = set().union(*(_names_read(t[1:] if t.startswith("*") else t)
+                             for t in list(site.args) + [v for _, v in site.kwargs]))
+        if guard_options & set(ev.used_options) or guard_names & read:
+            raise Unresolved("the arguments read what the call's unmet if-tests read")
     if params is not None:
         positional = [p for p in params if p.kind == "positional"]
         has_varargs = any(p.kind == "varargs" for p in params)
@@ -555,7 +642,41 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
         if missing:
             raise Unresolved("missing " + ", ".join(missing))
     return ResolvedCall(tuple(args), tuple(sorted(kwargs.items())), path, site.line,
-                        tuple(sorted(ev.used_options.items())))
+                        tuple(sorted(ev.used_options.items())), tuple(unmet))
+
+
+def _substituted(source: str, part: str, value: Any) -> str:
+    """``source`` with every sub-expression written ``part`` replaced by the literal
+    ``value``."""
+    tree = ast.parse(source.strip(), mode="eval")
+
+    class Swap(ast.NodeTransformer):
+        def generic_visit(self, node):
+            if isinstance(node, ast.expr) and ast.unparse(node) == part:
+                return ast.Constant(value)
+            return super().generic_visit(node)
+
+    return ast.unparse(Swap().visit(tree))
+
+
+def _names_read(source: str) -> set:
+    """The names and dotted names an expression reads (``args.net_type``, ``args``)."""
+    try:
+        node = ast.parse(source.strip(), mode="eval")
+    except SyntaxError:
+        return set()
+    out = set()
+    stack: List[ast.AST] = [node]
+    while stack:
+        n = stack.pop()
+        dotted = dotted_name(n) if isinstance(n, (ast.Name, ast.Attribute)) else None
+        if dotted:  # the whole chain: ``args.depth`` does not read ``args.net_type``; and
+            # ``args.arch.startswith`` reads ``args.arch``
+            parts = dotted.split(".")
+            out.update(".".join(parts[:i]) for i in range(min(2, len(parts)), len(parts) + 1))
+        else:
+            stack.extend(ast.iter_child_nodes(n))
+    return out
 
 
 def relative(project: Project, path: str) -> str:

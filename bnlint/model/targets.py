@@ -81,6 +81,9 @@ _NOT_MODULE_SOURCES = (
     "enum", "typing", "typing_extensions", "abc", "collections", "dataclasses", "json", "argparse",
     "logging", "threading", "multiprocessing", "pathlib", "io", "os", "sys", "numbers", "unittest",
     "contextlib", "string", "datetime", "queue", "pydantic", "numpy", "pandas",
+    # data sets of the domain libraries (their transforms may be modules; these never are)
+    "torchvision.datasets", "torchaudio.datasets", "torchtext.datasets", "torchtext.data",
+    "torch_geometric.datasets",
 )
 _NOT_MODULE_NAMES = frozenset({
     "object", "type", "dict", "list", "tuple", "set", "frozenset", "str", "bytes", "int", "float", "bool",

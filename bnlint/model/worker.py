@@ -257,11 +257,12 @@ def _analyse_model(target: Target, settings: Settings, progress: Progress, laten
             model, tr = build(device)
         except Exception as exc:
             err = _error("build", exc, file)
+            # (arguments of a call the default options do not run may not fit together)
+            needs = bool((isinstance(exc, TypeError) and _MISSING_ARGUMENT.search(str(exc)))
+                         or target.plan.get("placeholder_defaults") or target.plan.get("assumed"))
             if not err.get("reason") and target.plan.get("fallback"):
-                return _analyse_fallback(target, settings, progress, latent_done, keep_graph, err)
+                return _analyse_fallback(target, settings, progress, latent_done, keep_graph, err, needs)
             if not err.get("reason"):  # the sandbox explains missing packages and downloads
-                needs = (isinstance(exc, TypeError) and _MISSING_ARGUMENT.search(str(exc))) \
-                    or target.plan.get("placeholder_defaults")
                 err["reason"] = "needs-arguments" if needs else "build-failed"
             out["errors"].append(err)
             return out
@@ -322,9 +323,12 @@ def _analyse_model(target: Target, settings: Settings, progress: Progress, laten
 
 
 def _analyse_fallback(target: Target, settings: Settings, progress: Progress, latent_done: Optional[set],
-                      keep_graph: bool, failed: Dict[str, Any]) -> Dict[str, Any]:
+                      keep_graph: bool, failed: Dict[str, Any], needs: bool = True) -> Dict[str, Any]:
     """Its plain build failed: build it with the arguments of the project's call site
-    instead (``Net.from_name('b0')`` for a class whose defaults are placeholders)."""
+    instead (``Net.from_name('b0')`` for a class whose defaults are placeholders).
+    ``needs``: the plain build failed for want of arguments; when it did not and the
+    call site's arguments come from a call the defaults do not run, which fail too, the
+    plain build's error is the one reported."""
     spec = target.plan["fallback"]
     try:
         fallback = planned_target(spec, target.module, target.file, progress)
@@ -334,8 +338,11 @@ def _analyse_fallback(target: Target, settings: Settings, progress: Progress, la
         out = {"name": target.name, "errors": [dict(failed, reason="build-failed")], "notes": []}
         return out
     out = _analyse_model(fallback, settings, progress, latent_done, keep_graph)
-    out["notes"].append(f"model {target.name}() raised {failed.get('message')}; it was built as {spec.get('call')} "
-                        f"instead, with the arguments of {spec.get('origin')}")
+    if "graph" not in out and spec.get("assumed") and not needs:
+        return {"name": target.name, "errors": [dict(failed, reason="build-failed")], "notes": []}
+    if "graph" in out or not spec.get("assumed"):  # else its own failure names the call
+        out["notes"].append(f"model {target.name}() raised {failed.get('message')}; it was built as "
+                            f"{spec.get('call')} instead, with the arguments of {spec.get('origin')}")
     return out
 
 
