@@ -240,3 +240,37 @@ def test_a_model_that_fails_as_it_is_keeps_its_error_when_the_assumed_call_fails
     assert found[("Wide", "info", "needs-arguments")].startswith(
         "model Wide was not analysed: built as Wide(width=16), with the arguments of train.py:12 "
         "(a call made only when args.model == 'wide'), it raised AssertionError: too narrow"), found
+
+
+def test_a_parameter_with_a_literal_default_gives_that_default(tmp_path):
+    """``def get_model(conf, num_class=10): ... WideResNet(40, 2, num_classes=num_class)``:
+    the parameter's default is a value its author wrote; a parameter without one (or
+    defaulting to None) stays unknown."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "networks.py").write_text(textwrap.dedent('''
+        import torch.nn as nn
+
+
+        class WideResNet(nn.Module):
+            def __init__(self, depth, widen_factor, dropout_rate, num_classes):
+                super().__init__()
+                self.fc = nn.Linear(depth * widen_factor, num_classes)
+
+
+        class PyramidNet(nn.Module):
+            def __init__(self, depth, alpha, num_classes):
+                super().__init__()
+                self.fc = nn.Linear(depth + alpha, num_classes)
+
+
+        def get_model(conf, num_class=10, width=None):
+            name = conf["type"]
+            if name == "wresnet40_2":
+                model = WideResNet(40, 2, dropout_rate=0.0, num_classes=num_class)
+            elif name == "pyramid":
+                model = PyramidNet(conf["depth"], alpha=width, num_classes=num_class)
+            return model
+    '''))
+    plan = _plan(tmp_path, "networks.py")
+    assert [t.call for t in plan.targets] == ["WideResNet(depth=40, widen_factor=2, dropout_rate=0.0, num_classes=10)"]
+    assert plan.needs_arguments == (("PyramidNet", ("depth", "alpha", "num_classes")),)

@@ -99,6 +99,8 @@ class ModuleFacts:
     constants: Dict[str, Tuple["Assignment", ...]] = field(default_factory=dict)
     scopes: Dict[str, Dict[str, Tuple["Assignment", ...]]] = field(default_factory=dict)
     scope_params: Dict[str, Tuple[str, ...]] = field(default_factory=dict)  # function -> its parameters
+    # function -> its parameters whose default is a literal other than None -> that default's source
+    scope_defaults: Dict[str, Dict[str, str]] = field(default_factory=dict)
     options: Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]] = field(default_factory=dict)
     # ``args.num_classes = 10`` after ``args = parser.parse_args()``: attributes the code
     # sets on the parsed options with a literal, the first in the file (dest -> (value, line))
@@ -213,6 +215,13 @@ def may_imply_size(raw: bytes) -> bool:
 
 def _source(node: ast.AST) -> str:
     return ast.unparse(node)
+
+
+def _literal_not_none(source: str) -> bool:
+    try:
+        return ast.literal_eval(source) is not None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
 
 
 def _params(args: ast.arguments, drop_first: bool) -> Tuple[Param, ...]:
@@ -522,6 +531,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
             constants.pop(name)
     scopes: Dict[str, Dict[str, Tuple[Assignment, ...]]] = {}
     scope_params: Dict[str, Tuple[str, ...]] = {}
+    scope_defaults: Dict[str, Dict[str, str]] = {}
     calls: List[CallSite] = []
     options: Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]] = {}
     conflicting = set()
@@ -536,7 +546,11 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
         local_vars = {n.id for n in owned if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
         if scope is not None:
             scopes[scope] = _assignments(node.body, owned)
-            scope_params[scope] = tuple(p.name for p in _params(node.args, drop_first=False))
+            fn_params = _params(node.args, drop_first=False)
+            scope_params[scope] = tuple(p.name for p in fn_params)
+            literal = {p.name: p.default for p in fn_params if p.default is not None and _literal_not_none(p.default)}
+            if literal:
+                scope_defaults[scope] = literal
             local_vars.update(scope_params[scope])
         for n in owned:
             if not isinstance(n, ast.Call):
@@ -569,7 +583,8 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
     return ModuleFacts(
         set_options=_set_options(tree),
         path=path, imports=imports, star_imports=tuple(stars), definitions={} if left_out else definitions,
-        constants=constants, scopes=scopes, scope_params=scope_params, options=options,
+        constants=constants, scopes=scopes, scope_params=scope_params, scope_defaults=scope_defaults,
+        options=options,
         calls=tuple(sorted(calls, key=lambda c: (c.line, c.col))), size_hints=size_hints(tree),
         syntax_error=bool(left_out), left_out=left_out,
     )

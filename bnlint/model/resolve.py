@@ -146,6 +146,9 @@ class Evaluator:
             if name in local:
                 return self.assigned(local[name], scope, self.line if scope == self.scope else None)
             if name in facts.scope_params.get(scope, ()):
+                default = facts.scope_defaults.get(scope, {}).get(name)
+                if default is not None:  # def get_model(conf, num_class=10): what its author wrote
+                    return self._child(self.path, None).text(default)
                 if name in _NOT_NAMESPACES:
                     raise Unresolved(name)
                 return _NAMESPACE  # a parameter: only its attributes may be options
