@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import textwrap
 
+import pytest
+
 from conftest import FIXTURES, run_bnlint, run_json
 
 GOOD_BAD = "fixtures/BNL101/wide_resnet_dropout_before_bn2.py"
@@ -156,3 +158,16 @@ def test_non_utf8_and_binary_files(tmp_path):
     assert "not valid UTF-8" in by["latin.py"][0]["message"]
     assert "binary" in by["blob.py"][0]["message"]
     assert "empty.py" not in by
+
+
+def test_cuda_only_code_runs_on_the_cpu_when_torch_has_no_cuda():
+    """``torch.cuda.FloatTensor(...)`` in a forward and ``.cuda()`` in a factory: with a
+    torch that has no CUDA they run on the CPU, the model is checked, and a note says so."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this torch has CUDA: the code runs as written")
+    rc, data = run_json("fixtures/BNL101/pyramidnet_cuda_padding.py")
+    assert [(f["code"], f["line"]) for f in data if f["severity"] != "info"] == [("BNL101", 26)]
+    [note] = [f for f in data if "cuda_on_cpu" in f["details"]]
+    assert "torch.cuda.FloatTensor" in note["details"]["cuda_on_cpu"] and "ran on the CPU" in note["message"]

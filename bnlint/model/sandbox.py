@@ -5,7 +5,10 @@ failures that setup explains.
   every option optional, so a module-level ``opt = parser.parse_args()`` gives the
   defaults (``ngf = int(opt.ngf)`` gets its default value);
 - no network (bnlint.model.offline);
-- stand-ins for missing packages (bnlint.model.standins).
+- stand-ins for missing packages (bnlint.model.standins);
+- on a torch without CUDA, the CUDA calls of older research code run on the CPU
+  (``torch.cuda.FloatTensor(n, c, h, w).fill_(0)`` in a forward, ``x.cuda()``,
+  ``model.cuda()``), so that such models are built and traced at all.
 
 Runs inside the worker subprocess only.
 """
@@ -56,10 +59,41 @@ def prepare_import(file: str, project_root: Optional[str], mock_imports: Sequenc
     sys.argv = [file]
     defaults_only_argparse()
     block_network()
+    cuda_on_cpu()
     existing = installed_standins()
     if existing is not None:  # a second file in the same worker (bnlint fix's check)
         return existing
     return StandIns(project_root or os.path.dirname(file), mock_imports, no_mock_imports).install()
+
+
+_CUDA_TYPES = ("FloatTensor", "DoubleTensor", "HalfTensor", "BFloat16Tensor", "LongTensor", "IntTensor",
+               "ShortTensor", "CharTensor", "ByteTensor", "BoolTensor")
+CUDA_ON_CPU: list = []  # what ran on the CPU instead (for the worker's note)
+
+
+def cuda_on_cpu() -> None:
+    """Where torch has no CUDA: ``torch.cuda.<Type>Tensor`` are the CPU types, and
+    ``Tensor.cuda()`` / ``Module.cuda()`` return what they are called on. The model's
+    structure is the same on either device."""
+    import torch
+
+    if torch.cuda.is_available() or getattr(torch.cuda, "_bnlint_on_cpu", False):
+        return
+
+    def noted(what, value):
+        if what not in CUDA_ON_CPU:
+            CUDA_ON_CPU.append(what)
+        return value
+
+    for name in _CUDA_TYPES:
+        cpu_type = getattr(torch, name, None)
+        if cpu_type is not None:
+            def constructor(*args, _type=cpu_type, _name=name, **kwargs):
+                return noted(f"torch.cuda.{_name}", _type(*args, **kwargs))
+            setattr(torch.cuda, name, constructor)
+    torch.Tensor.cuda = lambda self, *args, **kwargs: noted("Tensor.cuda()", self)
+    torch.nn.Module.cuda = lambda self, *args, **kwargs: noted("Module.cuda()", self)
+    torch.cuda._bnlint_on_cpu = True
 
 
 _STANDIN_NAME = re.compile(r"StandIn\[([A-Za-z_][\w.]*)\]")

@@ -427,6 +427,9 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
     import torch  # noqa: F401  (import cost is counted before user code)
 
     progress.step("importing the file's definitions")
+    from bnlint.model.sandbox import CUDA_ON_CPU
+
+    del CUDA_ON_CPU[:]  # what this file's models ran on the CPU instead of CUDA
     module, standins = _import_definitions(file, request, result)
     if module is None:
         return result
@@ -452,6 +455,13 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
     _mark_covered(analysed, targets, file)
     result["models"].extend(analysed)
     _note_standins(result, standins, file)
+    if CUDA_ON_CPU:
+        result["notes"].append({
+            "message": f"this torch has no CUDA: {', '.join(CUDA_ON_CPU)} ran on the CPU while the models were "
+                       f"built and run (the graph is the same on either device)",
+            "line": None,
+            "cuda_on_cpu": list(CUDA_ON_CPU),
+        })
     return result
 
 
