@@ -88,6 +88,12 @@ def _guarded_lines(filename: str) -> Tuple[Tuple[int, int], ...]:
     return tuple(out)
 
 
+def _has_fallback(file: Optional[str], line: int) -> bool:
+    """Whether line ``line`` of ``file`` sits in a ``try:`` whose handlers catch
+    ImportError (the code has its own fallback for a missing module)."""
+    return file is not None and any(a <= line <= b for a, b in _guarded_lines(file))
+
+
 def _importer() -> Tuple[Optional[str], int, bool]:
     """(file, line) of the code that is importing, and whether it only asks whether
     the module exists (importlib.util.find_spec)."""
@@ -184,7 +190,7 @@ def _guarded_import(original, owner: StandIns):
             if top in owner.stubbed and top not in owner.forced:
                 caller = sys._getframe(1)
                 file = caller.f_code.co_filename
-                if any(a <= caller.f_lineno <= b for a, b in _guarded_lines(file)):
+                if _has_fallback(file, caller.f_lineno):
                     raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return original(name, globals, locals, fromlist, level)
 
@@ -219,7 +225,7 @@ class _BackFinder(importlib.abc.MetaPathFinder):
         owner = self.owner
         if fullname in REMOVED_TORCH_MODULES and owner.enabled:
             file, line, probe = _importer()
-            if probe or (file is not None and any(a <= line <= b for a, b in _guarded_lines(file))):
+            if probe or _has_fallback(file, line):
                 return None  # the code checks for it, or has its own fallback
             owner.former.setdefault(fullname, (file, line))
             return importlib.machinery.ModuleSpec(fullname, _FormerModuleLoader())
@@ -230,7 +236,7 @@ class _BackFinder(importlib.abc.MetaPathFinder):
         file, line, probe = _importer()
         if probe:
             return None
-        if file is not None and any(a <= line <= b for a, b in _guarded_lines(file)):
+        if _has_fallback(file, line):
             return None  # try: import x / except ImportError: the code has a fallback
         if owner.from_project(file) and fullname in owner.local_names():
             return None  # the project's own module, not on the path: a real error
