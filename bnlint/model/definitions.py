@@ -197,9 +197,7 @@ def _classify(stmt: ast.stmt, modules: FrozenSet[str] = frozenset()) -> Tuple[st
     if isinstance(stmt, ast.For):
         # ``for depth in (20, 32): setattr(sys.modules[__name__], f"resnet{depth}",
         # partial(ResNet, depth))``: the factories the module exports.
-        registers = stmt.orelse == [] and _plain_target(stmt.target) and _is_constantish(stmt.iter) and _registers(
-            stmt.body)
-        return (_REGISTER if registers else _CODE), None
+        return (_REGISTER if _registers([stmt]) else _CODE), None
     if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Pass)):
         return _DEF, None
     if isinstance(stmt, ast.Expr):
