@@ -171,3 +171,31 @@ def test_cuda_only_code_runs_on_the_cpu_when_torch_has_no_cuda():
     assert [(f["code"], f["line"]) for f in data if f["severity"] != "info"] == [("BNL101", 26)]
     [note] = [f for f in data if "cuda_on_cpu" in f["details"]]
     assert "torch.cuda.FloatTensor" in note["details"]["cuda_on_cpu"] and "ran on the CPU" in note["message"]
+
+
+def test_a_class_whose_builder_needs_a_package_is_counted_under_that_package(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "net.py").write_text(textwrap.dedent('''
+        import torch.nn as nn
+        from not_a_real_package_xyz.layers import to_2tuple
+
+
+        class Stem(nn.Module):
+            def __init__(self, in_chans, embed_dim):
+                super().__init__()
+                self.proj = nn.Conv2d(in_chans, embed_dim, 3, padding=1)
+                self.norm = nn.BatchNorm2d(embed_dim)
+
+            def forward(self, x):
+                return self.norm(self.proj(x))
+
+
+        class Net(nn.Module):
+            def __init__(self, img_size=32, patch=4):
+                super().__init__()
+                self.grid = img_size // to_2tuple(patch)[0]
+                self.stem = Stem(3, 16)
+    '''))
+    proc = run_bnlint("check", "--no-cache", "net.py", cwd=tmp_path)
+    assert proc.stdout.strip().splitlines()[-1] == (
+        "2 models not analysed (2 need package 'not_a_real_package_xyz'); -v lists them"), proc.stdout

@@ -16,7 +16,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
 from bnlint.model.targets import dotted_name, function_body_nodes, may_define_models
 from bnlint.model.tolerant import tolerant_parse
@@ -58,6 +58,9 @@ class Definition:
     # class: classmethods/staticmethods that return an instance (``from_name``, ``build``),
     # with their parameters (``cls`` left out)
     constructors: Tuple[Tuple[str, Tuple["Param", ...]], ...] = ()
+    # parameter -> the attributes its body reads of it (``config.model``, ``config.dataset``
+    # in ``def __init__(self, config)``): what an object passed for it must have
+    param_attrs: Tuple[Tuple[str, FrozenSet[str]], ...] = ()
 
     @property
     def required(self) -> Tuple[str, ...]:
@@ -113,6 +116,21 @@ class ModuleFacts:
     # are not kept (the file cannot be imported, nothing of it is built); its calls,
     # options and sizes are.
     left_out: Tuple[int, ...] = ()
+    # Module-level configuration objects built attribute by attribute (yacs, EasyDict,
+    # ml_collections style: ``_C = CN()``, ``_C.MODEL = CN()``, ``_C.MODEL.DEPTH = 50``):
+    # name -> ConfigTree. ``cfg = _C`` aliases are included.
+    config_trees: Dict[str, "ConfigTree"] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ConfigTree:
+    """A configuration object's defaults as its module writes them: ``node`` maps a key
+    to a nested node (a dict) or to the source of the value assigned (read in the
+    module's top-level scope); ``line`` is where the object is created."""
+
+    name: str
+    line: int
+    node: Dict[str, Any]
 
 
 _DATASET_SIZES = (
@@ -272,6 +290,87 @@ def _constructors(cls: ast.ClassDef) -> Tuple[Tuple[str, Tuple["Param", ...]], .
                 out.append((node.name, _params(node.args, drop_first="classmethod" in kinds)))
                 break
     return tuple(out)
+
+
+def _param_attrs(func: Optional[ast.AST], params: Optional[Sequence["Param"]]) -> Tuple[Tuple[str, FrozenSet[str]], ...]:
+    """For each parameter of ``func``, the attributes its body reads of it (``config.model``)."""
+    if func is None or not params:
+        return ()
+    names = {p.name for p in params if p.kind in ("positional", "keyword")}
+    reads: Dict[str, set] = {}
+    for n in ast.walk(func):
+        if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load) and isinstance(n.value, ast.Name) \
+                and n.value.id in names:
+            reads.setdefault(n.value.id, set()).add(n.attr)
+    return tuple(sorted((name, frozenset(attrs)) for name, attrs in reads.items()))
+
+
+def _attribute_path(node: ast.AST) -> Optional[List[str]]:
+    """``_C.MODEL.DEPTH`` -> ['_C', 'MODEL', 'DEPTH']; None for anything else."""
+    parts: List[str] = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name) or not parts:
+        return None
+    return [node.id] + parts[::-1]
+
+
+def _plain_call(node: ast.AST) -> Optional[str]:
+    """The callee of a call with only constant arguments (``CN()``, ``CN(new_allowed=True)``)."""
+    if not isinstance(node, ast.Call) or not all(isinstance(a, ast.Constant) for a in node.args) \
+            or not all(k.arg and isinstance(k.value, ast.Constant) for k in node.keywords):
+        return None
+    callee = dotted_name(node.func) if isinstance(node.func, (ast.Name, ast.Attribute)) else None
+    return callee or None
+
+
+def _config_trees(body: Sequence[ast.stmt]) -> Dict[str, ConfigTree]:
+    """Module-level configuration objects written attribute by attribute (see
+    ModuleFacts.config_trees): a name bound to a call with constant arguments, then at
+    least two attribute assignments on it, nested nodes made by the same call."""
+    roots: Dict[str, Tuple[str, int, Dict[str, Any], List[int]]] = {}  # name -> (callee, line, node, [count])
+    aliases: Dict[str, str] = {}
+    for stmt in body:
+        if not isinstance(stmt, ast.Assign) or len(stmt.targets) != 1:
+            for n in ast.walk(stmt) if isinstance(stmt, (ast.AugAssign, ast.AnnAssign)) else ():
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                    roots.pop(n.id, None)
+                    aliases.pop(n.id, None)
+            continue
+        target, value = stmt.targets[0], stmt.value
+        if isinstance(target, ast.Name):
+            roots.pop(target.id, None)
+            aliases.pop(target.id, None)
+            callee = _plain_call(value)
+            if callee is not None:
+                roots[target.id] = (callee, stmt.lineno, {}, [0])
+            elif isinstance(value, ast.Name) and (value.id in roots or value.id in aliases):
+                aliases[target.id] = aliases.get(value.id, value.id)
+            continue
+        path = _attribute_path(target)
+        if path is None:
+            continue
+        root = aliases.get(path[0], path[0])
+        if root not in roots:
+            continue
+        callee, _, node, count = roots[root]
+        for key in path[1:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = node[key] = {}
+            node = child
+        if _plain_call(value) == callee:
+            if not isinstance(node.get(path[-1]), dict):
+                node[path[-1]] = {}
+        else:
+            node[path[-1]] = _source(value)
+        count[0] += 1
+    out = {name: ConfigTree(name, line, node) for name, (_, line, node, count) in roots.items() if count[0] >= 2}
+    for alias, root in aliases.items():
+        if root in out:
+            out[alias] = out[root]
+    return out
 
 
 def _function_returns(func: ast.AST, local: Dict[str, str]) -> Tuple[str, ...]:
@@ -514,14 +613,15 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
             definitions[node.name] = Definition(
                 name=node.name, kind="class", line=node.lineno, params=params,
                 bases=tuple(_source(b) for b in node.bases), may_be_model=node.name in candidates,
-                refs=_refs(node), constructors=_constructors(node),
+                refs=_refs(node), constructors=_constructors(node), param_attrs=_param_attrs(init, params),
             )
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             local = _single_assignments(list(function_body_nodes(node)))
+            fn_params = _params(node.args, drop_first=False)
             definitions[node.name] = Definition(
-                name=node.name, kind="function", line=node.lineno, params=_params(node.args, drop_first=False),
+                name=node.name, kind="function", line=node.lineno, params=fn_params,
                 returns=_function_returns(node, local), annotated_model=node.name in candidates,
-                refs=_refs(node),
+                refs=_refs(node), param_attrs=_param_attrs(node, fn_params),
             )
     _add_function_imports(tree, top_nodes, imports, definitions, resolve_import)
     scope_list = list(_scope_nodes(tree))
@@ -586,7 +686,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
         constants=constants, scopes=scopes, scope_params=scope_params, scope_defaults=scope_defaults,
         options=options,
         calls=tuple(sorted(calls, key=lambda c: (c.line, c.col))), size_hints=size_hints(tree),
-        syntax_error=bool(left_out), left_out=left_out,
+        syntax_error=bool(left_out), left_out=left_out, config_trees=_config_trees(tree.body),
     )
 
 

@@ -170,12 +170,14 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
     plan = job.plan
     if not plan:
         return []
-    built, failed, reasons = set(), {}, {}
+    built, failed, reasons, packages = set(), {}, {}, {}
     foreign_built = set()  # models of other files analysed here (they may not build every class they name)
     for m in (result or {}).get("models", []):
         if "graph" not in m:
             errors = m.get("errors") or [{}]
             reasons[m.get("name")] = errors[0].get("reason") or STAGE_REASONS.get(errors[0].get("stage"), "build-failed")
+            if errors[0].get("package"):
+                packages[m.get("name")] = errors[0]["package"]
         if m.get("foreign"):
             if "graph" in m:
                 foreign_built.add(m.get("name"))
@@ -201,6 +203,10 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
             text = (f"model {name} was not analysed: {expected[name]}, which builds it, could not be "
                     f"analysed")
             reason = reasons.get(expected[name], "build-failed")
+            if expected[name] in packages:  # what its builder needs, it needs
+                out.append(failure(job.path, text, line, severity=Severity.INFO, model=name, not_analysed=reason,
+                                   package=packages[expected[name]]))
+                continue
         elif name in needs:
             params = list(needs[name])
             args = ", ".join(f"{p}=..." for p in params[:3])

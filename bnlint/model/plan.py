@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from bnlint.model.project import Binding, CallSite, Definition, Project
-from bnlint.model.resolve import (ResolvedCall, Unresolved, callee_binding, encode, parameters_of, registry_call,
+from bnlint.model.resolve import (Evaluator, ResolvedCall, Unresolved, callee_binding, encode, parameters_of, registry_call,
                                   relative, resolve_call)
 
 __all__ = ["PlannedTarget", "FilePlan", "Planner"]
@@ -37,6 +37,8 @@ MODEL_LIBRARIES = (
     "torchvision.models", "timm", "efficientnet_pytorch", "segmentation_models_pytorch",
     "pretrainedmodels", "torchvision", "transformers",
 )
+# parts of those libraries that make no models (``return transforms.Compose([...])``)
+NOT_MODEL_PARTS = ("torchvision.transforms", "torchvision.datasets", "torchvision.io", "torchvision.utils")
 TORCH_CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict"})
 MAX_FOREIGN_TARGETS = 6
 MAX_USER_DEPTH = 3
@@ -130,7 +132,8 @@ class Planner:
                         if dotted.startswith("torch.nn."):
                             # A container is a model; a single layer (conv3x3 helpers) is not.
                             result = dotted.rsplit(".", 1)[-1] in TORCH_CONTAINERS
-                        elif any(dotted == lib or dotted.startswith(lib + ".") for lib in MODEL_LIBRARIES):
+                        elif any(dotted == lib or dotted.startswith(lib + ".") for lib in MODEL_LIBRARIES) \
+                                and not any(dotted.startswith(part + ".") for part in NOT_MODEL_PARTS):
                             result = True
                     elif target.kind == "def" and (self.is_model_class(target) or self.is_factory(target, _depth + 1)):
                         result = True
@@ -157,6 +160,8 @@ class Planner:
         params = parameters_of(self.project, binding)
         required = [p.name for p in params or () if p.required]
         from_site = self._from_call_site(d, binding, kind, params)
+        if from_site is None and required:
+            from_site = self._from_config(d, binding, kind, params)
         target: Optional[PlannedTarget] = None
         if not required:
             # Every parameter defaulting to None (``blocks_args=None, global_params=None``):
@@ -191,6 +196,35 @@ class Planner:
                 return self._with_arguments(d, binding, kind, resolved, params if method is None
                                             else constructors[method], method)
         return None
+
+    def _from_config(self, d: Definition, binding: Binding, kind: str, params) -> Optional[PlannedTarget]:
+        """No call resolves (``getattr(module, 'Network')(config)``): a definition whose
+        required parameters are all read as a configuration object (``config.model``,
+        ``config.dataset``) gets the project's configuration object that has those
+        sections, with the defaults its module writes."""
+        reads = dict(d.param_attrs)
+        required = [p for p in params or () if p.required]
+        if not required or len(required) != len([p for p in params if p.kind in ("positional", "keyword")]):
+            return None
+        ev = Evaluator(self.project, str(binding.path), None)
+        kwargs = []
+        for p in required:
+            attrs = sorted(reads.get(p.name, ()))
+            found = ev.config_with(attrs) if attrs else None
+            if found is None or not any(isinstance(ev.config_node(found).get(a), dict) for a in attrs):
+                return None
+            try:
+                kwargs.append((p.name, ev.built(found, ())))
+            except Unresolved:
+                return None
+        resolved = ResolvedCall((), tuple(kwargs), str(binding.path), d.line, ())
+        target = self._with_arguments(d, binding, kind, resolved, params)
+        where = kwargs[0][1].origin.rsplit(" of ", 1)[-1]
+        # Its defaults may not fit this model (an ImageNet model under a CIFAR data set's
+        # defaults): a build that fails with them means "needs arguments".
+        return replace(target, assumed=True,
+                       origin=f"the project's configuration object ({where}): no call of {d.name} "
+                              f"passes values bnlint can resolve")
 
     def _with_arguments(self, d: Definition, binding: Binding, kind: str, resolved: ResolvedCall,
                         params, method: Optional[str] = None) -> PlannedTarget:

@@ -27,6 +27,10 @@ __all__ = [
     "package_root", "module_facts", "SKIP_DIRS",
 ]
 
+# A module-level write two attributes deep (``_C.MODEL.DEPTH = 50``): the file may hold
+# a configuration object (Project.config_files).
+_CONFIG_LINE = re.compile(rb"(?m)^[A-Za-z_]\w*(?:\.\w+){2,}[ \t]*=[^=]")
+
 SKIP_DIRS = frozenset({
     ".git", ".hg", ".svn", ".venv", "venv", "env", ".env", "__pycache__", ".tox", ".nox",
     "build", "dist", "node_modules", "site-packages", "dist-packages", ".mypy_cache", ".pytest_cache",
@@ -280,6 +284,14 @@ class Project:
             self._option_files = [p for p in self.files if b"add_argument" in (self.raw(p) or b"")
                                   and self.facts(p).options]
         return self._option_files
+
+    def config_files(self) -> List[str]:
+        """Project files that may write a configuration object at module level
+        (``_C.MODEL.DEPTH = 50``; bnlint.model.facts.ConfigTree)."""
+        if not hasattr(self, "_config_files"):
+            self._config_files = [p for p in self.files if _CONFIG_LINE.search(self.raw(p) or b"")
+                                  and self.facts(p).config_trees]
+        return self._config_files
 
     # -- what files imply about inputs
 

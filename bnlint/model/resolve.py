@@ -61,6 +61,27 @@ class _Namespace:
     """The result of ``parse_args()`` (or a parameter holding it): attributes are options."""
 
 
+@dataclass(frozen=True)
+class ConfigRef:
+    """A node of a project configuration object (``_C``, ``_C.MODEL``; see
+    bnlint.model.facts.ConfigTree): its attributes are the defaults its module writes."""
+
+    path: str
+    name: str
+    keys: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Built:
+    """An object passed whole to a constructor: a configuration object's defaults
+    (``kind`` "config", ``values`` its nested keys) or the parsed command-line options
+    (``kind`` "options", ``values`` dest -> default). ``origin`` says where they come from."""
+
+    kind: str
+    values: Any
+    origin: str
+
+
 _NAMESPACE = _Namespace()
 _NOT_NAMESPACES = frozenset({"self", "cls", "super", "torch", "nn", "F", "np", "math", "os", "sys"})
 
@@ -77,7 +98,7 @@ _PURE_CALLS = {
     "int": int, "float": float, "str": str, "bool": bool, "round": round, "abs": abs, "min": min,
     "max": max, "len": len, "tuple": tuple, "list": list, "sorted": sorted, "sum": sum,
 }
-_LITERAL_TYPES = (int, float, str, bool, type(None), list, tuple, dict, Ref, Ext)
+_LITERAL_TYPES = (int, float, str, bool, type(None), list, tuple, dict, Ref, Ext, Built)
 # Methods of a resolved string that compute a plain value (``args.arch.startswith('resnext')``).
 _STR_METHODS = frozenset({"startswith", "endswith", "lower", "upper", "strip", "lstrip", "rstrip", "replace"})
 
@@ -153,6 +174,8 @@ class Evaluator:
                     raise Unresolved(name)
                 return _NAMESPACE  # a parameter: only its attributes may be options
             scope = scope.rsplit(".", 1)[0] if "." in scope else None
+        if name in facts.config_trees:
+            return ConfigRef(self.path, facts.config_trees[name].name)
         if name in facts.constants:
             return self.assigned(facts.constants[name], None, self.line if self.scope is None else None)
         binding = self.project.lookup(self.path, name)
@@ -196,6 +219,8 @@ class Evaluator:
             return Ext(str(binding.name))
         if binding.kind == "constant":
             facts = self.project.facts(str(binding.path))
+            if str(binding.name) in facts.config_trees:  # from config import cfg
+                return ConfigRef(str(binding.path), facts.config_trees[str(binding.name)].name)
             return self._child(str(binding.path), None).assigned(facts.constants[str(binding.name)], None, None)
         raise Unresolved(what)
 
@@ -331,7 +356,22 @@ class Evaluator:
     def member(self, base: Any, attr: str) -> Any:
         """``base.attr`` (also ``getattr(base, attr)`` and ``base.__dict__[attr]``)."""
         if isinstance(base, _Namespace):
-            return self.option(attr)
+            try:
+                return self.option(attr)
+            except Unresolved:
+                # Not an option: a section of the project's configuration object
+                # (``config.MODEL.TYPE`` in ``def build_model(config)``).
+                found = self.config_with((attr,), section=attr)
+                if found is None:
+                    raise
+                return ConfigRef(found.path, found.name, (attr,))
+        if isinstance(base, ConfigRef):
+            value = self.config_node(base).get(attr)
+            if isinstance(value, dict):
+                return ConfigRef(base.path, base.name, base.keys + (attr,))
+            if value is None:
+                raise Unresolved(attr)
+            return self._child(base.path, None).text(value)
         if isinstance(base, _ModuleRef):
             return self.binding(self.project.lookup(base.path, attr), attr)
         if isinstance(base, Ext):
@@ -424,6 +464,89 @@ class Evaluator:
                 raise Unresolved(f"--{dest}") from None
         return value
 
+    # -- configuration objects and whole option namespaces
+
+    def config_node(self, ref: ConfigRef) -> Dict[str, Any]:
+        node = self.project.facts(ref.path).config_trees[ref.name].node
+        for key in ref.keys:
+            node = node.get(key)
+            if not isinstance(node, dict):
+                raise Unresolved(".".join(ref.keys))
+        return node
+
+    def config_with(self, keys: Sequence[str], section: Optional[str] = None) -> Optional[ConfigRef]:
+        """The project configuration object that has every key of ``keys`` at its top
+        (``section`` among them as a nested node): in this file or one it imports, else
+        the only one in the project."""
+        def fits(path: str) -> List[ConfigRef]:
+            out = []
+            for name, tree in sorted(self.project.facts(path).config_trees.items()):
+                if name == tree.name and all(k in tree.node for k in keys) \
+                        and (section is None or isinstance(tree.node.get(section), dict)):
+                    out.append(ConfigRef(path, name))
+            return out
+        for path in self._near_files():
+            found = fits(path)
+            if len(found) == 1:
+                return found[0]
+        found = [ref for path in self.project.config_files() for ref in fits(path)]
+        return found[0] if len(found) == 1 else None
+
+    def built(self, value: Any, reads: Sequence[str]) -> Any:
+        """``value`` as an argument: a configuration node or the parsed options become
+        the object they stand for (Built); ``reads``, the attributes the parameter it is
+        passed to reads, decide between options and a configuration object."""
+        if isinstance(value, _Namespace):
+            if reads:
+                try:
+                    options = {attr: self.option(attr) for attr in sorted(reads)}
+                except Unresolved:
+                    options = None
+                if options is not None:
+                    return Built("options", dict(sorted({**self.all_options(), **options}.items())),
+                                 "the command-line options' defaults")
+                found = self.config_with(sorted(reads))
+                if found is not None and any(isinstance(self.config_node(found).get(r), dict) for r in reads):
+                    value = found
+            if isinstance(value, _Namespace):
+                raise Unresolved("a parameter passed whole")
+        if isinstance(value, ConfigRef):
+            tree = self.project.facts(value.path).config_trees[value.name]
+            where = f"{relative(self.project, value.path)}:{tree.line}"
+            shown = ".".join((value.name,) + value.keys)
+            return Built("config", self.config_values(value), f"{shown} of {where}")
+        return value
+
+    def config_values(self, ref: ConfigRef) -> Dict[str, Any]:
+        """A configuration node's values, nested; a value that does not resolve is left
+        out (reading it fails the build, as a missing key would)."""
+        out: Dict[str, Any] = {}
+        for key, value in self.config_node(ref).items():
+            if isinstance(value, dict):
+                out[key] = self.config_values(ConfigRef(ref.path, ref.name, ref.keys + (key,)))
+                continue
+            try:
+                resolved = self._child(ref.path, None).text(value)
+            except Unresolved:
+                continue
+            if _plain(resolved):
+                out[key] = resolved
+        return out
+
+    def all_options(self) -> Dict[str, Any]:
+        """Every option declared in this file and the project files it imports, with
+        its default (None where it has none), as ``parse_args([])`` would give them."""
+        out: Dict[str, Any] = {}
+        for path in reversed(self._near_files()):
+            for dest in self.project.facts(path).options:
+                try:
+                    out[dest] = self._option_value(path, dest)
+                except Unresolved:
+                    default = self.project.facts(path).options[dest][0]
+                    if default is None or default == "None":
+                        out[dest] = None
+        return out
+
     def _near_files(self) -> List[str]:
         facts = self.project.facts(self.path)
         out = [self.path]
@@ -441,6 +564,8 @@ def encode(value: Any) -> Any:
         return {"__ref__": [value.path, value.name]}
     if isinstance(value, Ext):
         return {"__ext__": value.dotted}
+    if isinstance(value, Built):
+        return {"__built__": {"kind": value.kind, "values": encode(value.values), "origin": value.origin}}
     if isinstance(value, tuple):
         return {"__tuple__": [encode(v) for v in value]}
     if isinstance(value, list):
@@ -451,6 +576,8 @@ def encode(value: Any) -> Any:
 
 
 def show(value: Any) -> str:
+    if isinstance(value, Built):
+        return f"<{value.origin}>"
     if isinstance(value, Ref):
         return value.name
     if isinstance(value, Ext):
@@ -606,6 +733,10 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
             guard_names |= _names_read(test)
     if unmet:
         ev.assumed = dict(site.guards)
+    # An object passed whole (``Network(config)``, ``Net(args)``) is built from what the
+    # parameter it is passed to reads of it (Evaluator.built).
+    reads = dict(definition.param_attrs) if params is definition.params else {}
+    positional_names = [p.name for p in params or () if p.kind == "positional"]
     args: List[Any] = []
     for text in site.args:
         if text.startswith("*"):
@@ -614,7 +745,8 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
                 raise Unresolved("*args")
             args.extend(value)
         else:
-            args.append(ev.text(text))
+            name = positional_names[len(args)] if len(args) < len(positional_names) else None
+            args.append(ev.built(ev.text(text), reads.get(name, ())))
     kwargs: Dict[str, Any] = {}
     for name, text in site.kwargs:
         value = ev.text(text)
@@ -623,7 +755,7 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
                 raise Unresolved("**kwargs")
             kwargs.update(value)
         else:
-            kwargs[name] = value
+            kwargs[name] = ev.built(value, reads.get(name, ()))
     if not all(_plain(v) for v in args) or not all(_plain(v) for v in kwargs.values()):
         raise Unresolved("value")
     if unmet:

@@ -73,8 +73,8 @@ CUDA_ON_CPU: list = []  # what ran on the CPU instead (for the worker's note)
 
 def cuda_on_cpu() -> None:
     """Where torch has no CUDA: ``torch.cuda.<Type>Tensor`` are the CPU types, and
-    ``Tensor.cuda()`` / ``Module.cuda()`` return what they are called on. The model's
-    structure is the same on either device."""
+    ``Tensor.cuda()`` / ``Module.cuda()`` and ``.to('cuda')`` (any CUDA device) return
+    what they are called on. The model's structure is the same on either device."""
     import torch
 
     if torch.cuda.is_available() or getattr(torch.cuda, "_bnlint_on_cpu", False):
@@ -93,7 +93,27 @@ def cuda_on_cpu() -> None:
             setattr(torch.cuda, name, constructor)
     torch.Tensor.cuda = lambda self, *args, **kwargs: noted("Tensor.cuda()", self)
     torch.nn.Module.cuda = lambda self, *args, **kwargs: noted("Module.cuda()", self)
+    for owner in (torch.Tensor, torch.nn.Module):
+        owner.to = _to_cpu_for_cuda(owner.to, f"{owner.__name__}.to('cuda')", noted)
     torch.cuda._bnlint_on_cpu = True
+
+
+def _to_cpu_for_cuda(original, what: str, noted):
+    """``.to(...)`` where a CUDA device means the CPU (a dtype given with it still
+    applies)."""
+    import torch
+
+    def to(self, *args, **kwargs):
+        try:
+            device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
+        except Exception:
+            return original(self, *args, **kwargs)
+        if device is None or device.type != "cuda":
+            return original(self, *args, **kwargs)
+        noted(what, None)
+        return original(self, dtype) if dtype is not None else self
+
+    return to
 
 
 _STANDIN_NAME = re.compile(r"StandIn\[([A-Za-z_][\w.]*)\]")

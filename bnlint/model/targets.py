@@ -77,7 +77,7 @@ def _imports_torch(tree: ast.Module) -> bool:
 # derive from them need no worker. Anything else (torch.nn, local modules, unknown
 # libraries) may be a module and is left to the worker, which imports and checks.
 _NOT_MODULE_SOURCES = (
-    "torch.utils.data", "torch.optim", "torch.autograd", "torch.distributed", "torch.multiprocessing",
+    "torch.utils.data", "torch.utils.tensorboard", "torch.optim", "torch.autograd", "torch.distributed", "torch.multiprocessing",
     "enum", "typing", "typing_extensions", "abc", "collections", "dataclasses", "json", "argparse",
     "logging", "threading", "multiprocessing", "pathlib", "io", "os", "sys", "numbers", "unittest",
     "contextlib", "string", "datetime", "queue", "pydantic", "numpy", "pandas",

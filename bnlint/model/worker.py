@@ -538,6 +538,41 @@ def planned_target(spec: Dict[str, Any], module, file: str, progress: Progress) 
     return Target(spec["name"], obj, args, kwargs, owner, path, spec["kind"], spec)
 
 
+class ConfigDefaults(dict):
+    """A project's configuration object rebuilt from the defaults its module writes
+    (``_C.MODEL.DEPTH = 50``): keys read as attributes or items, as with yacs' CfgNode,
+    EasyDict or ml_collections' ConfigDict; a key the module does not write is missing."""
+
+    @classmethod
+    def of(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return cls({k: cls.of(v) for k, v in values.items()})
+        return values
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"the project's configuration object has no {name!r}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def clone(self) -> "ConfigDefaults":
+        import copy
+
+        return copy.deepcopy(self)
+
+    def freeze(self) -> None:
+        pass
+
+    def defrost(self) -> None:
+        pass
+
+    def is_frozen(self) -> bool:
+        return False
+
+
 def _decode(value: Any) -> Any:
     """A planned argument (bnlint.model.resolve.encode) as the object it stands for."""
     if isinstance(value, list):
@@ -563,6 +598,13 @@ def _decode(value: Any) -> Any:
             raise ImportError(f"cannot import {value['__ext__']}")
         if "__tuple__" in value:
             return tuple(_decode(v) for v in value["__tuple__"])
+        if "__built__" in value:
+            built = value["__built__"]
+            if built["kind"] == "options":
+                import argparse
+
+                return argparse.Namespace(**{k: _decode(v) for k, v in built["values"].items()})
+            return ConfigDefaults.of(_decode(built["values"]))
         return {k: _decode(v) for k, v in value.items()}
     return value
 
