@@ -173,6 +173,40 @@ def test_cuda_only_code_runs_on_the_cpu_when_torch_has_no_cuda():
     assert "torch.cuda.FloatTensor" in note["details"]["cuda_on_cpu"] and "ran on the CPU" in note["message"]
 
 
+def test_moving_to_a_cuda_device_stays_on_the_cpu_when_torch_has_no_cuda(tmp_path):
+    """``model.to(torch.device('cuda'))`` in a factory and ``.to('cuda:0', dtype)`` in a
+    forward: the dtype still applies, the device is the CPU, and a note says so."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this torch has CUDA: the code runs as written")
+    (tmp_path / "net.py").write_text(textwrap.dedent('''
+        import torch
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 8, 3, bias=False)
+                self.drop = nn.Dropout(0.3)
+                self.bn = nn.BatchNorm2d(8)
+
+            def forward(self, x):
+                x = self.drop(self.conv(x))
+                mask = torch.ones(1, 8, 1, 1).to('cuda:0', torch.float32)
+                return self.bn(x * mask)
+
+
+        def build_net():
+            return Net().to(torch.device('cuda'))
+    '''))
+    rc, data = run_json("net.py", cwd=tmp_path)
+    assert [(f["code"], f["line"]) for f in data if f["severity"] != "info"] == [("BNL101", 14)], data
+    notes = [f for f in data if "cuda_on_cpu" in f["details"]]
+    assert notes and {"Tensor.to('cuda')", "Module.to('cuda')"} <= set(notes[0]["details"]["cuda_on_cpu"])
+
+
 def test_a_class_whose_builder_needs_a_package_is_counted_under_that_package(tmp_path):
     (tmp_path / ".git").mkdir()
     (tmp_path / "net.py").write_text(textwrap.dedent('''

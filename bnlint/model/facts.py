@@ -292,16 +292,30 @@ def _constructors(cls: ast.ClassDef) -> Tuple[Tuple[str, Tuple["Param", ...]], .
     return tuple(out)
 
 
-def _param_attrs(func: Optional[ast.AST], params: Optional[Sequence["Param"]]) -> Tuple[Tuple[str, FrozenSet[str]], ...]:
-    """For each parameter of ``func``, the attributes its body reads of it (``config.model``)."""
+def _param_attrs(func: Optional[ast.AST], params: Optional[Sequence["Param"]],
+                 cls: Optional[ast.ClassDef] = None) -> Tuple[Tuple[str, FrozenSet[str]], ...]:
+    """For each parameter of ``func``, the attributes its body reads of it
+    (``config.model``); for a constructor also what the class's methods read of the
+    attribute it is kept in (``self.config = config`` ... ``self.config.n_cells``)."""
     if func is None or not params:
         return ()
     names = {p.name for p in params if p.kind in ("positional", "keyword")}
     reads: Dict[str, set] = {}
+    kept: Dict[str, str] = {}  # self.<attribute> -> the parameter it holds
     for n in ast.walk(func):
         if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load) and isinstance(n.value, ast.Name) \
                 and n.value.id in names:
             reads.setdefault(n.value.id, set()).add(n.attr)
+        elif cls is not None and isinstance(n, ast.Assign) and isinstance(n.value, ast.Name) \
+                and n.value.id in names:
+            for t in n.targets:
+                if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self":
+                    kept[t.attr] = n.value.id
+    if kept:
+        for n in ast.walk(cls):
+            if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Load) and isinstance(n.value, ast.Attribute) \
+                    and n.value.attr in kept and isinstance(n.value.value, ast.Name) and n.value.value.id == "self":
+                reads.setdefault(kept[n.value.attr], set()).add(n.attr)
     return tuple(sorted((name, frozenset(attrs)) for name, attrs in reads.items()))
 
 
@@ -366,7 +380,10 @@ def _config_trees(body: Sequence[ast.stmt]) -> Dict[str, ConfigTree]:
         else:
             node[path[-1]] = _source(value)
         count[0] += 1
-    out = {name: ConfigTree(name, line, node) for name, (_, line, node, count) in roots.items() if count[0] >= 2}
+    # A configuration object has sections (``_C.MODEL = CN()``); attributes set one level
+    # deep on an object (``config = args; config.n_embed = len(vocab)``) are not one.
+    out = {name: ConfigTree(name, line, node) for name, (_, line, node, count) in roots.items()
+           if count[0] >= 2 and any(isinstance(v, dict) for v in node.values())}
     for alias, root in aliases.items():
         if root in out:
             out[alias] = out[root]
@@ -613,7 +630,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
             definitions[node.name] = Definition(
                 name=node.name, kind="class", line=node.lineno, params=params,
                 bases=tuple(_source(b) for b in node.bases), may_be_model=node.name in candidates,
-                refs=_refs(node), constructors=_constructors(node), param_attrs=_param_attrs(init, params),
+                refs=_refs(node), constructors=_constructors(node), param_attrs=_param_attrs(init, params, node),
             )
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             local = _single_assignments(list(function_body_nodes(node)))

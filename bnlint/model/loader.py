@@ -81,6 +81,8 @@ class _LoadState:
     def recover(self, exc: BaseException) -> bool:
         """Adjust the view after ``exc`` ended an import attempt; False when nothing
         would change (the error is the user's to fix)."""
+        if _import_read_submodule(exc):
+            return True
         if isinstance(exc, ImportError) and not isinstance(exc, ModuleNotFoundError) and exc.name in self.names:
             m = re.search(r"cannot import name '(\w+)'", str(exc))
             path = self.names[exc.name]
@@ -104,6 +106,36 @@ class _LoadState:
             self.notes.append(ImportNote(path, first, _describe(exc)))
             return True
         return False
+
+
+_NO_ATTRIBUTE = re.compile(r"^module '([\w.]+)' has no attribute '(\w+)'$")
+
+
+def _import_read_submodule(exc: BaseException) -> bool:
+    """``import packaging`` then ``packaging.version.parse(...)``: the code reads a
+    submodule of an installed package that it never imports, which works where another
+    package has imported it (here the stand-ins of missing packages do not). Import it,
+    as that package would have; True when it was not imported and now is."""
+    if not isinstance(exc, AttributeError):
+        return False
+    m = _NO_ATTRIBUTE.match(str(exc))
+    if m is None:
+        return False
+    package, attr = m.groups()
+    owner = sys.modules.get(package)
+    if owner is None or not getattr(owner, "__path__", None) or f"{package}.{attr}" in sys.modules:
+        return False
+    if getattr(owner, "__file__", None) and not _installed(owner.__file__):
+        return False  # the project's own package: its code is the user's to fix
+    try:
+        importlib.import_module(f"{package}.{attr}")
+    except Exception:
+        return False
+    return hasattr(owner, attr)
+
+
+def _installed(path: str) -> bool:
+    return any(part in ("site-packages", "dist-packages") for part in os.path.normpath(path).split(os.sep))
 
 
 def _absolute(module: str, level: int, package: str) -> str:

@@ -84,6 +84,8 @@ _NOT_MODULE_SOURCES = (
     # data sets of the domain libraries (their transforms may be modules; these never are)
     "torchvision.datasets", "torchaudio.datasets", "torchtext.datasets", "torchtext.data",
     "torch_geometric.datasets",
+    # other frameworks' layers and models (a TensorFlow port kept beside the PyTorch model)
+    "tensorflow", "keras", "tf_keras", "jax", "flax", "haiku", "sklearn", "paddle", "mxnet",
 )
 _NOT_MODULE_NAMES = frozenset({
     "object", "type", "dict", "list", "tuple", "set", "frozenset", "str", "bytes", "int", "float", "bool",

@@ -112,24 +112,61 @@ def _build(factory, args, kwargs, device: str, notes: Optional[List[str]] = None
     from bnlint.model.sites import recording_construction_sites
     from bnlint.model.standins import check_no_standins, standin_bases
 
-    with recording_construction_sites():
-        if device == "meta":
-            from bnlint.model.metainit import initialisation_skipped_on_meta
+    def construct():
+        with recording_construction_sites():
+            if device == "meta":
+                from bnlint.model.metainit import initialisation_skipped_on_meta
 
-            with torch.device("meta"), initialisation_skipped_on_meta():
-                model, note = build_without_downloads(factory, args, kwargs)
-        else:
-            model, note = build_without_downloads(factory, args, kwargs)
+                with torch.device("meta"), initialisation_skipped_on_meta():
+                    return build_without_downloads(factory, args, kwargs)
+            return build_without_downloads(factory, args, kwargs)
+
+    moved = None
+    try:
+        model, note = construct()
+    except FileNotFoundError as exc:
+        # ``DetectionModel(cfg='yolov5s.yaml')`` opens a file that lies beside the
+        # model's own file: its scripts run from there (or find it there). Build it
+        # again with that folder as the working directory.
+        moved = _folder_with(exc, factory)
+        if moved is None:
+            raise
+        previous = os.getcwd()
+        os.chdir(moved)
+        try:
+            model, note = construct()
+        finally:
+            os.chdir(previous)
     check_no_standins(model)
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"returned {type(model).__name__}, not an nn.Module")
     if notes is not None:
         texts = [note] if note else []
+        if moved is not None:
+            texts.append(f"it opens a file by a relative path that is found in {moved}, not in the working "
+                         f"directory: it was built with {moved} as the working directory")
         texts += [f"{cls} derives from a stand-in for {base} (not installed): it was analysed as a plain nn.Module"
                   for cls, base in standin_bases(model)]
         notes.extend(t for t in texts if t not in notes)
     model.train()
     return model
+
+
+def _folder_with(exc: FileNotFoundError, factory) -> Optional[str]:
+    """The folder of the file that defines ``factory`` when the missing file is a
+    relative path found there."""
+    import inspect
+
+    missing = exc.filename
+    if not isinstance(missing, str) or not missing or os.path.isabs(missing):
+        return None
+    try:
+        folder = os.path.dirname(os.path.abspath(inspect.getfile(factory)))
+    except (TypeError, OSError):
+        return None
+    if folder == os.path.abspath(os.getcwd()) or not os.path.exists(os.path.join(folder, missing)):
+        return None
+    return folder
 
 
 def _capture_inputs(model, paths: Sequence[str]):
