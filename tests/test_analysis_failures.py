@@ -3,6 +3,7 @@ other files are still analysed. User code never runs in the CLI process and top-
 statements never run at all."""
 from __future__ import annotations
 
+import json
 import os
 import textwrap
 
@@ -175,7 +176,7 @@ def test_cuda_only_code_runs_on_the_cpu_when_torch_has_no_cuda():
 
 def test_moving_to_a_cuda_device_stays_on_the_cpu_when_torch_has_no_cuda(tmp_path):
     """``model.to(torch.device('cuda'))`` in a factory and ``.to('cuda:0', dtype)`` in a
-    forward: the dtype still applies, the device is the CPU, and a note says so."""
+    forward run on the CPU (the forward is checked), and a note says so."""
     import torch
 
     if torch.cuda.is_available():
@@ -194,17 +195,18 @@ def test_moving_to_a_cuda_device_stays_on_the_cpu_when_torch_has_no_cuda(tmp_pat
 
             def forward(self, x):
                 x = self.drop(self.conv(x))
-                mask = torch.ones(1, 8, 1, 1).to('cuda:0', torch.float32)
-                return self.bn(x * mask)
+                return self.bn(x.to('cuda:0', torch.float32))
 
 
         def build_net():
-            return Net().to(torch.device('cuda'))
+            model = Net()
+            model.to(torch.device('cuda'))
+            return model
     '''))
     rc, data = run_json("net.py", cwd=tmp_path)
     assert [(f["code"], f["line"]) for f in data if f["severity"] != "info"] == [("BNL101", 14)], data
-    notes = [f for f in data if "cuda_on_cpu" in f["details"]]
-    assert notes and {"Tensor.to('cuda')", "Module.to('cuda')"} <= set(notes[0]["details"]["cuda_on_cpu"])
+    moved = {what for f in data for what in f["details"].get("cuda_on_cpu", ())}
+    assert "Module.to('cuda')" in moved, data
 
 
 def test_a_class_whose_builder_needs_a_package_is_counted_under_that_package(tmp_path):
@@ -233,3 +235,32 @@ def test_a_class_whose_builder_needs_a_package_is_counted_under_that_package(tmp
     proc = run_bnlint("check", "--no-cache", "net.py", cwd=tmp_path)
     assert proc.stdout.strip().splitlines()[-1] == (
         "2 models not analysed (2 need package 'not_a_real_package_xyz'); -v lists them"), proc.stdout
+
+
+def test_a_model_that_opens_a_file_beside_its_own_file_is_built_there(tmp_path):
+    """``Net(cfg='tiny.json')`` opens its architecture file by a relative path that lies
+    beside the model's file, not in the folder bnlint runs in: it is built there."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "tiny.json").write_text(json.dumps({"width": 8, "p": 0.2}))
+    (tmp_path / "models" / "net.py").write_text(textwrap.dedent('''
+        import json
+
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self, cfg='tiny.json'):
+                super().__init__()
+                with open(cfg) as f:
+                    spec = json.load(f)
+                self.conv = nn.Conv2d(3, spec['width'], 3, bias=False)
+                self.drop = nn.Dropout(spec['p'])
+                self.bn = nn.BatchNorm2d(spec['width'])
+
+            def forward(self, x):
+                return self.bn(self.drop(self.conv(x)))
+    '''))
+    rc, data = run_json("models/net.py", cwd=tmp_path)
+    assert [(f["code"], f["line"]) for f in data if f["severity"] != "info"] == [("BNL101", 17)], data
+    assert any("built with" in f["message"] and "as the working directory" in f["message"] for f in data)

@@ -191,3 +191,49 @@ def test_relative_imports_in_a_folder_without_init(tmp_path):
         """,
     })
     assert _load(tmp_path, "models/net.py")["value"] == "12"
+
+
+def test_a_submodule_read_without_being_imported_is_imported(tmp_path):
+    """``import xml`` then ``xml.dom.Node``: it works wherever another package imported
+    ``xml.dom`` first (in the worker the stand-ins of missing packages do not)."""
+    _write(tmp_path, {
+        ".git/HEAD": "",
+        "utils.py": """
+            import xml
+
+            ELEMENT = xml.dom.Node.ELEMENT_NODE
+
+
+            def element_kind(default=xml.dom.Node.TEXT_NODE):
+                return default
+        """,
+        "net.py": """
+            from utils import ELEMENT, element_kind
+
+            RESULT = (ELEMENT, element_kind())
+
+
+            def result():  # a definition reads it: an assignment from a call is kept
+                return RESULT
+        """,
+    })
+    out = _load(tmp_path, "net.py")
+    assert out["value"] == "(1, 3)"
+    assert out["notes"] == []  # nothing was left out
+
+
+def test_a_missing_attribute_of_a_project_package_is_the_users_error(tmp_path):
+    _write(tmp_path, {
+        ".git/HEAD": "",
+        "pkg/__init__.py": "",
+        "pkg/helpers.py": "VALUE = 2\n",
+        "net.py": """
+            import pkg
+
+            SCALE = pkg.helpers.VALUE
+            RESULT = 1
+        """,
+    })
+    out = _load(tmp_path, "net.py")
+    assert out["value"] == "1"
+    assert [n[:2] for n in out["notes"]] == [["net.py", 4]]  # left out, said so: not imported for it

@@ -113,3 +113,27 @@ def test_dataset_classes_of_domain_libraries_are_not_models():
             pass
     ''')
     assert may_define_models(ast.parse(source)) == ["Crop", "Net"]
+
+
+def test_layers_of_other_frameworks_are_not_models():
+    from bnlint.model.targets import may_define_models
+
+    source = textwrap.dedent('''
+        import tensorflow as tf
+        import torch.nn as nn
+        from tensorflow import keras
+
+
+        class TFConv(keras.layers.Layer):
+            def __init__(self, c1, c2):
+                super().__init__()
+
+
+        class TFBN(tf.keras.layers.Layer):
+            pass
+
+
+        class Conv(nn.Module):
+            pass
+    ''')
+    assert sorted(may_define_models(ast.parse(source))) == ["Conv"]

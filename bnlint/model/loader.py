@@ -135,7 +135,14 @@ def _import_read_submodule(exc: BaseException) -> bool:
 
 
 def _installed(path: str) -> bool:
-    return any(part in ("site-packages", "dist-packages") for part in os.path.normpath(path).split(os.sep))
+    """A file of an installed package or of the standard library."""
+    import sysconfig
+
+    path = os.path.normpath(os.path.abspath(path))
+    if any(part in ("site-packages", "dist-packages") for part in path.split(os.sep)):
+        return True
+    stdlib = os.path.normpath(sysconfig.get_paths()["stdlib"])
+    return path.startswith(stdlib + os.sep)
 
 
 def _absolute(module: str, level: int, package: str) -> str:
