@@ -30,14 +30,18 @@ from typing import Dict, List, Set, Tuple
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bnlint.model.project import SKIP_DIRS  # noqa: E402
+from bnlint.model.plan import Planner  # noqa: E402
+from bnlint.model.project import SKIP_DIRS, Binding, Project  # noqa: E402
 from bnlint.model.targets import may_define_models  # noqa: E402
 
 TARGET = 0.95
 
 
 def model_classes(repo: Path) -> Set[Tuple[str, str]]:
-    """(relative path, class name) of every top-level class that may be an nn.Module."""
+    """(relative path, class name) of every top-level class that may be an nn.Module:
+    its file says it may, and the project does not show that none of its bases is one
+    (as bnlint decides: bnlint.model.plan.Planner.is_model_class)."""
+    planner = Planner(Project.scan(str(repo)))
     out = set()
     for dirpath, dirnames, filenames in os.walk(repo):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
@@ -51,7 +55,7 @@ def model_classes(repo: Path) -> Set[Tuple[str, str]]:
                 continue
             classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
             for found in may_define_models(tree):
-                if found in classes:
+                if found in classes and planner.is_model_class(Binding("def", os.path.abspath(path), found)):
                     out.add((path.relative_to(repo).as_posix(), found))
     return out
 

@@ -29,6 +29,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 from bnlint.model.project import Binding, CallSite, Definition, Project
 from bnlint.model.resolve import (Evaluator, ResolvedCall, Unresolved, callee_binding, encode, parameters_of, registry_call,
                                   relative, resolve_call)
+from bnlint.model.targets import dotted_may_be_module
 
 __all__ = ["PlannedTarget", "FilePlan", "Planner"]
 
@@ -103,6 +104,7 @@ class Planner:
         self._target: Dict[Binding, Optional[PlannedTarget]] = {}
         self._refs: Dict[Binding, Set[Binding]] = {}
         self._users: Dict[Binding, List[Binding]] = {}
+        self._never: Dict[Binding, bool] = {}
 
     # -- what a definition is
 
@@ -110,8 +112,39 @@ class Planner:
         return self.project.definition(binding)
 
     def is_model_class(self, binding: Binding) -> bool:
+        """A class that may be an nn.Module: its file says it may (a base it cannot
+        resolve may be one), and the project does not show that none of its bases is
+        (``class ModelPlain(ModelBase)`` with ``class ModelBase():`` in another file,
+        ``class Masks(LoadImages)`` with ``class LoadImages(Dataset)``)."""
         d = self.definition(binding)
-        return d is not None and d.kind == "class" and d.may_be_model
+        return d is not None and d.kind == "class" and d.may_be_model and not self._never_module(binding)
+
+    def _never_module(self, binding: Binding, _depth: int = 0) -> bool:
+        """Every base of the class resolves to something that is not an nn.Module:
+        ``object``, a class of a library that makes none (``Dataset``, ``Enum``), or a
+        project class that is never one itself."""
+        if binding in self._never:
+            return self._never[binding]
+        self._never[binding] = False  # cycles: may be
+        d = self.definition(binding)
+        result = d is not None and d.kind == "class" and _depth < 8
+        for base in d.bases if result else ():
+            base = base.split("[", 1)[0]
+            if base == "object":
+                continue
+            target = self.project.lookup_dotted(str(binding.path), base)
+            if target is None:
+                result = not dotted_may_be_module(base)  # a builtin (Exception), or unknown
+            elif target.kind == "external":
+                result = not dotted_may_be_module(str(target.name))
+            elif target.kind == "def":
+                result = self._never_module(target, _depth + 1)
+            else:
+                result = False
+            if not result:
+                break
+        self._never[binding] = result
+        return result
 
     def is_factory(self, binding: Binding, _depth: int = 0) -> bool:
         if binding in self._factory:
@@ -334,7 +367,7 @@ class Planner:
         path = os.path.abspath(path)
         facts = self.project.facts(path)
         defs = sorted(facts.definitions.values(), key=lambda d: d.line)
-        classes = [d for d in defs if d.kind == "class" and d.may_be_model]
+        classes = [d for d in defs if d.kind == "class" and self.is_model_class(Binding("def", path, d.name))]
         factories = [d for d in defs if d.kind == "function" and self.is_factory(Binding("def", path, d.name))]
         # First what builds as it is; then, for what that leaves uncovered, arguments
         # from the project's call sites (a ResNet built by ResNet18() needs no other).

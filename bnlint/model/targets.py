@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["TargetSpec", "TargetSpecError", "parse_target_spec", "split_path_spec", "may_define_models",
-           "may_define_factories"]
+           "may_define_factories", "dotted_may_be_module"]
 
 
 class TargetSpecError(ValueError):
@@ -131,10 +131,15 @@ def _may_be_module(expr: ast.AST, imports: Dict[str, str], local: Dict[str, bool
     head, _, rest = dotted.partition(".")
     if not rest and head in local:
         return local[head]
-    last = dotted.rsplit(".", 1)[-1]
+    return dotted_may_be_module(imports.get(head, head) + ("." + rest if rest else ""))
+
+
+def dotted_may_be_module(full: str) -> bool:
+    """Whether the class a dotted name names (``torch.utils.data.Dataset``) may be an
+    nn.Module subclass."""
+    last = full.rsplit(".", 1)[-1]
     if last in _NOT_MODULE_NAMES or last.endswith(("Error", "Exception", "Warning")):
         return False
-    full = imports.get(head, head) + ("." + rest if rest else "")
     return not any(full == src or full.startswith(src + ".") for src in _NOT_MODULE_SOURCES)
 
 
