@@ -264,3 +264,26 @@ def test_a_model_that_opens_a_file_beside_its_own_file_is_built_there(tmp_path):
     rc, data = run_json("models/net.py", cwd=tmp_path)
     assert [(f["code"], f["line"]) for f in data if f["severity"] != "info"] == [("BNL101", 17)], data
     assert any("built with" in f["message"] and "as the working directory" in f["message"] for f in data)
+
+
+def test_a_forward_of_several_inputs_asks_for_example_inputs(tmp_path):
+    (tmp_path / "ffd.py").write_text(textwrap.dedent('''
+        import torch
+        import torch.nn as nn
+
+
+        class NoiseLevelNet(nn.Module):
+            def __init__(self, channels=3, width=16):
+                super().__init__()
+                self.body = nn.Sequential(nn.Conv2d(channels + 1, width, 3, padding=1, bias=False),
+                                          nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                                          nn.Conv2d(width, channels, 3, padding=1))
+
+            def forward(self, x, sigma):
+                noise_map = sigma.expand(x.size(0), 1, x.size(2), x.size(3))
+                return self.body(torch.cat((x, noise_map), 1))
+    '''))
+    proc = run_bnlint("check", "--no-cache", "ffd.py", cwd=tmp_path)
+    assert "its forward takes more than one input ('sigma' besides the first)" in proc.stdout
+    assert "define example_inputs()" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "1 model not analysed (1 has no input shape); -v lists them"

@@ -4,6 +4,7 @@ by the summary line). No torch here."""
 from __future__ import annotations
 
 import os
+import re
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from bnlint.findings import Finding, Severity
@@ -14,6 +15,10 @@ if TYPE_CHECKING:
 __all__ = ["STAGE_REASONS", "failure", "model_failures", "model_names", "file_failure", "dependency_failure",
            "note_finding", "not_analysed_notes"]
 
+
+
+# ``forward() missing 1 required positional argument: 'sigma'``: a forward of several inputs
+_MORE_INPUTS = re.compile(r"forward\(\) missing \d+ required positional arguments?: (.+?)(?: on example|$)")
 
 def failure(path: str, message: str, line: Optional[int] = None, severity: Severity = Severity.ERROR, **details) -> Finding:
     details = {k: v for k, v in details.items() if v is not None}
@@ -51,6 +56,10 @@ def model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
         elif stage == "build":
             text = (f"cannot build model {name}: constructor raised {msg}; fix it, or name working "
                     f"arguments with '{job.path}::{name}(arg=value)'")
+        elif stage == "forward" and (more := _MORE_INPUTS.search(msg)) is not None:
+            text = (f"model {name}: its forward takes more than one input ({more.group(1)} besides the first), "
+                    f"so bnlint cannot make example inputs for it; define example_inputs() in the file, "
+                    f"returning a tuple of one tensor per input (its other findings may be incomplete)")
         elif stage == "forward":
             tried = err.get("inputs") or ""
             shapes = f" of shape {tried}" if tried.count("(") <= 1 else f" (tried shapes {tried})"
@@ -64,6 +73,8 @@ def model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
         else:
             text = f"model {name} could not be analysed: {msg}"
         reason = err.get("reason") or STAGE_REASONS.get(stage)
+        if stage == "forward" and _MORE_INPUTS.search(msg):
+            reason = "no-input-shape"
         severity = (Severity.INFO if reason == "needs-arguments"
                     else Severity.WARNING if reason in ("needs-package", "needs-download") else Severity.ERROR)
         extra = {"package": err.get("package")}
