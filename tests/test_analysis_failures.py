@@ -280,6 +280,8 @@ def test_a_forward_of_several_inputs_asks_for_example_inputs(tmp_path):
                                           nn.Conv2d(width, channels, 3, padding=1))
 
             def forward(self, x, sigma):
+                if sigma.dim() == 1:  # one noise level per image
+                    sigma = sigma.view(-1, 1, 1, 1)
                 noise_map = sigma.expand(x.size(0), 1, x.size(2), x.size(3))
                 return self.body(torch.cat((x, noise_map), 1))
     '''))
