@@ -60,8 +60,26 @@ def parse_target_spec(spec: str) -> TargetSpec:
     )
 
 
+def _import_statements(tree: ast.Module) -> Iterator[ast.AST]:
+    """Every import statement of the file, nested ones included (in functions, classes,
+    if/try/with blocks): statements are walked, expressions are not (an import is
+    always a statement)."""
+    stack: List[ast.AST] = list(reversed(tree.body))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+            continue
+        nested: List[ast.AST] = []
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                nested.extend(value)
+        stack.extend(reversed(nested))
+
+
 def _imports_torch(tree: ast.Module) -> bool:
-    for node in ast.walk(tree):
+    for node in _import_statements(tree):
         if isinstance(node, ast.Import):
             if any(a.name == "torch" or a.name.startswith("torch.") for a in node.names):
                 return True
@@ -109,7 +127,7 @@ def dotted_name(node: ast.AST) -> Optional[str]:
 def _import_sources(tree: ast.Module) -> Dict[str, str]:
     """Local name -> the dotted name it stands for (``nn`` -> ``torch.nn``)."""
     out: Dict[str, str] = {}
-    for node in ast.walk(tree):
+    for node in _import_statements(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
                 out[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
