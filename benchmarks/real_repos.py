@@ -1,7 +1,7 @@
 """How much of a repository `bnlint check .` analyses with no configuration (issue #12).
 
 For each repository: the model classes it defines (top-level classes with a base that
-may be an nn.Module, found statically), how many of them were analysed (all but the
+may be an nn.Module and that are not layers, found statically), how many of them were analysed (all but the
 ones a BNL001 names as not analysed), the findings by rule, and the wall time of
 `bnlint check --no-cache .` run in the repository as a user would.
 
@@ -30,15 +30,19 @@ from typing import Dict, List, Set, Tuple
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bnlint.model.project import SKIP_DIRS  # noqa: E402
-from bnlint.model.targets import may_define_models  # noqa: E402
+from bnlint.model.plan import Planner  # noqa: E402
+from bnlint.model.project import SKIP_DIRS, Binding, Project  # noqa: E402
+from bnlint.model.targets import LAYER_IF_BASE, layer_classes, may_define_models  # noqa: E402
 
 TARGET = 0.95
 
 
 def model_classes(repo: Path) -> Set[Tuple[str, str]]:
-    """(relative path, class name) of every top-level class that may be an nn.Module."""
+    """(relative path, class name) of every top-level class that may be an nn.Module and
+    is not a layer (bnlint.model.targets.layer_classes; a layer whose base is in another
+    file is looked up in the project, as the check does)."""
     out = set()
+    planner = Planner(Project.scan(str(repo)))
     for dirpath, dirnames, filenames in os.walk(repo):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
         for name in filenames:
@@ -50,8 +54,10 @@ def model_classes(repo: Path) -> Set[Tuple[str, str]]:
             except (SyntaxError, ValueError):
                 continue
             classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
-            for found in may_define_models(tree):
-                if found in classes:
+            layers = layer_classes(tree)
+            for found in may_define_models(tree, layers):
+                if found in classes and not (layers.get(found) == LAYER_IF_BASE
+                                             and planner.is_layer(Binding("def", str(path), found))):
                     out.add((path.relative_to(repo).as_posix(), found))
     return out
 
