@@ -1,7 +1,7 @@
 """How much of a repository `bnlint check .` analyses with no configuration (issue #12).
 
 For each repository: the model classes it defines (top-level classes with a base that
-may be an nn.Module, found statically), how many of them were analysed (all but the
+may be an nn.Module and that are not layers, found statically), how many of them were analysed (all but the
 ones a BNL001 names as not analysed), the findings by rule, and the wall time of
 `bnlint check --no-cache .` run in the repository as a user would.
 
@@ -32,17 +32,17 @@ sys.path.insert(0, str(ROOT))
 
 from bnlint.model.plan import Planner  # noqa: E402
 from bnlint.model.project import SKIP_DIRS, Binding, Project  # noqa: E402
-from bnlint.model.targets import may_define_models  # noqa: E402
+from bnlint.model.targets import layer_classes, may_define_models  # noqa: E402
 
 TARGET = 0.95
 
 
 def model_classes(repo: Path) -> Set[Tuple[str, str]]:
     """(relative path, class name) of every top-level class that may be an nn.Module:
-    its file says it may, and the project does not show that none of its bases is one
-    (as bnlint decides: bnlint.model.plan.Planner.is_model_class)."""
-    planner = Planner(Project.scan(str(repo)))
+    its file says it may, it is not a layer, and the project does not show that none of
+    its bases is one (as bnlint decides: bnlint.model.plan.Planner.is_model_class)."""
     out = set()
+    planner = Planner(Project.scan(str(repo)))
     for dirpath, dirnames, filenames in os.walk(repo):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
         for name in filenames:
@@ -54,7 +54,7 @@ def model_classes(repo: Path) -> Set[Tuple[str, str]]:
             except (SyntaxError, ValueError):
                 continue
             classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
-            for found in may_define_models(tree):
+            for found in may_define_models(tree, layer_classes(tree)):
                 if found in classes and planner.is_model_class(Binding("def", os.path.abspath(path), found)):
                     out.add((path.relative_to(repo).as_posix(), found))
     return out

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
-from bnlint.model.targets import dotted_name, function_body_nodes, may_define_models
+from bnlint.model.targets import dotted_name, function_body_nodes, layer_classes, may_define_models
 from bnlint.model.tolerant import tolerant_parse
 
 __all__ = ["Param", "Definition", "CallSite", "Assignment", "ModuleFacts", "module_facts", "size_hints",
@@ -54,6 +54,10 @@ class Definition:
     returns: Tuple[str, ...] = ()  # functions: source of the callees of the calls they return
     annotated_model: bool = False  # the return annotation may name an nn.Module
     may_be_model: bool = False  # class: a base may be an nn.Module (targets.may_define_models)
+    # class: a subclass of one torch.nn layer that adds no dropout or normalisation, not a
+    # model: targets.LAYER, or targets.LAYER_IF_BASE when its base is in another file
+    # (bnlint.model.plan looks it up); None otherwise (targets.layer_classes)
+    layer: Optional[str] = None
     refs: FrozenSet[str] = frozenset()  # dotted names read in the body
     # class: classmethods/staticmethods that return an instance (``from_name``, ``build``),
     # with their parameters (``cls`` left out)
@@ -611,7 +615,8 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
         tree, left_out = parse_for_facts(raw, path)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return ModuleFacts(path=path, syntax_error=True)
-    candidates = set(may_define_models(tree))
+    layers = layer_classes(tree)
+    candidates = set(may_define_models(tree, layers))
     imports: Dict[str, Tuple[str, object]] = {}
     stars: List[str] = []
     definitions: Dict[str, Definition] = {}
@@ -630,6 +635,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
             definitions[node.name] = Definition(
                 name=node.name, kind="class", line=node.lineno, params=params,
                 bases=tuple(_source(b) for b in node.bases), may_be_model=node.name in candidates,
+                layer=layers.get(node.name),
                 refs=_refs(node), constructors=_constructors(node), param_attrs=_param_attrs(init, params, node),
             )
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

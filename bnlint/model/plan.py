@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 from bnlint.model.project import Binding, CallSite, Definition, Project
 from bnlint.model.resolve import (Evaluator, ResolvedCall, Unresolved, callee_binding, encode, parameters_of, registry_call,
                                   relative, resolve_call)
-from bnlint.model.targets import dotted_may_be_module
+from bnlint.model.targets import LAYER, LAYER_IF_BASE, TORCH_CONTAINERS, dotted_may_be_module
 
 __all__ = ["PlannedTarget", "FilePlan", "Planner"]
 
@@ -40,7 +40,6 @@ MODEL_LIBRARIES = (
 )
 # parts of those libraries that make no models (``return transforms.Compose([...])``)
 NOT_MODEL_PARTS = ("torchvision.transforms", "torchvision.datasets", "torchvision.io", "torchvision.utils")
-TORCH_CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict"})
 MAX_FOREIGN_TARGETS = 6
 MAX_USER_DEPTH = 3
 
@@ -117,7 +116,8 @@ class Planner:
         (``class ModelPlain(ModelBase)`` with ``class ModelBase():`` in another file,
         ``class Masks(LoadImages)`` with ``class LoadImages(Dataset)``)."""
         d = self.definition(binding)
-        return d is not None and d.kind == "class" and d.may_be_model and not self._never_module(binding)
+        return d is not None and d.kind == "class" and d.may_be_model and not self.is_layer(binding) \
+            and not self._never_module(binding)
 
     def _never_module(self, binding: Binding, _depth: int = 0) -> bool:
         """Every base of the class resolves to something that is not an nn.Module:
@@ -145,6 +145,19 @@ class Planner:
                 break
         self._never[binding] = result
         return result
+
+    def is_layer(self, binding: Binding, _depth: int = 0) -> bool:
+        """A subclass of one torch.nn layer that adds no dropout or normalisation
+        (bnlint.model.targets.layer_classes), its base looked up across the project
+        when it is in another file: analysed inside the models that use it, not a
+        model of its own."""
+        d = self.definition(binding)
+        if d is None or d.layer is None or _depth > 8:
+            return False
+        if d.layer == LAYER:
+            return True
+        base = self.project.lookup_dotted(str(binding.path), d.bases[0]) if d.layer == LAYER_IF_BASE else None
+        return base is not None and base != binding and self.is_layer(base, _depth + 1)
 
     def is_factory(self, binding: Binding, _depth: int = 0) -> bool:
         if binding in self._factory:
@@ -367,7 +380,7 @@ class Planner:
         path = os.path.abspath(path)
         facts = self.project.facts(path)
         defs = sorted(facts.definitions.values(), key=lambda d: d.line)
-        classes = [d for d in defs if d.kind == "class" and self.is_model_class(Binding("def", path, d.name))]
+        classes = [d for d in defs if self.is_model_class(Binding("def", path, d.name))]
         factories = [d for d in defs if d.kind == "function" and self.is_factory(Binding("def", path, d.name))]
         # First what builds as it is; then, for what that leaves uncovered, arguments
         # from the project's call sites (a ResNet built by ResNet18() needs no other).

@@ -3,11 +3,14 @@ pre-filter that decides whether a file may define models (without importing it).
 from __future__ import annotations
 
 import ast
+import builtins
+import re
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 __all__ = ["TargetSpec", "TargetSpecError", "parse_target_spec", "split_path_spec", "may_define_models",
-           "may_define_factories", "dotted_may_be_module"]
+           "may_define_factories", "dotted_may_be_module", "layer_classes", "TORCH_CONTAINERS", "LAYER",
+           "LAYER_IF_BASE"]
 
 
 class TargetSpecError(ValueError):
@@ -60,8 +63,26 @@ def parse_target_spec(spec: str) -> TargetSpec:
     )
 
 
+def _import_statements(tree: ast.Module) -> Iterator[ast.AST]:
+    """Every import statement of the file, nested ones included (in functions, classes,
+    if/try/with blocks): statements are walked, expressions are not (an import is
+    always a statement)."""
+    stack: List[ast.AST] = list(reversed(tree.body))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            yield node
+            continue
+        nested: List[ast.AST] = []
+        for name in ("body", "orelse", "finalbody", "handlers", "cases"):
+            value = getattr(node, name, None)
+            if isinstance(value, list):
+                nested.extend(value)
+        stack.extend(reversed(nested))
+
+
 def _imports_torch(tree: ast.Module) -> bool:
-    for node in ast.walk(tree):
+    for node in _import_statements(tree):
         if isinstance(node, ast.Import):
             if any(a.name == "torch" or a.name.startswith("torch.") for a in node.names):
                 return True
@@ -109,15 +130,18 @@ def dotted_name(node: ast.AST) -> Optional[str]:
 
 
 def _import_sources(tree: ast.Module) -> Dict[str, str]:
-    """Local name -> the dotted name it stands for (``nn`` -> ``torch.nn``)."""
+    """Local name -> the dotted name it stands for (``nn`` -> ``torch.nn``); a relative
+    import's keeps its dots (``from .utils import pad`` -> ``.utils.pad``)."""
     out: Dict[str, str] = {}
-    for node in ast.walk(tree):
+    for node in _import_statements(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
                 out[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        elif isinstance(node, ast.ImportFrom) and (node.module or node.level):
+            module = "." * node.level + (node.module or "")
             for a in node.names:
-                out[a.asname or a.name] = f"{node.module}.{a.name}"
+                if a.name != "*":
+                    out[a.asname or a.name] = f"{module}.{a.name}" if node.module else f"{module}{a.name}"
     return out
 
 
@@ -164,25 +188,29 @@ def _returns_may_be_module(annotation: ast.AST) -> bool:
     return any(n not in _NOT_MODULE_NAMES and n not in roots for n in names)
 
 
-def may_define_models(tree: ast.Module) -> List[str]:
+def may_define_models(tree: ast.Module, layers: Optional[Dict[str, str]] = None) -> List[str]:
     """Names of top-level classes and annotated factories that might be nn.Modules.
 
     Static and cheap: in a file that imports torch (directly or through a relative
     import), a class with a base that may be an nn.Module (not ``object``, a
-    ``Dataset``, an ``Enum``, an exception, ...) or a function whose return annotation
-    may name one. The worker makes the real decision by importing the definitions.
+    ``Dataset``, an ``Enum``, an exception, ...) and that is not a layer of its own
+    file (``layer_classes``, or ``layers`` when given), or a function whose return
+    annotation may name one. The worker makes the real decision by importing the
+    definitions.
     """
     has_torch = _imports_torch(tree)
     has_relative = any(isinstance(n, ast.ImportFrom) and n.level > 0 for n in tree.body)
     if not (has_torch or has_relative):
         return []
     imports = _import_sources(tree)
+    if layers is None:
+        layers = _Layers(tree, imports).classes()
     local: Dict[str, bool] = {}
     names: List[str] = []
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
             local[node.name] = any(_may_be_module(b, imports, local) for b in node.bases)
-            if local[node.name]:
+            if local[node.name] and layers.get(node.name) != LAYER:
                 names.append(node.name)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
             if _returns_may_be_module(node.returns):
@@ -217,3 +245,189 @@ def function_body_nodes(func: ast.AST) -> Iterator[ast.AST]:
         node = stack.pop()
         yield node
         stack.extend(child for child in ast.iter_child_nodes(node) if not isinstance(child, nested))
+
+
+
+# -- layers: subclasses of one torch.nn layer that add no dropout or normalisation
+
+# torch.nn classes that hold, wrap or stand for other modules: a class derived from one
+# may be a model. A class derived from any other torch.nn class is a layer (a Conv2d
+# with "same" padding, a BatchNorm2d with another forward) when it builds nothing more
+# that bnlint's rules look at (``layer_classes``).
+TORCH_CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict"})
+_TORCH_GENERIC = TORCH_CONTAINERS | {"Module", "ParameterList", "ParameterDict", "DataParallel"}
+# torch's dropouts and normalisations, classes and functions (nn.Dropout2d, F.dropout,
+# nn.BatchNorm2d, nn.GroupNorm, F.batch_norm, torch.layer_norm, ...), by family.
+_DROPOUT = re.compile(r"(?i)dropout")
+_NORM = re.compile(r"(?i)batchnorm|instancenorm|groupnorm|layernorm|rmsnorm|localresponsenorm|crossmaplrn"
+                   r"|^_?normbase$|^(?:batch|instance|layer|group|rms|local_response)_norm$")
+# Modules whose functions compute values and never build or apply a module.
+_VALUE_SOURCES = _NOT_MODULE_SOURCES + ("math", "cmath", "itertools", "functools", "operator", "copy", "random",
+                                        "warnings", "re", "einops")
+_BUILTINS = frozenset(dir(builtins)) - {"eval", "exec", "compile", "__import__", "globals", "locals", "vars"}
+
+LAYER = "layer"  # a layer of torch.nn, as its own file shows
+LAYER_IF_BASE = "if-base"  # a layer when its one base, a class of another project file, is one
+
+
+def _family(torch_name: str) -> Optional[str]:
+    last = torch_name.rsplit(".", 1)[-1]
+    return "dropout" if _DROPOUT.search(last) else "norm" if _NORM.search(last) else None
+
+
+def _is_function(torch_name: str) -> bool:
+    return torch_name.rsplit(".", 1)[-1].lstrip("_")[:1].islower()
+
+
+def layer_classes(tree: ast.Module) -> Dict[str, str]:
+    """Top-level classes that are layers rather than models: ``LAYER`` for a class
+    whose one base is a torch.nn layer class (anything in torch.nn but Module, the
+    containers and DataParallel), directly or through layer classes of the file, and
+    whose body builds and applies no dropout or normalisation beyond its base's own
+    (``F.batch_norm`` in a BatchNorm2d's forward is its own) and calls nothing that
+    may: a padding or identity helper is fine; ``self.bn = nn.BatchNorm2d(c)``,
+    ``F.dropout(x)``, a class it is given (``norm_layer(c)``), a definition of the
+    file that does one of these or a function of another project file are not.
+    ``LAYER_IF_BASE`` for such a class whose one base may be a class of another
+    project file: bnlint.model.plan looks it up. Other classes are left out.
+
+    A layer is not a model target of its own: it is analysed as part of the models
+    that use it. Static, and each definition of the file is read at most once."""
+    return _Layers(tree, _import_sources(tree)).classes()
+
+
+class _Layers:
+    """What one file's top-level definitions build and apply, each read once."""
+
+    def __init__(self, tree: ast.Module, imports: Dict[str, str]):
+        self.tree = tree
+        self.imports = imports
+        self.defs: Dict[str, ast.AST] = {}
+        for node in tree.body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                self.defs[node.name] = node
+        self._quiet: Dict[str, bool] = {}  # definition -> applies no dropout or normalisation
+        self._layer: Dict[str, Optional[Tuple[str, Optional[str]]]] = {}
+
+    def classes(self) -> Dict[str, str]:
+        out: Dict[str, str] = {}
+        for node in self.tree.body:
+            if isinstance(node, ast.ClassDef):
+                found = self.layer(node.name)
+                if found is not None:
+                    out[node.name] = found[0]
+        return out
+
+    def torch_name(self, expr: ast.AST) -> Optional[str]:
+        """``torch.nn.Conv2d`` for ``nn.Conv2d`` when ``nn`` is torch's; None otherwise."""
+        dotted = dotted_name(expr)
+        if dotted is None:
+            return None
+        head, _, rest = dotted.partition(".")
+        if head not in self.imports:
+            return None
+        full = self.imports[head] + ("." + rest if rest else "")
+        return full if full == "torch" or full.startswith("torch.") else None
+
+    def layer(self, name: str) -> Optional[Tuple[str, Optional[str]]]:
+        """(``LAYER`` or ``LAYER_IF_BASE``, the torch.nn class it derives from when
+        known), or None for a class that is not a layer."""
+        if name in self._layer:
+            return self._layer[name]
+        self._layer[name] = None  # a cycle of bases: not a layer
+        node = self.defs.get(name)
+        found: Optional[Tuple[str, Optional[str]]] = None
+        if isinstance(node, ast.ClassDef) and len(node.bases) == 1:
+            base = node.bases[0]
+            full = self.torch_name(base)
+            dotted = dotted_name(base)
+            if full is not None:
+                parts = full.split(".")
+                in_nn = len(parts) == 3 or (len(parts) > 3 and parts[2] == "modules")
+                if parts[:2] == ["torch", "nn"] and in_nn and parts[-1] not in _TORCH_GENERIC:
+                    found = (LAYER, full)
+            elif isinstance(base, ast.Name) and base.id in self.defs:
+                found = self.layer(base.id)
+            elif dotted is not None and _may_be_module(base, self.imports, {}) \
+                    and not self.source_is_quiet(self.imports.get(dotted.split(".")[0], "")):
+                found = (LAYER_IF_BASE, None)  # may be a class of another project file
+            if found is not None:
+                family = _family(found[1]) if found[1] else None
+                if not self.body_is_quiet(node, family):
+                    found = None
+        self._layer[name] = found
+        return found
+
+    def quiet(self, name: str) -> bool:
+        """Whether a top-level definition builds and applies no dropout or normalisation:
+        a function whose body does not; a class whose bases are torch.nn classes other
+        than those (or such classes of the file) and whose body does not."""
+        if name in self._quiet:
+            return self._quiet[name]
+        self._quiet[name] = False  # a cycle: cannot tell
+        node = self.defs[name]
+        result = self.body_is_quiet(node, None)
+        if result and isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                full = self.torch_name(base)
+                if full is not None:
+                    result = _family(full) is None
+                else:
+                    result = isinstance(base, ast.Name) and (base.id == "object" or
+                                                             (base.id in self.defs and self.quiet(base.id)))
+                if not result:
+                    break
+        self._quiet[name] = result
+        return result
+
+    def body_is_quiet(self, node: ast.AST, family: Optional[str]) -> bool:
+        """No name in the definition's body stands for a dropout or normalisation of
+        torch (but functions of ``family``, the base layer's own) or for a definition
+        of the file that is not quiet, and every call in it is of a builtin, of torch,
+        of a value library (math, numpy, ...), of a definition of the file, or a
+        method of the instance or of a value."""
+        own = getattr(node, "name", None)
+        body = list(getattr(node, "body", []))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body += node.args.defaults + [d for d in node.args.kw_defaults if d is not None]
+        for stmt in body:
+            for sub in ast.walk(stmt):
+                if isinstance(sub, (ast.Name, ast.Attribute)) and isinstance(sub.ctx, ast.Load):
+                    full = self.torch_name(sub)
+                    if full is not None and _family(full) is not None \
+                            and not (_family(full) == family and _is_function(full)):
+                        return False
+                    if isinstance(sub, ast.Name) and sub.id in self.defs and sub.id != own \
+                            and not self.quiet(sub.id):
+                        return False
+                if isinstance(sub, ast.Call) and not self.call_is_quiet(sub.func):
+                    return False
+        return True
+
+    def call_is_quiet(self, func: ast.AST) -> bool:
+        """Whether a call of ``func`` builds and applies no dropout or normalisation
+        beyond the names it reads (which ``body_is_quiet`` checks on their own)."""
+        if isinstance(func, ast.Name):
+            if func.id in self.defs:
+                return True  # the name is checked as a reference
+            if func.id in self.imports:
+                return self.source_is_quiet(self.imports[func.id])
+            return func.id in _BUILTINS  # else a class it is given (norm_layer(c)) or a value: cannot tell
+        if isinstance(func, ast.Attribute):
+            dotted = dotted_name(func)
+            if dotted is None:
+                return True  # a method of a computed value: super().forward(x), F.pad(x).view(n, -1)
+            head = dotted.split(".")[0]
+            if head in self.imports:
+                return self.source_is_quiet(self.imports[head])
+            return True  # a method of the instance, of a value (x.view(...)) or of a checked definition
+        root = func  # a computed callee: self.blocks[i](x), getattr(nn, name)(c), LAYERS[key](c)
+        while isinstance(root, (ast.Attribute, ast.Subscript, ast.Call)):
+            root = root.func if isinstance(root, ast.Call) else root.value
+        return isinstance(root, ast.Name) and root.id in ("self", "cls")
+
+    @staticmethod
+    def source_is_quiet(full: str) -> bool:
+        if full == "torch" or full.startswith("torch."):
+            return True  # its dropouts and normalisations are names, checked as such
+        return any(full == src or full.startswith(src + ".") for src in _VALUE_SOURCES)
