@@ -128,3 +128,48 @@ def test_options_passed_to_a_class_that_reads_what_no_option_declares_do_not_res
     plan = _plan(tmp_path, "nets.py")
     assert plan.targets == ()
     assert plan.needs_arguments == (("Net", ("args",)),)
+
+
+def test_options_returned_by_a_helper_are_their_defaults(tmp_path):
+    """``opt = TrainOptions().parse()``: the options object comes from a call bnlint does
+    not follow; passed to a parameter read only for attributes, it is the options'
+    defaults when every one of those attributes is an option."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "options.py").write_text(textwrap.dedent('''
+        import argparse
+
+
+        class TrainOptions:
+            def initialize(self, parser):
+                parser.add_argument('--input_nc', type=int, default=3)
+                parser.add_argument('--ngf', type=int, default=64)
+                parser.add_argument('--no_dropout', action='store_true')
+                return parser
+
+            def parse(self):
+                return self.initialize(argparse.ArgumentParser()).parse_args()
+    '''))
+    (tmp_path / "net.py").write_text(textwrap.dedent('''
+        import torch.nn as nn
+
+
+        class Generator(nn.Module):
+            def __init__(self, opt):
+                super().__init__()
+                layers = [nn.Conv2d(opt.input_nc, opt.ngf, 3, padding=1, bias=False)]
+                if not opt.no_dropout:
+                    layers.append(nn.Dropout(0.5))
+                self.model = nn.Sequential(*layers)
+    '''))
+    (tmp_path / "train.py").write_text(textwrap.dedent('''
+        from options import TrainOptions
+        from net import Generator
+
+        opt = TrainOptions().parse()
+        netG = Generator(opt)
+    '''))
+    (target,) = _plan(tmp_path, "net.py").targets
+    assert target.call == "Generator(opt=<the command-line options' defaults>)"
+    assert target.origin == "train.py:6"
+    (options,) = target.args
+    assert options["__built__"]["values"] == {"input_nc": 3, "ngf": 64, "no_dropout": False}

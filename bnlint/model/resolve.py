@@ -737,6 +737,18 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
     # parameter it is passed to reads of it (Evaluator.built).
     reads = dict(definition.param_attrs) if params is definition.params else {}
     positional_names = [p.name for p in params or () if p.kind == "positional"]
+
+    def whole(text: str, name: Optional[str]) -> Any:
+        try:
+            value = ev.text(text)
+        except Unresolved:
+            if not text.isidentifier() or not reads.get(name or ""):
+                raise
+            # ``args = get_args()`` / ``opt = TrainOptions().parse()``: a name bnlint
+            # cannot follow, passed to a parameter that is only read for attributes
+            value = _NAMESPACE
+        return ev.built(value, reads.get(name or "", ()))
+
     args: List[Any] = []
     for text in site.args:
         if text.startswith("*"):
@@ -745,17 +757,16 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
                 raise Unresolved("*args")
             args.extend(value)
         else:
-            name = positional_names[len(args)] if len(args) < len(positional_names) else None
-            args.append(ev.built(ev.text(text), reads.get(name, ())))
+            args.append(whole(text, positional_names[len(args)] if len(args) < len(positional_names) else None))
     kwargs: Dict[str, Any] = {}
     for name, text in site.kwargs:
-        value = ev.text(text)
         if name is None:
+            value = ev.text(text)
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
                 raise Unresolved("**kwargs")
             kwargs.update(value)
         else:
-            kwargs[name] = ev.built(value, reads.get(name, ()))
+            kwargs[name] = whole(text, name)
     if not all(_plain(v) for v in args) or not all(_plain(v) for v in kwargs.values()):
         raise Unresolved("value")
     if unmet:
