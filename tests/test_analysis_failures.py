@@ -289,3 +289,42 @@ def test_a_forward_of_several_inputs_asks_for_example_inputs(tmp_path):
     assert "its forward takes more than one input ('sigma' besides the first)" in proc.stdout
     assert "define example_inputs()" in proc.stdout
     assert proc.stdout.strip().splitlines()[-1] == "1 model not analysed (1 has no input shape); -v lists them"
+
+
+def test_timm_helpers_are_provided_and_the_rest_of_timm_is_still_needed(tmp_path):
+    """timm not installed: ``to_2tuple`` and ``DropPath`` work (bnlint.model.provided),
+    but a model that builds timm's ``Mlp`` still needs the package."""
+    import importlib.util
+
+    if importlib.util.find_spec("timm") is not None:
+        pytest.skip("timm is installed: nothing is provided")
+    (tmp_path / "vit.py").write_text(textwrap.dedent('''
+        import torch.nn as nn
+        from timm.models.layers import DropPath, Mlp, to_2tuple
+
+
+        class Stem(nn.Module):
+            def __init__(self, patch_size=4, dim=32):
+                super().__init__()
+                self.proj = nn.Conv2d(3, dim, kernel_size=to_2tuple(patch_size), stride=to_2tuple(patch_size))
+                self.drop_path = DropPath(0.1)
+                self.bn = nn.BatchNorm2d(dim)
+
+            def forward(self, x):
+                return self.bn(self.drop_path(self.proj(x)))
+
+
+        class Head(nn.Module):
+            def __init__(self, dim=32, num_classes=10):
+                super().__init__()
+                self.mlp = Mlp(dim, dim * 4, num_classes)
+
+            def forward(self, x):
+                return self.mlp(x.mean((2, 3)))
+    '''))
+    rc, data = run_json("vit.py", cwd=tmp_path)
+    needs = [f for f in data if f["details"].get("not_analysed") == "needs-package"]
+    assert [(f["details"]["model"], f["details"]["package"]) for f in needs] == [("Head", "timm")], data
+    [note] = [f for f in data if "provided_helpers" in f["details"]]
+    assert {"DropPath", "to_2tuple"} <= set(note["details"]["provided_helpers"]["timm"])
+    assert not [f for f in data if f["details"].get("model") == "Stem" and f["severity"] != "info"]

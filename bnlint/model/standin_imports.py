@@ -9,7 +9,9 @@ whether a package exists (``importlib.util.find_spec``). ``mock-imports`` packag
 stubbed even when installed; ``no-mock-imports`` ones never (``"*"``: none at all).
 
 Modules torch has since removed (``torch._six``) are no stand-ins: they are provided
-with their former contents, under the same conditions.
+with their former contents, under the same conditions. A few helpers of missing model
+libraries (timm's ``to_2tuple``, ``trunc_normal_``, ``DropPath``) are provided inside
+their stand-in modules (bnlint.model.provided).
 """
 from __future__ import annotations
 
@@ -54,14 +56,20 @@ class _FormerModuleLoader(importlib.abc.Loader):
 
 
 class _StandInLoader(importlib.abc.Loader):
-    def __init__(self, package: str):
+    def __init__(self, package: str, owner: Optional["StandIns"] = None):
         self.package = package
+        self.owner = owner
 
     def create_module(self, spec):
         return StandInModule(spec.name, self.package)
 
     def exec_module(self, module):
-        pass
+        from bnlint.model.provided import PROVIDED, provide
+
+        if module.__name__ in PROVIDED and self.package not in getattr(self.owner, "forced", ()):
+            names = provide(module)
+            if self.owner is not None:
+                self.owner.provided.setdefault(self.package, set()).update(names)
 
 
 @functools.lru_cache(maxsize=256)
@@ -140,6 +148,8 @@ class StandIns:
         self.enabled = "*" not in never
         self.stubbed: Dict[str, Tuple[Optional[str], int]] = {}  # package -> first importer (file, line)
         self.former: Dict[str, Tuple[Optional[str], int]] = {}  # removed torch module -> first importer
+        # missing package -> its helpers provided with bnlint's own definitions (bnlint.model.provided)
+        self.provided: Dict[str, Set[str]] = {}
         self._local: Optional[FrozenSet[str]] = None
         self.front = _FrontFinder(self)
         self.back = _BackFinder(self)
@@ -176,7 +186,7 @@ class StandIns:
 
     def spec(self, fullname: str, top: str, importer: Tuple[Optional[str], int]):
         self.stubbed.setdefault(top, importer)
-        return importlib.machinery.ModuleSpec(fullname, _StandInLoader(top), is_package=True)
+        return importlib.machinery.ModuleSpec(fullname, _StandInLoader(top, self), is_package=True)
 
 
 def _guarded_import(original, owner: StandIns):

@@ -729,6 +729,12 @@ def _note_standins(result: Dict[str, Any], standins, file: str) -> None:
     }
     if configured:
         note["mocked"] = configured
+    helpers = {package: sorted(names) for package, names in standins.provided.items() if names}
+    if helpers:
+        note["message"] += "; " + "; ".join(
+            f"{package}'s {', '.join(names)} {'was' if len(names) == 1 else 'were'} provided with equivalent "
+            f"definitions (they hold no dropout or normalisation)" for package, names in sorted(helpers.items()))
+        note["provided_helpers"] = helpers
     result["notes"].append(note)
 
 
