@@ -173,3 +173,29 @@ def test_options_returned_by_a_helper_are_their_defaults(tmp_path):
     assert target.origin == "train.py:6"
     (options,) = target.args
     assert options["__built__"]["values"] == {"input_nc": 3, "ngf": 64, "no_dropout": False}
+
+
+def test_a_class_with_a_configuration_and_optional_parameters_keeps_their_defaults(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "defaults.py").write_text(textwrap.dedent('''
+        from easydict import EasyDict as edict
+
+        cfg = edict()
+        cfg.MODEL = edict()
+        cfg.MODEL.WIDTH = 32
+        cfg.DATA = edict()
+        cfg.DATA.CLASSES = 100
+    '''))
+    (tmp_path / "net.py").write_text(textwrap.dedent('''
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def __init__(self, cfg, in_channels=3):
+                super().__init__()
+                self.conv = nn.Conv2d(in_channels, cfg.MODEL.WIDTH, 3)
+                self.fc = nn.Linear(cfg.MODEL.WIDTH, cfg.DATA.CLASSES)
+    '''))
+    (target,) = _plan(tmp_path, "net.py").targets
+    assert target.call == "Net(cfg=<cfg of defaults.py:4>)"
+    assert dict(target.kwargs)["cfg"]["__built__"]["values"] == {"MODEL": {"WIDTH": 32}, "DATA": {"CLASSES": 100}}

@@ -250,7 +250,7 @@ class Planner:
         sections, with the defaults its module writes."""
         reads = dict(d.param_attrs)
         required = [p for p in params or () if p.required]
-        if not required or len(required) != len([p for p in params if p.kind in ("positional", "keyword")]):
+        if not required:
             return None
         ev = Evaluator(self.project, str(binding.path), None)
         kwargs = []
