@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set, Tuple
 
 from bnlint.model.definitions import FilterResult, definitions_only, filter_definitions
+from bnlint.model.sites import is_library_file
 
 __all__ = [
     "ImportNote",
@@ -125,24 +126,13 @@ def _import_read_submodule(exc: BaseException) -> bool:
     owner = sys.modules.get(package)
     if owner is None or not getattr(owner, "__path__", None) or f"{package}.{attr}" in sys.modules:
         return False
-    if getattr(owner, "__file__", None) and not _installed(owner.__file__):
+    if getattr(owner, "__file__", None) and not is_library_file(owner.__file__):
         return False  # the project's own package: its code is the user's to fix
     try:
         importlib.import_module(f"{package}.{attr}")
     except Exception:
         return False
     return hasattr(owner, attr)
-
-
-def _installed(path: str) -> bool:
-    """A file of an installed package or of the standard library."""
-    import sysconfig
-
-    path = os.path.normpath(os.path.abspath(path))
-    if any(part in ("site-packages", "dist-packages") for part in path.split(os.sep)):
-        return True
-    stdlib = os.path.normpath(sysconfig.get_paths()["stdlib"])
-    return path.startswith(stdlib + os.sep)
 
 
 def _absolute(module: str, level: int, package: str) -> str:
