@@ -16,9 +16,9 @@ __all__ = ["STAGE_REASONS", "failure", "model_failures", "model_names", "file_fa
            "note_finding", "not_analysed_notes"]
 
 
-
 # ``forward() missing 1 required positional argument: 'sigma'``: a forward of several inputs
 _MORE_INPUTS = re.compile(r"forward\(\) missing \d+ required positional arguments?: (.+?)(?: on example|$)")
+
 
 def failure(path: str, message: str, line: Optional[int] = None, severity: Severity = Severity.ERROR, **details) -> Finding:
     details = {k: v for k, v in details.items() if v is not None}
@@ -41,6 +41,7 @@ def model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
             out.append(dependency)
             continue
         stage, msg, line = err.get("stage"), err.get("message", ""), err.get("line") or def_line
+        more = _MORE_INPUTS.search(msg) if stage == "forward" else None  # inputs bnlint cannot make
         if stage == "build" and err.get("exc_type") == "MemoryError":
             text = (f"cannot build model {name}: constructor raised MemoryError (the analysis runs under a "
                     f"memory limit; raise it with BNLINT_MEMORY_LIMIT=16G, or name smaller arguments with "
@@ -56,7 +57,7 @@ def model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
         elif stage == "build":
             text = (f"cannot build model {name}: constructor raised {msg}; fix it, or name working "
                     f"arguments with '{job.path}::{name}(arg=value)'")
-        elif stage == "forward" and (more := _MORE_INPUTS.search(msg)) is not None:
+        elif more is not None:
             text = (f"model {name}: its forward takes more than one input ({more.group(1)} besides the first), "
                     f"so bnlint cannot make example inputs for it; define example_inputs() in the file, "
                     f"returning a tuple of one tensor per input (its other findings may be incomplete)")
@@ -72,9 +73,7 @@ def model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
             text = f"model {name}: {msg}"
         else:
             text = f"model {name} could not be analysed: {msg}"
-        reason = err.get("reason") or STAGE_REASONS.get(stage)
-        if stage == "forward" and _MORE_INPUTS.search(msg):
-            reason = "no-input-shape"
+        reason = "no-input-shape" if more is not None else err.get("reason") or STAGE_REASONS.get(stage)
         severity = (Severity.INFO if reason == "needs-arguments"
                     else Severity.WARNING if reason in ("needs-package", "needs-download") else Severity.ERROR)
         extra = {"package": err.get("package")}
