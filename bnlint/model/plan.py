@@ -253,19 +253,19 @@ class Planner:
         if not required:
             return None
         ev = Evaluator(self.project, str(binding.path), None)
-        kwargs = []
+        kwargs, configs = [], []
         for p in required:
-            attrs = sorted(reads.get(p.name, ()))
-            found = ev.config_with(attrs) if attrs else None
-            if found is None or not any(isinstance(ev.config_node(found).get(a), dict) for a in attrs):
+            found = ev.config_for(reads[p.name]) if reads.get(p.name) else None
+            if found is None:
                 return None
             try:
                 kwargs.append((p.name, ev.built(found, ())))
             except Unresolved:
                 return None
+            configs.append(found)
         resolved = ResolvedCall((), tuple(kwargs), str(binding.path), d.line, ())
         target = self._with_arguments(d, binding, kind, resolved, params)
-        where = kwargs[0][1].origin.rsplit(" of ", 1)[-1]
+        where = ev.config_where(configs[0])
         # Its defaults may not fit this model (an ImageNet model under a CIFAR data set's
         # defaults): a build that fails with them means "needs arguments".
         return replace(target, assumed=True,

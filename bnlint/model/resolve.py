@@ -505,17 +505,28 @@ class Evaluator:
                 if options is not None:
                     return Built("options", dict(sorted({**self.all_options(), **options}.items())),
                                  "the command-line options' defaults")
-                found = self.config_with(sorted(reads))
-                if found is not None and any(isinstance(self.config_node(found).get(r), dict) for r in reads):
+                found = self.config_for(reads)
+                if found is not None:
                     value = found
             if isinstance(value, _Namespace):
                 raise Unresolved("a parameter passed whole")
         if isinstance(value, ConfigRef):
-            tree = self.project.facts(value.path).config_trees[value.name]
-            where = f"{relative(self.project, value.path)}:{tree.line}"
             shown = ".".join((value.name,) + value.keys)
-            return Built("config", self.config_values(value), f"{shown} of {where}")
+            return Built("config", self.config_values(value), f"{shown} of {self.config_where(value)}")
         return value
+
+    def config_for(self, reads: Sequence[str]) -> Optional[ConfigRef]:
+        """The configuration object a parameter read for ``reads`` stands for: the one
+        that has them all at its top (config_with), one of them a section."""
+        found = self.config_with(sorted(reads))
+        if found is None or not any(isinstance(self.config_node(found).get(r), dict) for r in reads):
+            return None
+        return found
+
+    def config_where(self, ref: ConfigRef) -> str:
+        """``config/defaults.py:3``: where the configuration object is made."""
+        line = self.project.facts(ref.path).config_trees[ref.name].line
+        return f"{relative(self.project, ref.path)}:{line}"
 
     def config_values(self, ref: ConfigRef) -> Dict[str, Any]:
         """A configuration node's values, nested; a value that does not resolve is left
