@@ -247,7 +247,6 @@ def function_body_nodes(func: ast.AST) -> Iterator[ast.AST]:
         stack.extend(child for child in ast.iter_child_nodes(node) if not isinstance(child, nested))
 
 
-
 # -- layers: subclasses of one torch.nn layer that add no dropout or normalisation
 
 # torch.nn classes that hold, wrap or stand for other modules: a class derived from one
