@@ -109,6 +109,9 @@ class ModuleFacts:
     # function -> its parameters whose default is a literal other than None -> that default's source
     scope_defaults: Dict[str, Dict[str, str]] = field(default_factory=dict)
     options: Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]] = field(default_factory=dict)
+    # the options' flags, for reading command lines: flag -> (dest, how many values it
+    # takes: "0" (store_true, count, ...), "1", "?", "+", "*" or a number as text)
+    option_flags: Dict[str, Tuple[str, str]] = field(default_factory=dict)
     # ``args.num_classes = 10`` after ``args = parser.parse_args()``: attributes the code
     # sets on the parsed options with a literal, the first in the file (dest -> (value, line))
     set_options: Dict[str, Tuple[str, int]] = field(default_factory=dict)
@@ -540,9 +543,10 @@ def _call_guards(body: Sequence[ast.stmt]) -> Dict[int, Tuple[Tuple[str, bool], 
     return out
 
 
-def _option(call: ast.Call) -> Optional[Tuple[str, Tuple[Optional[str], Optional[str], Optional[str]]]]:
-    """``parser.add_argument('--widen-factor', default=10, type=int)`` ->
-    ('widen_factor', (default source, type source, action))."""
+def _option(call: ast.Call) -> Optional[Tuple[str, Tuple[Optional[str], Optional[str], Optional[str]], Tuple[str, ...], str]]:
+    """``parser.add_argument('-w', '--widen-factor', default=10, type=int)`` ->
+    ('widen_factor', (default source, type source, action), ('-w', '--widen-factor'), "1"):
+    the dest, its default, its flags and how many values it takes."""
     flags = [a.value for a in call.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
     if not flags:
         return None
@@ -558,7 +562,14 @@ def _option(call: ast.Call) -> Optional[Tuple[str, Tuple[Optional[str], Optional
     default = _source(kw["default"]) if "default" in kw else None
     typ = _source(kw["type"]) if "type" in kw else None
     action = kw["action"].value if "action" in kw and isinstance(kw["action"], ast.Constant) else None
-    return dest, (default, typ, action)
+    nargs = kw["nargs"].value if "nargs" in kw and isinstance(kw["nargs"], ast.Constant) else None
+    if action in ("store_true", "store_false", "store_const", "count", "help", "version", "append_const"):
+        arity = "0"
+    elif "nargs" in kw and nargs is None:
+        arity = "?"  # computed: unknown
+    else:
+        arity = str(nargs) if nargs is not None else "1"
+    return dest, (default, typ, action), tuple(f for f in flags if f.startswith("-")), arity
 
 
 def _scope_nodes(tree: ast.Module) -> Iterator[Tuple[Optional[str], ast.AST, List[ast.AST]]]:
@@ -657,6 +668,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
     scope_defaults: Dict[str, Dict[str, str]] = {}
     calls: List[CallSite] = []
     options: Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]] = {}
+    option_flags: Dict[str, Tuple[str, str]] = {}
     conflicting = set()
     project_names = set(definitions) | {
         name for name, (kind, target) in imports.items()
@@ -681,10 +693,12 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
             if isinstance(n.func, ast.Attribute) and n.func.attr == "add_argument":
                 opt = _option(n)
                 if opt is not None:
-                    dest, value = opt
+                    dest, value, flags, arity = opt
                     if dest in options and options[dest] != value:
                         conflicting.add(dest)
                     options[dest] = value
+                    for flag in flags:
+                        option_flags[flag] = (dest, arity)
                 continue
             callee = _callee_text(n.func)
             if callee is None:
@@ -707,7 +721,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
         set_options=_set_options(tree),
         path=path, imports=imports, star_imports=tuple(stars), definitions={} if left_out else definitions,
         constants=constants, scopes=scopes, scope_params=scope_params, scope_defaults=scope_defaults,
-        options=options,
+        options=options, option_flags=option_flags,
         calls=tuple(sorted(calls, key=lambda c: (c.line, c.col))), size_hints=size_hints(tree),
         syntax_error=bool(left_out), left_out=left_out, config_trees=_config_trees(tree.body),
     )

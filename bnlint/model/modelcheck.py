@@ -185,9 +185,10 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
                 key = _group_key(loc, rule.code)
                 grouped.setdefault(key, []).append((loc, rule, hit, model.get("name", "?"), how))
         if how.get("call") and not foreign:
+            said = (f"model {model['raised']}; it was built as {how['call']} instead" if model.get("raised")
+                    else f"model {model.get('name')} was built as {how['call']}")
             findings.append(failure(
-                job.path, f"model {model.get('name')} was built as {how['call']}, with the arguments of "
-                          f"{how['origin']}", model.get("def_line"), severity=Severity.INFO,
+                job.path, f"{said}, with the arguments of {how['origin']}", model.get("def_line"), severity=Severity.INFO,
                 model=model.get("name"), origin=how["origin"]))
     # A dropout the ordinary rules already report where it is written (another use of
     # the same code enables it) needs no BNL104 there: that finding and its fix cover it.

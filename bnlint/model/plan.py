@@ -26,6 +26,7 @@ import sys
 from dataclasses import dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
+from bnlint.model.commands import CommandLine, parse_options
 from bnlint.model.project import Binding, CallSite, Definition, Project
 from bnlint.model.resolve import (Evaluator, ResolvedCall, Unresolved, callee_binding, encode, parameters_of, registry_call,
                                   relative, resolve_call)
@@ -42,6 +43,8 @@ MODEL_LIBRARIES = (
 NOT_MODEL_PARTS = ("torchvision.transforms", "torchvision.datasets", "torchvision.io", "torchvision.utils")
 MAX_FOREIGN_TARGETS = 6
 MAX_USER_DEPTH = 3
+# documented command lines tried after the first arguments that resolve
+MAX_COMMAND_FALLBACKS = 2
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class Planner:
         self._refs: Dict[Binding, Set[Binding]] = {}
         self._users: Dict[Binding, List[Binding]] = {}
         self._never: Dict[Binding, bool] = {}
+        self._commands: Dict[str, List[Tuple[CommandLine, Dict[str, Any]]]] = {}
 
     # -- what a definition is
 
@@ -223,25 +227,86 @@ class Planner:
         return target
 
     def _from_call_site(self, d: Definition, binding: Binding, kind: str, params) -> Optional[PlannedTarget]:
+        """The first call site that resolves, in this order: one the default options run;
+        one a command line the project documents runs, with its options
+        (bnlint.model.commands); one the defaults do not run, with its if-tests assumed.
+        A target from the defaults keeps the first documented command line that resolves
+        to other arguments as its fallback (``--depth 29`` by default fails the ResNet's
+        depth check, ``-a resnet --depth 110`` in TRAINING.md builds it)."""
         constructors = dict(d.constructors)
+        found: List[PlannedTarget] = []
+        seen: Set[str] = set()
+        for resolved, method, command in self._resolved_calls(d, binding, params, constructors):
+            key = repr((method, [encode(a) for a in resolved.args], [(k, encode(v)) for k, v in resolved.kwargs]))
+            if key in seen:
+                continue
+            seen.add(key)
+            target = self._with_arguments(d, binding, kind, resolved, params if method is None
+                                          else constructors[method], method, command)
+            if found and command is None:
+                break  # the fallbacks are documented command lines only
+            found.append(target)
+            if len(found) > MAX_COMMAND_FALLBACKS or resolved.assumed:
+                break
+        if not found:
+            return None
+        target = found[-1]
+        for earlier in reversed(found[:-1]):
+            target = replace(earlier, fallback=target)
+        return target
+
+    def _resolved_calls(self, d: Definition, binding: Binding, params, constructors
+                        ) -> Iterator[Tuple[ResolvedCall, Optional[str], Optional[CommandLine]]]:
         sites = list(self.call_sites(binding, tuple(constructors)))
         # Constructors that load weights come last: a plain build shows the same graph.
         sites.sort(key=lambda s: bool(s[2]) and "pretrained" in s[2])
-        # A call the defaults run first; else one they do not run (``if args.net_type ==
-        # 'lenet': LeNet(num_classes)``, ``if args.arch.startswith('resnext'):
+
+        def resolve(path, site, method, key, assume_guards=False, overrides=None):
+            try:
+                return resolve_call(self.project, path, site, d, params if method is None else constructors[method],
+                                    assume_guards, key, overrides)
+            except Unresolved:
+                return None
+
+        # A call the defaults run
+        for path, site, method, key in sites:
+            if key is None and (resolved := resolve(path, site, method, key)) is not None:
+                yield resolved, method, None
+        # A call a documented command line runs, with its options
+        for path, site, method, key in sites:
+            for command, overrides in self.commands_for(path):
+                resolved = resolve(path, site, method, key, overrides=overrides)
+                if resolved is not None and not resolved.assumed:
+                    yield resolved, method, command
+        # A call the defaults do not run (``if args.net_type == 'lenet':
+        # LeNet(num_classes)``, ``if args.arch.startswith('resnext'):
         # models.__dict__[args.arch](...)``), its arguments read under its if-tests.
-        for assume_guards in (False, True):
-            for path, site, method, key in sites:
-                if (assume_guards and not site.guards) or (key is not None and not assume_guards):
-                    continue
-                try:
-                    resolved = resolve_call(self.project, path, site, d,
-                                            params if method is None else constructors[method], assume_guards, key)
-                except Unresolved:
-                    continue
-                return self._with_arguments(d, binding, kind, resolved, params if method is None
-                                            else constructors[method], method)
-        return None
+        for path, site, method, key in sites:
+            if site.guards and (resolved := resolve(path, site, method, key, assume_guards=True)) is not None:
+                yield resolved, method, None
+
+    def commands_for(self, path: str) -> List[Tuple[CommandLine, Dict[str, Any]]]:
+        """The documented command lines whose options a call in ``path`` may read: those
+        of ``path`` itself and of the scripts that import it, each with the option values
+        it sets (command lines with a flag the script does not declare are left out)."""
+        if path in self._commands:
+            return self._commands[path]
+        out: List[Tuple[CommandLine, Dict[str, Any]]] = []
+        for command in self.project.command_lines():
+            ev = Evaluator(self.project, command.script, None)
+            near = ev.near_files()
+            if command.script != path and path not in near:
+                continue
+            flags: Dict[str, Tuple[str, str]] = {}
+            options: Dict[str, Any] = {}
+            for p in reversed(near):
+                flags.update(self.project.facts(p).option_flags)
+                options.update(self.project.facts(p).options)
+            values = parse_options(command.argv, flags, options)
+            if values:
+                out.append((command, values))
+        self._commands[path] = out
+        return out
 
     def _from_config(self, d: Definition, binding: Binding, kind: str, params) -> Optional[PlannedTarget]:
         """No call resolves (``getattr(module, 'Network')(config)``): a definition whose
@@ -273,14 +338,18 @@ class Planner:
                               f"passes values bnlint can resolve")
 
     def _with_arguments(self, d: Definition, binding: Binding, kind: str, resolved: ResolvedCall,
-                        params, method: Optional[str] = None) -> PlannedTarget:
+                        params, method: Optional[str] = None, command: Optional[CommandLine] = None) -> PlannedTarget:
         shown = f"{d.name}.{method}" if method else d.name
+        documented = ""
+        if command is not None:
+            text = command.text if len(command.text) <= 80 else command.text[:77] + "..."
+            documented = f" as run by the command line at {command.where(self.project.root)} (`{text}`)"
         return PlannedTarget(
             name=d.name, path=str(binding.path), kind=kind,
             args=tuple(encode(a) for a in resolved.args),
             kwargs=tuple((k, encode(v)) for k, v in resolved.kwargs),
             call=resolved.shown(shown, params),
-            origin=f"{relative(self.project, resolved.path)}:{resolved.line}" + _assumed_note(resolved.assumed)
+            origin=f"{relative(self.project, resolved.path)}:{resolved.line}" + documented + _assumed_note(resolved.assumed)
             + _left_out_note(self.project.facts(resolved.path).left_out),
             method=method, assumed=bool(resolved.assumed),
         )
@@ -295,6 +364,9 @@ class Planner:
         it when an if-test selects that name (bnlint.model.resolve.resolve_call)."""
         name = str(binding.name)
         files = [str(binding.path)] + [p for p in self.project.files_mentioning(name) if p != binding.path]
+        # a script a documented command line runs with the name as a value (``python
+        # cifar.py -a preresnet``): its registry call may build it
+        files += sorted({c.script for c in self.project.command_lines() if name in c.argv} - set(files))
         for path in files:
             for site in self.project.facts(path).calls:
                 head, _, last = site.callee.rpartition(".")

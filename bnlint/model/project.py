@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from bnlint.model.commands import MAX_DOC_FILES, CommandLine, find_command_lines, is_doc_file
 from bnlint.model.facts import (Assignment, CallSite, Definition, ModuleFacts, Param, may_imply_size, module_facts,
                                 parse_for_facts, size_hints)
 
@@ -37,6 +38,9 @@ SKIP_DIRS = frozenset({
     ".ruff_cache", ".bnlint_cache", ".eggs", ".ipynb_checkpoints",
 })
 MAX_PROJECT_FILES = 20000
+# the key of a file's facts in the results cache's file index (a new one when the
+# facts gain a field, so that facts an older bnlint kept are not read)
+FACTS_KEY = "project-facts-2"
 
 
 # ---------------------------------------------------------------- project root
@@ -85,9 +89,11 @@ class Project:
     """The ``.py`` files below a project root, their facts (parsed on first use, and
     kept in the results cache's file index when there is one) and name resolution."""
 
-    def __init__(self, root: str, files: Sequence[str], index=None):
+    def __init__(self, root: str, files: Sequence[str], index=None, docs: Sequence[str] = ()):
         self.root = root
         self.files = sorted(files)
+        # text files that may document command lines (bnlint.model.commands)
+        self.docs = sorted(docs)
         self._file_set = frozenset(self.files)
         self.index = index
         self._raw: Dict[str, Optional[bytes]] = {}
@@ -102,6 +108,7 @@ class Project:
     @classmethod
     def scan(cls, root: str, index=None, exclude=None) -> "Project":
         files: List[str] = []
+        docs: List[str] = []
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(
                 d for d in dirnames
@@ -114,9 +121,11 @@ class Project:
                     # Regular files only: opening a named pipe would wait for a writer.
                     if os.path.isfile(full) and not os.path.islink(full) and not (exclude and exclude(full)):
                         files.append(os.path.abspath(full))
+                elif is_doc_file(name) and len(docs) < MAX_DOC_FILES:
+                    docs.append(os.path.abspath(os.path.join(dirpath, name)))
             if len(files) > MAX_PROJECT_FILES:
                 break
-        return cls(os.path.abspath(root), files, index)
+        return cls(os.path.abspath(root), files, index, docs)
 
     def contains(self, path: str) -> bool:
         return os.path.abspath(path) in self._file_set
@@ -151,7 +160,7 @@ class Project:
             st: Optional[os.stat_result] = os.stat(path)
         except OSError:
             st = None
-        cached = self.index.lookup(path, st, "project-facts")
+        cached = self.index.lookup(path, st, FACTS_KEY)
         if isinstance(cached, ModuleFacts):
             self._facts[path] = cached
             return st, cached
@@ -170,7 +179,7 @@ class Project:
             if raw is not None else ModuleFacts(path=path, syntax_error=True)
         self._facts[path] = facts
         if self.index is not None and st is not None:
-            self.index.store(path, st, facts, "project-facts")
+            self.index.store(path, st, facts, FACTS_KEY)
         return facts
 
     # -- modules
@@ -284,6 +293,15 @@ class Project:
             self._option_files = [p for p in self.files if b"add_argument" in (self.raw(p) or b"")
                                   and self.facts(p).options]
         return self._option_files
+
+    def command_lines(self, script: Optional[str] = None) -> List[CommandLine]:
+        """The command lines the project's text files document for its scripts (all of
+        them, or those that run ``script``), in file then line order."""
+        if not hasattr(self, "_command_lines"):
+            self._command_lines = find_command_lines(self.root, self.docs, self.files, self.raw)
+        if script is None:
+            return list(self._command_lines)
+        return [c for c in self._command_lines if c.script == script]
 
     def config_files(self) -> List[str]:
         """Project files that may write a configuration object at module level

@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from bnlint.model.commands import UNKNOWN
 from bnlint.model.project import Assignment, Binding, CallSite, Definition, Project
 from bnlint.model.targets import dotted_name
 
@@ -115,7 +116,7 @@ class Evaluator:
     """Evaluates expressions as read in one project file and function scope."""
 
     def __init__(self, project: Project, path: str, scope: Optional[str], _depth: int = 0,
-                 line: Optional[int] = None):
+                 line: Optional[int] = None, overrides: Optional[Dict[str, Any]] = None):
         self.project = project
         self.path = path
         self.scope = scope
@@ -125,6 +126,9 @@ class Evaluator:
         # if-tests taken to have this outcome whatever they evaluate to: those of a call
         # site that the defaults do not run (resolve_call(assume_guards=True))
         self.assumed: Dict[str, bool] = {}
+        # option values a documented command line sets (bnlint.model.commands), which
+        # take the place of the defaults; UNKNOWN where the shell computes them
+        self.overrides: Dict[str, Any] = overrides or {}
 
     # -- entry points
 
@@ -144,7 +148,7 @@ class Evaluator:
         return method(node)
 
     def _child(self, path: str, scope: Optional[str]) -> "Evaluator":
-        child = Evaluator(self.project, path, scope, self.depth + 1)
+        child = Evaluator(self.project, path, scope, self.depth + 1, overrides=self.overrides)
         child.used_options = self.used_options
         child.assumed = self.assumed if path == self.path else {}
         return child
@@ -425,8 +429,15 @@ class Evaluator:
 
     def option(self, dest: str) -> Any:
         """``args.<dest>``: the argparse default declared in this file or a project file
-        it imports; else in the other project files that declare it, when they agree."""
-        near = self._near_files()
+        it imports; else in the other project files that declare it, when they agree. A
+        value the command line being read sets comes first."""
+        if dest in self.overrides:
+            value = self.overrides[dest]
+            if value is UNKNOWN:
+                raise Unresolved(f"--{dest} is computed by the shell")
+            self.used_options[dest] = value
+            return value
+        near = self.near_files()
         for path in near:
             if dest in self.project.facts(path).options:
                 value = self._option_value(path, dest)
@@ -485,7 +496,7 @@ class Evaluator:
                         and (section is None or isinstance(tree.node.get(section), dict)):
                     out.append(ConfigRef(path, name))
             return out
-        for path in self._near_files():
+        for path in self.near_files():
             found = fits(path)
             if len(found) == 1:
                 return found[0]
@@ -504,7 +515,7 @@ class Evaluator:
                     options = None
                 if options is not None:
                     return Built("options", dict(sorted({**self.all_options(), **options}.items())),
-                                 "the command-line options' defaults")
+                                 "the command-line options" if self.overrides else "the command-line options' defaults")
                 found = self.config_for(reads)
                 if found is not None:
                     value = found
@@ -548,7 +559,7 @@ class Evaluator:
         """Every option declared in this file and the project files it imports, with
         its default (None where it has none), as ``parse_args([])`` would give them."""
         out: Dict[str, Any] = {}
-        for path in reversed(self._near_files()):
+        for path in reversed(self.near_files()):
             for dest in self.project.facts(path).options:
                 try:
                     out[dest] = self._option_value(path, dest)
@@ -556,9 +567,14 @@ class Evaluator:
                     default = self.project.facts(path).options[dest][0]
                     if default is None or default == "None":
                         out[dest] = None
+        for dest, value in self.overrides.items():
+            if value is UNKNOWN:
+                out.pop(dest, None)
+            else:
+                out[dest] = value
         return out
 
-    def _near_files(self) -> List[str]:
+    def near_files(self) -> List[str]:
         facts = self.project.facts(self.path)
         out = [self.path]
         for kind, target in facts.imports.values():
@@ -684,7 +700,8 @@ class ResolvedCall:
 
 
 def resolve_call(project: Project, path: str, site: CallSite, definition: Definition, params,
-                 assume_guards: bool = False, key: Optional[Tuple[str, str]] = None) -> ResolvedCall:
+                 assume_guards: bool = False, key: Optional[Tuple[str, str]] = None,
+                 overrides: Optional[Dict[str, Any]] = None) -> ResolvedCall:
     """Evaluate a call site's arguments for ``definition``; raises Unresolved unless
     every argument resolves and the required parameters are all given.
 
@@ -698,19 +715,26 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
     (``models.__dict__[args.arch](...)``) taken as a call of that member: its if-tests
     that read the key must hold with the key equal to the name, and one of them must
     hold with outcome true (``if args.arch.startswith('resnext'):``); the key then
-    counts as one more unmet if-test (``args.arch == 'resnext'``)."""
-    ev = Evaluator(project, path, site.scope, line=site.line)
+    counts as one more unmet if-test (``args.arch == 'resnext'``), unless it has that
+    value (``-a resnext`` on a documented command line).
+
+    ``overrides``: the option values of a documented command line of the script
+    (bnlint.model.commands), read in place of the defaults, in the if-tests too."""
+    def evaluator() -> Evaluator:
+        return Evaluator(project, path, site.scope, line=site.line, overrides=overrides)
+
+    ev = evaluator()
     unmet: List[Tuple[str, bool]] = []
     guard_options: set = set()
     guard_names: set = set()
     if key is not None:
         key_text, member = key
         key_names = _names_read(key_text)
-        probe = Evaluator(project, path, site.scope, line=site.line)
+        probe = evaluator()
         try:
-            probe.text(key_text)
+            key_value = probe.text(key_text)
         except Unresolved:
-            pass
+            key_value = None
         guard_options |= set(probe.used_options)
         guard_names |= key_names
         pinned = False
@@ -718,8 +742,7 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
             if not _names_read(test) & key_names:
                 continue
             try:
-                holds = bool(Evaluator(project, path, site.scope, line=site.line).text(
-                    _substituted(test, key_text, member)))
+                holds = bool(evaluator().text(_substituted(test, key_text, member)))
             except Unresolved:
                 raise Unresolved(f"{test} with {key_text} = {member!r}") from None
             if holds != outcome:
@@ -727,11 +750,14 @@ def resolve_call(project: Project, path: str, site: CallSite, definition: Defini
             pinned = pinned or outcome
         if not pinned:
             raise Unresolved(f"no if-test selects {member!r}")
-        unmet.append((f"{key_text} == {member!r}", True))
+        if key_value != member:
+            unmet.append((f"{key_text} == {member!r}", True))
+        else:
+            guard_options, guard_names = set(), set()
     for test, outcome in site.guards:
         if "__name__" in test or (key is not None and _names_read(test) & _names_read(key[0])):
             continue
-        probe = Evaluator(project, path, site.scope, line=site.line)
+        probe = evaluator()
         try:
             holds = bool(probe.text(test))
         except Unresolved:

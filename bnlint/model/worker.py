@@ -377,7 +377,9 @@ def _analyse_fallback(target: Target, settings: Settings, progress: Progress, la
     out = _analyse_model(fallback, settings, progress, latent_done, keep_graph)
     if "graph" not in out and spec.get("assumed") and not needs:
         return {"name": target.name, "errors": [dict(failed, reason="build-failed")], "notes": []}
-    if "graph" in out or not spec.get("assumed"):  # else its own failure names the call
+    if "graph" in out:  # said with the call it was built as (bnlint.model.modelcheck)
+        out["raised"] = f"{target.plan.get('call') or target.name + '()'} raised {failed.get('message')}"
+    elif not spec.get("assumed"):  # else its own failure names the call
         out["notes"].append(f"model {target.name}() raised {failed.get('message')}; it was built as "
                             f"{spec.get('call')} instead, with the arguments of {spec.get('origin')}")
     return out
