@@ -182,7 +182,13 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
         return []
     built, failed, reasons, packages = set(), {}, {}, {}
     foreign_built = set()  # models of other files analysed here (they may not build every class they name)
+    in_variant: Dict[str, Dict[str, Any]] = {}  # class -> the second build that held it
     for m in (result or {}).get("models", []):
+        if m.get("variant"):
+            for file, qualname in m.get("covers", []) if "graph" in m else ():
+                if os.path.abspath(file) == job.abs_path:
+                    in_variant.setdefault(qualname, m)
+            continue  # its failure is no model's: the class it was for stays unanalysed
         if "graph" not in m:
             errors = m.get("errors") or [{}]
             reasons[m.get("name")] = errors[0].get("reason") or STAGE_REASONS.get(errors[0].get("stage"), "build-failed")
@@ -202,12 +208,20 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
     conditional = {name: (why, spec) for name, why, spec in plan.get("conditional", [])}
     expected = {}  # class -> the failed target that should have built it
     for t in plan.get("targets", []):
+        if t.get("variant"):
+            continue
         if t["name"] in failed or (t.get("foreign") and t["name"] not in foreign_built):
             for name in t.get("builds", []):
                 expected.setdefault(name, t["name"])
     out = []
     for name, line in plan.get("models", []):
         if name in built or name in failed:
+            continue
+        if name in in_variant:
+            m = in_variant[name]
+            text = (f"model {name} was analysed in a second build, {m.get('call')} "
+                    f"({m.get('origin')}): the model that holds it does so only with {m['variant']}")
+            out.append(failure(job.path, text, line, severity=Severity.INFO, model=name, variant=m["variant"]))
             continue
         if name in expected:
             text = (f"model {name} was not analysed: {expected[name]}, which builds it, could not be "

@@ -182,6 +182,8 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
                     continue
                 if (foreign and os.path.abspath(loc.file) != job.abs_path) or _belongs_elsewhere(loc.file, job):
                     continue
+                if model.get("variant") and not any(a <= loc.line <= b for a, b in model.get("keep", [])):
+                    continue  # a second build: only what it shows of the classes it was made for
                 key = _group_key(loc, rule.code)
                 grouped.setdefault(key, []).append((loc, rule, hit, model.get("name", "?"), how))
         if how.get("call") and not foreign:

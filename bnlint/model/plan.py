@@ -29,8 +29,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 from bnlint.model.commands import CommandLine, parse_options
 from bnlint.model.project import Binding, CallSite, Definition, Project
 from bnlint.model.resolve import (Evaluator, ResolvedCall, Unresolved, callee_binding, encode, parameters_of, registry_call,
-                                  relative, resolve_call)
+                                  relative, resolve_call, show)
 from bnlint.model.targets import LAYER, LAYER_IF_BASE, TORCH_CONTAINERS, dotted_may_be_module
+from bnlint.model.variants import class_span, guarded_references, hold, selecting_values
 
 __all__ = ["PlannedTarget", "FilePlan", "Planner"]
 
@@ -45,6 +46,8 @@ MAX_FOREIGN_TARGETS = 6
 MAX_USER_DEPTH = 3
 # documented command lines tried after the first arguments that resolve
 MAX_COMMAND_FALLBACKS = 2
+# second builds of a file's models for the classes they hold only in other settings
+MAX_VARIANTS = 3
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,11 @@ class PlannedTarget:
     # with them means "needs arguments", not a broken model
     assumed: bool = False
     placeholder_defaults: bool = False  # all its defaults are None: built bare it may not work
+    # a second build of a model with other constructor values, for classes of the planned
+    # file it holds only then (bnlint.model.variants): those values ("bottleneck=False"),
+    # and the line spans of those classes, where alone its findings are kept
+    variant: Optional[str] = None
+    keep: Tuple[Tuple[int, int], ...] = ()
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -71,7 +79,7 @@ class PlannedTarget:
             "kwargs": dict(self.kwargs), "call": self.call, "origin": self.origin, "foreign": self.foreign,
             "builds": list(self.builds), "method": self.method, "placeholder_defaults": self.placeholder_defaults,
             "fallback": self.fallback.to_dict() if self.fallback is not None else None,
-            "assumed": self.assumed,
+            "assumed": self.assumed, "variant": self.variant, "keep": [list(k) for k in self.keep],
         }
 
 
@@ -108,6 +116,7 @@ class Planner:
         self._users: Dict[Binding, List[Binding]] = {}
         self._never: Dict[Binding, bool] = {}
         self._commands: Dict[str, List[Tuple[CommandLine, Dict[str, Any]]]] = {}
+        self._trees: Dict[str, Optional[ast.Module]] = {}
 
     # -- what a definition is
 
@@ -351,7 +360,9 @@ class Planner:
             call=resolved.shown(shown, params),
             origin=f"{relative(self.project, resolved.path)}:{resolved.line}" + documented + _assumed_note(resolved.assumed)
             + _left_out_note(self.project.facts(resolved.path).left_out),
-            method=method, assumed=bool(resolved.assumed),
+            # values from a document may be out of date: a build that fails with them, as
+            # with a call the defaults do not run, means "needs arguments"
+            method=method, assumed=bool(resolved.assumed) or command is not None,
         )
 
     def call_sites(self, binding: Binding, constructors: Sequence[str] = ()
@@ -500,6 +511,7 @@ class Planner:
 
         planned = [replace(t, builds=builds(t)) for t in targets]
         planned += [replace(t, foreign=True, builds=builds(t)) for t in foreign]
+        planned += self.variants(path, classes, targets + foreign)
         return FilePlan(
             targets=tuple(planned),
             models=tuple((d.name, d.line) for d in classes),
@@ -509,6 +521,105 @@ class Planner:
             conditional=tuple((d.name,) + why for d in classes
                               if (why := self.built_only_when(Binding("def", path, d.name))) is not None),
         )
+
+    def variants(self, path: str, classes: Sequence[Definition], targets: Sequence[PlannedTarget]
+                 ) -> List[PlannedTarget]:
+        """Second builds of planned models, with other constructor values, for the classes
+        of ``path`` that those models hold only under values they are not built with
+        (``DenseNet3(..., bottleneck=False)`` for a ``BasicBlock`` that the default
+        ``bottleneck=True`` leaves out; bnlint.model.variants). A variant's findings are
+        kept only inside those classes: the rest of the model is the planned build's."""
+        tree = self._tree(path)
+        if tree is None:
+            return []
+        found: Dict[str, PlannedTarget] = {}
+        for d in classes:
+            span = class_span(tree, d.name)
+            if span is None or any(t.name == d.name and os.path.abspath(t.path) == path for t in targets):
+                continue  # built as a model of its own
+            variant = None
+            for user in self.users(Binding("def", path, d.name)):
+                built, variant = self._variant_for(d.name, user, targets)
+                if built:
+                    variant = None
+                    break  # a planned model holds it as it is built
+                if variant is not None:
+                    break
+            if variant is not None:
+                key = variant.call or ""
+                if key in found:
+                    found[key] = replace(found[key], keep=found[key].keep + (span,),
+                                         builds=found[key].builds + (d.name,))
+                elif len(found) < MAX_VARIANTS:
+                    found[key] = replace(variant, keep=(span,), builds=(d.name,))
+        return list(found.values())
+
+    def _variant_for(self, name: str, user: Binding, targets: Sequence[PlannedTarget]
+                     ) -> Tuple[bool, Optional[PlannedTarget]]:
+        """(whether a planned build of ``user`` holds class ``name`` as it is, the variant
+        of one that would)."""
+        d = self.definition(user)
+        tree = self._tree(str(user.path))
+        if d is None or d.kind != "class" or tree is None:
+            return False, None
+        params = list(parameters_of(self.project, user) or ())
+        chains = guarded_references(tree, d.name, name)
+        if not chains:
+            return False, None
+        if any(not chain for chain in chains):
+            return True, None  # built whatever the arguments
+        names = {p.name for p in params if p.kind in ("positional", "keyword")}
+        defaults = {}
+        for p in params:
+            if p.default is not None:
+                try:
+                    defaults[p.name] = ast.literal_eval(p.default)
+                except (ValueError, SyntaxError):
+                    pass
+        own = [t for t in targets if t.kind == "class" and t.name == d.name]  # the class itself first
+        for t in own + [t for t in targets if t not in own]:
+            if t.variant or user not in self.covered_by(t):
+                continue
+            if t.kind == "class" and t.name == d.name and os.path.abspath(t.path) == os.path.abspath(str(user.path)):
+                positional = [p.name for p in params if p.kind == "positional"]
+                if len(t.args) > len(positional):
+                    continue
+                given = dict(zip(positional, t.args), **dict(t.kwargs))
+            elif t.kind == "factory" and any(
+                    p.kind == "varkw" for p in parameters_of(self.project, Binding("def", t.path, t.name)) or ()):
+                # ``def resnet(**kwargs): return ResNet(**kwargs)``: the first build that
+                # passes every argument the class requires (built bare, it raises)
+                required = {p.name for p in params if p.required}
+                while t is not None and (t.args or not required <= dict(t.kwargs).keys()):
+                    t = t.fallback
+                if t is None:
+                    continue
+                given = dict(t.kwargs)
+            else:
+                continue
+            values = dict(defaults, **given)
+            if any(hold(chain, values) for chain in chains):
+                return True, None  # built with these values already
+            for chain in chains:
+                wanted = selecting_values(chain, names)
+                if not wanted or not hold(chain, dict(values, **wanted)):
+                    continue
+                kwargs = dict(given, **{k: encode(v) for k, v in wanted.items()})
+                shown = ", ".join(f"{k}={show(v)}" for k, v in kwargs.items())
+                setting = ", ".join(f"{k}={v!r}" for k, v in wanted.items())
+                return False, replace(t, args=(), kwargs=tuple(kwargs.items()), call=f"{t.name}({shown})",
+                                      origin=f"{t.origin or 'its defaults'}, with {setting}", foreign=True,
+                                      fallback=None, assumed=True, variant=setting, placeholder_defaults=False)
+            return False, None
+        return False, None
+
+    def _tree(self, path: str) -> Optional[ast.Module]:
+        if path not in self._trees:
+            try:
+                self._trees[path] = ast.parse(self.project.raw(path) or b"")
+            except (SyntaxError, ValueError):
+                self._trees[path] = None
+        return self._trees[path]
 
     def built_only_when(self, binding: Binding) -> Optional[Tuple[str, Optional[str]]]:
         """Why models that contain a class may not build it: every project class that

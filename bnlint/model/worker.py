@@ -479,10 +479,14 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
     targets = _select_targets(request, module, file, result, progress)
     latent_done: set = set()
     analysed: List[Dict[str, Any]] = []
+    held: set = set()  # classes of this file the models built so far hold
     with _quiet_stdout():
         for target in targets:
+            if target.plan.get("variant") and set(target.plan.get("builds") or ()) <= held:
+                continue  # a second build for classes a model already holds: not needed
             try:
-                model = _analyse_model(target, settings, progress, latent_done)
+                # a second build's dropout is switched on again: other classes hold it there
+                model = _analyse_model(target, settings, progress, set() if target.plan.get("variant") else latent_done)
             except RecursionError as exc:
                 model = {"name": target.name, "errors": [_error("trace", exc, file)], "notes": []}
             except Exception as exc:
@@ -490,6 +494,10 @@ def analyse_file(request: Dict[str, Any]) -> Dict[str, Any]:
             model["kind"] = target.kind
             if target.plan.get("foreign"):
                 model["foreign"] = True
+            if target.plan.get("variant"):
+                model["variant"] = target.plan["variant"]
+                model["keep"] = target.plan.get("keep") or []
+            held.update(q for f, q in model.get("covers", []) if os.path.abspath(f) == file)
             analysed.append(model)
     _mark_covered(analysed, targets, file)
     result["models"].extend(analysed)
