@@ -59,3 +59,34 @@ def test_subclasses_of_project_classes_that_are_not_modules_are_not_models(tmp_p
     plan = Planner(Project.scan(str(tmp_path))).plan(os.path.join(str(tmp_path), "models.py"))
     assert [name for name, _ in plan.models] == ["WideBlock", "Hybrid"]
     assert plan.needs_arguments == (("WideBlock", ("width",)),)
+
+
+def test_fx_tracers_and_interpreters_are_not_models_but_graph_modules_are(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "passes.py").write_text(textwrap.dedent('''
+        import torch
+        import torch.fx
+        from torch.fx import GraphModule, Interpreter, Tracer
+
+
+        class LeafTracer(Tracer):
+            def is_leaf_module(self, m, qualname):
+                return isinstance(m, torch.nn.BatchNorm2d) or super().is_leaf_module(m, qualname)
+
+
+        class ShapeProp(torch.fx.Interpreter):
+            def run_node(self, n):
+                return super().run_node(n)
+
+
+        class Traced(GraphModule):
+            pass
+
+
+        class Net(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.bn = torch.nn.BatchNorm2d(3)
+    '''))
+    plan = Planner(Project.scan(str(tmp_path))).plan(os.path.join(str(tmp_path), "passes.py"))
+    assert [name for name, _ in plan.models] == ["Traced", "Net"]

@@ -99,6 +99,9 @@ def _imports_torch(tree: ast.Module) -> bool:
 # libraries) may be a module and is left to the worker, which imports and checks.
 _NOT_MODULE_SOURCES = (
     "torch.utils.data", "torch.utils.tensorboard", "torch.optim", "torch.autograd", "torch.distributed", "torch.multiprocessing",
+    # torch.fx's tracers and interpreters (fx's GraphModule is a module; these are not)
+    "torch.fx.Tracer", "torch.fx.Interpreter", "torch.fx.Transformer", "torch.fx.Graph", "torch.fx.Proxy",
+    "torch.fx.proxy", "torch.fx.interpreter", "torch.fx.graph",
     "enum", "typing", "typing_extensions", "abc", "collections", "dataclasses", "json", "argparse",
     "logging", "threading", "multiprocessing", "pathlib", "io", "os", "sys", "numbers", "unittest",
     "contextlib", "string", "datetime", "queue", "pydantic", "numpy", "pandas",
