@@ -32,8 +32,10 @@ __all__ = ["CommandLine", "UNKNOWN", "DOC_SUFFIXES", "is_doc_file", "find_comman
 
 DOC_SUFFIXES = (".sh", ".bash", ".zsh", ".md", ".markdown", ".rst", ".txt")
 DOC_NAMES = ("Makefile", "makefile", "GNUmakefile")
-MAX_DOC_BYTES = 512 * 1024
+MAX_DOC_BYTES = 512 * 1024  # a larger text file is data, not documentation
+MAX_TXT_BYTES = 64 * 1024  # .txt files are often lists of samples
 MAX_DOC_FILES = 2000
+MAX_TOTAL_BYTES = 16 * 1024 * 1024  # what one project's documents may cost to read
 
 # the start of an invocation: an interpreter or a launcher, as a word of its own
 _START = re.compile(r"(?<![\w./-])(?:python(?:\d+(?:\.\d+)?)?|torchrun|deepspeed|accelerate\s+launch)(?=\s)")
@@ -131,9 +133,17 @@ def find_command_lines(root: str, docs: Sequence[str], scripts: Sequence[str],
     for path in scripts:
         by_name.setdefault(os.path.basename(path), []).append(path)
     out: List[CommandLine] = []
+    budget = MAX_TOTAL_BYTES
     for doc in docs[:MAX_DOC_FILES]:
+        try:
+            size = os.path.getsize(doc)
+        except OSError:
+            continue
+        if size > (MAX_TXT_BYTES if doc.endswith(".txt") else MAX_DOC_BYTES) or size > budget:
+            continue
+        budget -= size
         data = read(doc)
-        if not data or len(data) > MAX_DOC_BYTES or b"python" not in data and b"torchrun" not in data \
+        if not data or b"python" not in data and b"torchrun" not in data \
                 and b"deepspeed" not in data and b"accelerate" not in data:
             continue
         text = data.decode("utf-8", "replace")

@@ -80,19 +80,32 @@ def model_failures(job: ModelJob, model: Dict[str, Any]) -> List[Finding]:
         out.append(failure(job.path, text, line, severity=severity, model=name, stage=stage,
                             not_analysed=reason, **extra))
     partial = (
-        ("opaque", "could not be traced ({reason}); its submodules were analysed one by one and "
+        ("opaque", "could not be traced ({reason}); {their} submodules were analysed one by one and "
                    "connections between them were not checked"),
-        ("concrete", "does not trace symbolically ({reason}); it was analysed by running it on example "
+        ("concrete", "{verb} not trace symbolically ({reason}); {it} {was} analysed by running {it} on example "
                      "inputs{ran_on}, so only the branches taken for those inputs were checked"),
     )
     ran_on = (" (on meta tensors: its forward needs no tensor values)" if model.get("device") == "meta"
               else " (on real tensors: its forward needs tensor values)")
     for key, what in partial:
+        # one note per reason: a Swin's 24 blocks fail alike
+        by_reason: Dict[str, List[str]] = {}
         for rec in model.get(key, []):
-            module = rec["module"]
-            where = f"the forward of {name}" if module == "<root>" else f"submodule {module} of {name}"
-            text = f"{where} " + what.format(reason=rec["reason"], ran_on=ran_on)
-            out.append(failure(job.path, text, def_line, severity=Severity.INFO, model=name, module=module,
+            by_reason.setdefault(rec["reason"], []).append(rec["module"])
+        for reason, modules in by_reason.items():
+            subs = [m for m in modules if m != "<root>"]
+            shown = ", ".join(subs[:3]) + (f" and {len(subs) - 3} more" if len(subs) > 3 else "")
+            if len(modules) == 1:
+                where = f"the forward of {name}" if not subs else f"submodule {subs[0]} of {name}"
+            elif len(subs) < len(modules):
+                where = f"the forward of {name} and {len(subs)} of its submodules ({shown})"
+            else:
+                where = f"{len(subs)} submodules of {name} ({shown})"
+            one = len(modules) == 1
+            text = f"{where} " + what.format(reason=reason, ran_on=ran_on, their="its" if one else "their",
+                                             verb="does" if one else "do", it="it" if one else "they",
+                                             was="was" if one else "were").replace("running they", "running them")
+            out.append(failure(job.path, text, def_line, severity=Severity.INFO, model=name, modules=modules,
                                **({"device": model.get("device")} if key == "concrete" else {})))
     for note in model.get("notes", []):
         out.append(failure(job.path, note, def_line, severity=Severity.INFO, model=name))

@@ -169,7 +169,7 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
             findings.extend(model_failures(job, model))
         if "graph" not in model:
             continue
-        how = {k: model[k] for k in ("origin", "call", "input_shape") if model.get(k)}
+        how = {k: model[k] for k in ("origin", "call", "input_shape", "variant") if model.get(k)}
         graphs = [(model, graph_rules)] + [
             (dict(latent, name=model.get("name")), latent_rules) for latent in model.get("latent", [])]
         for graph_model, graph_rule_set in graphs:
@@ -207,6 +207,9 @@ def _findings_for_job(job: ModelJob, result: Dict[str, Any], rules: Sequence[Rul
             per_model[item[3]] = per_model.get(item[3], 0) + 1
         count = max(per_model.values())
         message = hit.message
+        if all(item[4].get("variant") for item in items):
+            # only a second build holds this code (bnlint.model.variants): say which
+            message += f" (in {model_name} built with {how['variant']}, the setting that uses this code)"
         if count > 1:
             message += f" [applied {count} times]"
         details = {"model": model_name, "node": hit.node}
