@@ -171,3 +171,74 @@ def test_a_registry_key_a_command_line_names_selects_its_member(tmp_path):
     fallback = calls["preresnet"].fallback
     assert fallback.call == "preresnet(depth=110, num_classes=10)"
     assert fallback.origin == "cifar.py:12 as run by the command line at TRAINING.md:2 (`python cifar.py -a preresnet --depth 110`)"
+
+
+def test_an_installed_registry_filled_with_the_projects_models_is_searched(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("from .resnext import *\n")
+    (tmp_path / "models" / "resnext.py").write_text(textwrap.dedent('''
+        import torch.nn as nn
+
+        __all__ = ['resnext50']
+
+
+        class ResNeXt(nn.Module):
+            def __init__(self, baseWidth, cardinality, num_classes=1000):
+                super().__init__()
+                self.conv = nn.Conv2d(3, baseWidth * cardinality, 3, bias=False)
+                self.bn = nn.BatchNorm2d(baseWidth * cardinality)
+                self.fc = nn.Linear(baseWidth * cardinality, num_classes)
+
+            def forward(self, x):
+                return self.fc(self.bn(self.conv(x)).mean((2, 3)))
+
+
+        def resnext50(baseWidth, cardinality):
+            return ResNeXt(baseWidth, cardinality)
+    '''))
+    (tmp_path / "imagenet.py").write_text(textwrap.dedent('''
+        import argparse
+
+        import torchvision.models as models
+        import models as customized_models
+
+        for name in customized_models.__dict__:
+            if name.islower() and not name.startswith("__") and callable(customized_models.__dict__[name]):
+                models.__dict__[name] = customized_models.__dict__[name]
+
+        parser = argparse.ArgumentParser()
+        parser.add_argument('--arch', '-a', default='resnet18')
+        parser.add_argument('--base-width', type=int, default=4)
+        parser.add_argument('--cardinality', type=int, default=32)
+        args = parser.parse_args()
+
+        if args.arch.startswith('resnext'):
+            model = models.__dict__[args.arch](baseWidth=args.base_width, cardinality=args.cardinality)
+        else:
+            model = models.__dict__[args.arch]()
+    '''))
+    (tmp_path / "README.md").write_text("    python imagenet.py -a resnext50 --cardinality 32\n")
+    project = Project.scan(str(tmp_path))
+    assert project.facts(str(tmp_path / "imagenet.py")).registry_merges == (("models", "customized_models"),)
+    (target,) = Planner(project).plan(str(tmp_path / "models" / "resnext.py")).targets
+    assert target.call == "resnext50(baseWidth=4, cardinality=32)"
+    assert target.origin.startswith("imagenet.py:18 as run by the command line at README.md:1")
+
+
+def test_the_forms_of_filling_a_namespace(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "reg.py").write_text(textwrap.dedent('''
+        import torchvision.models as tvm
+        import timm
+        import nets
+        import extra
+
+        tvm.__dict__.update(nets.__dict__)
+        for name in extra.__all__:
+            setattr(timm, name, getattr(extra, name))
+        table = {}
+        table[0] = nets.__dict__['a']  # not a module's namespace
+    '''))
+    facts = Project.scan(str(tmp_path)).facts(str(tmp_path / "reg.py"))
+    assert facts.registry_merges == (("tvm", "nets"), ("timm", "extra"))

@@ -127,6 +127,12 @@ class ModuleFacts:
     # ml_collections style: ``_C = CN()``, ``_C.MODEL = CN()``, ``_C.MODEL.DEPTH = 50``):
     # name -> ConfigTree. ``cfg = _C`` aliases are included.
     config_trees: Dict[str, "ConfigTree"] = field(default_factory=dict)
+    # modules whose namespace the code fills with another module's members, as (the
+    # filled module's source, the other's): ``models.__dict__[name] =
+    # customized_models.__dict__[name]``, ``models.__dict__.update(custom.__dict__)``,
+    # ``setattr(models, name, getattr(custom, name))``: a registry call of the first
+    # (``models.__dict__[args.arch](...)``) may build a member of the second
+    registry_merges: Tuple[Tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -675,6 +681,9 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
         if (kind == "module" and os.path.isabs(str(target)))
         or (kind == "from" and os.path.isabs(str(target[0])))  # type: ignore[index]
     }
+    merges = _registry_merges(tree) if b"__dict__" in raw or b"setattr" in raw else ()
+    # an installed module filled with the project's members is searched like a project's
+    project_names |= {target.split(".")[0] for target, _ in merges}
     bound_elsewhere = (set(imports) | set(constants)) - project_names
     for scope, node, owned in scope_list:
         guards = _call_guards(node.body)
@@ -724,6 +733,7 @@ def module_facts(path: str, raw: bytes, resolve_import) -> ModuleFacts:
         options=options, option_flags=option_flags,
         calls=tuple(sorted(calls, key=lambda c: (c.line, c.col))), size_hints=size_hints(tree),
         syntax_error=bool(left_out), left_out=left_out, config_trees=_config_trees(tree.body),
+        registry_merges=merges,
     )
 
 
@@ -770,6 +780,41 @@ def _add_function_imports(tree: ast.Module, top_nodes, imports, definitions, res
     for _, name, binding in sorted(found, key=lambda item: item[0]):
         if name not in imports and name not in definitions:
             imports[name] = binding
+
+
+def _registry_merges(tree: ast.Module) -> Tuple[Tuple[str, str], ...]:
+    """(filled module, source module) for each statement that copies one module's members
+    into another's namespace (ModuleFacts.registry_merges)."""
+    def namespace_of(node: ast.AST) -> Optional[str]:
+        # ``X.__dict__[k]``, ``getattr(X, k)``, ``vars(X)[k]`` -> "X"
+        if isinstance(node, ast.Subscript):
+            inner = node.value
+            if isinstance(inner, ast.Attribute) and inner.attr == "__dict__":
+                return dotted_name(inner.value)
+            if isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name) and inner.func.id == "vars" \
+                    and len(inner.args) == 1:
+                return dotted_name(inner.args[0])
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr" \
+                and len(node.args) == 2:
+            return dotted_name(node.args[0])
+        return None
+
+    out: List[Tuple[str, str]] = []
+    for node in ast.walk(tree):
+        pair = None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Subscript):
+            pair = (namespace_of(node.targets[0]), namespace_of(node.value))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "update" \
+                and len(node.args) == 1 and isinstance(node.func.value, ast.Attribute) \
+                and node.func.value.attr == "__dict__" and isinstance(node.args[0], ast.Attribute) \
+                and node.args[0].attr == "__dict__":
+            pair = (dotted_name(node.func.value.value), dotted_name(node.args[0].value))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "setattr" \
+                and len(node.args) == 3:
+            pair = (dotted_name(node.args[0]), namespace_of(node.args[2]))
+        if pair is not None and pair[0] and pair[1] and pair[0] != pair[1] and pair not in out:
+            out.append(pair)  # type: ignore[arg-type]
+    return tuple(out)  # type: ignore[return-value]
 
 
 def _set_options(tree: ast.Module) -> Dict[str, Tuple[str, int]]:

@@ -632,9 +632,16 @@ def registry_call(project: Project, path: str, site: CallSite) -> Optional[Tuple
     else:
         module_text, _, rest = text.partition(".__dict__[")
         key_text = rest[:-1]
-    module = project.lookup_dotted(path, module_text.strip())
+    module_text = module_text.strip()
+    module = project.lookup_dotted(path, module_text)
     if module is None or module.kind != "module":
-        return None
+        # ``import torchvision.models as models`` filled with the project's own
+        # (``models.__dict__[name] = customized_models.__dict__[name]``)
+        merged = [project.lookup_dotted(path, source) for target, source in project.facts(path).registry_merges
+                  if target == module_text]
+        module = next((m for m in merged if m is not None and m.kind == "module"), None)
+        if module is None:
+            return None
     return module, key_text.strip()
 
 
