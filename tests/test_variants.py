@@ -132,3 +132,45 @@ def test_no_second_build_for_what_the_planned_build_holds(tmp_path):
     # that solves; Deep is held as built: none for it
     variants = [t for t in targets if t.variant]
     assert [(t.call, t.builds) for t in variants] == [("Net(deep=False)", ("Plain",))]
+
+
+def test_a_model_built_inside_a_factory_is_built_again_with_the_factorys_arguments(tmp_path):
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "densenet.py").write_text(textwrap.dedent('''
+        import torch
+        import torch.nn as nn
+
+
+        class Single(nn.Module):
+            def __init__(self, channels, growth):
+                super().__init__()
+                self.bn = nn.BatchNorm2d(channels)
+                self.conv = nn.Conv2d(channels, growth, 3, padding=1, bias=False)
+
+            def forward(self, x):
+                return torch.cat([x, self.conv(self.bn(x).relu())], 1)
+
+
+        class Bottleneck(Single):
+            pass
+
+
+        class DenseNet(nn.Module):
+            def __init__(self, depth, num_classes, growth_rate=12, bottleneck=True):
+                super().__init__()
+                block = Bottleneck if bottleneck else Single
+                self.blocks = nn.Sequential(*[block(3 + i * growth_rate, growth_rate) for i in range(depth)])
+                self.fc = nn.Linear(3 + depth * growth_rate, num_classes)
+
+            def forward(self, x):
+                return self.fc(self.blocks(x).mean((2, 3)))
+
+
+        def densenet_bc_40():
+            return DenseNet(40, 10, growth_rate=12)
+    '''))
+    targets = Planner(Project.scan(str(tmp_path))).plan(str(tmp_path / "densenet.py")).targets
+    (variant,) = [t for t in targets if t.variant]
+    assert variant.call == "DenseNet(depth=40, num_classes=10, growth_rate=12, bottleneck=False)"
+    assert variant.origin == "densenet.py:32, with bottleneck=False"  # the factory's return line
+    assert variant.builds == ("Single",)

@@ -577,8 +577,14 @@ class Planner:
                 except (ValueError, SyntaxError):
                     pass
         own = [t for t in targets if t.kind == "class" and t.name == d.name]  # the class itself first
+        if not own and any(user in self.covered_by(t) for t in targets):
+            # built inside a factory that passes it no more (``def DenseNet190(): return
+            # DenseNet3(190, 10, growth_rate=40)``): that call's arguments, and the value
+            found = self.target_for(user)
+            if found is not None and found.kind == "class" and found.name == d.name:
+                own = [found]
         for t in own + [t for t in targets if t not in own]:
-            if t.variant or user not in self.covered_by(t):
+            if t.variant or (user not in self.covered_by(t) and t not in own):
                 continue
             if t.kind == "class" and t.name == d.name and os.path.abspath(t.path) == os.path.abspath(str(user.path)):
                 positional = [p.name for p in params if p.kind == "positional"]
