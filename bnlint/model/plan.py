@@ -590,7 +590,8 @@ class Planner:
                 positional = [p.name for p in params if p.kind == "positional"]
                 if len(t.args) > len(positional):
                     continue
-                given = dict(zip(positional, t.args), **dict(t.kwargs))
+                given = dict(zip(positional, t.args))
+                given.update(t.kwargs)
             elif t.kind == "factory" and any(
                     p.kind == "varkw" for p in parameters_of(self.project, Binding("def", t.path, t.name)) or ()):
                 # ``def resnet(**kwargs): return ResNet(**kwargs)``: the first build that

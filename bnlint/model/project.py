@@ -294,14 +294,12 @@ class Project:
                                   and self.facts(p).options]
         return self._option_files
 
-    def command_lines(self, script: Optional[str] = None) -> List[CommandLine]:
-        """The command lines the project's text files document for its scripts (all of
-        them, or those that run ``script``), in file then line order."""
+    def command_lines(self) -> List[CommandLine]:
+        """The command lines the project's text files document for its scripts, in file
+        then line order (read on first use)."""
         if not hasattr(self, "_command_lines"):
             self._command_lines = find_command_lines(self.root, self.docs, self.files, self.raw)
-        if script is None:
-            return list(self._command_lines)
-        return [c for c in self._command_lines if c.script == script]
+        return list(self._command_lines)
 
     def config_files(self) -> List[str]:
         """Project files that may write a configuration object at module level
