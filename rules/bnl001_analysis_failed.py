@@ -19,9 +19,12 @@ class Net(nn.Module):
 
 ## Use instead
 Name the arguments on the command line, `bnlint check net.py::Net(depth=18)`, or in
-`[tool.bnlint] models = ["net.py::Net(depth=18)"]`; give a module-level
-`example_inputs()` returning a tuple of tensors when the input shape cannot be
-inferred from the first layer.
+`[tool.bnlint] models = ["net.py::Net(depth=18)"]`. A model the training script builds
+from its options is also built with the values of the command lines the project
+documents for that script (`python train.py --depth 28` in a README or a shell
+script), when its defaults do not build it. Give a module-level `example_inputs()`
+returning a tuple of tensors when the input shape cannot be inferred from the first
+layer.
 
 ## Fix safety
 There is no automatic fix; the message says what to do.
