@@ -168,9 +168,9 @@ def test_a_registry_key_a_command_line_names_selects_its_member(tmp_path):
     calls = {t.name: t for t in plan.targets}
     # cifar.py never writes 'preresnet': the command line that runs it with -a preresnet
     # makes its registry call one of preresnet's, with the key as given (not assumed)
-    fallback = calls["preresnet"].fallback
-    assert fallback.call == "preresnet(depth=110, num_classes=10)"
-    assert fallback.origin == "cifar.py:12 as run by the command line at TRAINING.md:2 (`python cifar.py -a preresnet --depth 110`)"
+    target = calls["preresnet"]
+    assert target.call == "preresnet(depth=110, num_classes=10)"
+    assert target.origin == "cifar.py:12 as run by the command line at TRAINING.md:2 (`python cifar.py -a preresnet --depth 110`)"
 
 
 def test_an_installed_registry_filled_with_the_projects_models_is_searched(tmp_path):

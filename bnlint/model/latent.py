@@ -108,6 +108,11 @@ def latent_parameters(factory: Any, args: Sequence[Any], kwargs: Dict[str, Any],
                 continue
             classes.append(cls)
     root_names = {p.name for p in out}
+    # passed on through the target's **kwargs (``def wrn16_4(**kwargs): return
+    # WideResNet(16, 4, **kwargs)`` called with ``drop_rate=args.drop_rate``): set there
+    passed_on = {}
+    if sig is not None and any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        passed_on = {k: v for k, v in kwargs.items() if k not in sig.parameters}
     for cls in classes:
         init = cls.__dict__.get("__init__")
         sig = _signature(init) if init is not None else None
@@ -118,6 +123,13 @@ def latent_parameters(factory: Any, args: Sequence[Any], kwargs: Dict[str, Any],
             if value is None or (id(init), p.name) in seen or p.name in root_names:
                 continue
             seen.add((id(init), p.name))
+            if p.name in passed_on:
+                given = passed_on[p.name]
+                if given not in (None, False, 0, 0.0) or isinstance(given, bool) and given:
+                    continue  # switched on by the call: the ordinary rules report it
+                root_names.add(p.name)
+                out.append(LatentParameter(factory, cls.__qualname__, p.name, value, True))
+                continue
             out.append(LatentParameter(init, cls.__qualname__, p.name, value, False))
     return out
 

@@ -222,7 +222,11 @@ class Planner:
         if from_site is None and required:
             from_site = self._from_config(d, binding, kind, params)
         target: Optional[PlannedTarget] = None
-        if not required:
+        if from_site is not None and params and all(p.kind in ("varargs", "varkw") for p in params):
+            # ``def resnet(**kwargs): return ResNet(**kwargs)``: a bare build passes
+            # nothing the class needs; the project's call is the build
+            target = from_site
+        elif not required:
             # Every parameter defaulting to None (``blocks_args=None, global_params=None``):
             # the defaults are placeholders, and a failed plain build means "needs arguments".
             placeholders = bool(params) and all(p.default == "None" for p in params or ()

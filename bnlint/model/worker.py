@@ -416,7 +416,11 @@ def _latent_builds(target: Target, settings: Settings, progress: Progress, model
             continue
         done.add(key)
         builds += 1
-        if param.root:
+        if param.root and param.name in target.kwargs:  # given to the target by name
+            variant = Target(target.name, target.factory, target.args, dict(target.kwargs, **{param.name: param.value}),
+                             target.module, target.file, target.kind)
+            result = _analyse_model(variant, off, progress, keep_graph=True)
+        elif param.root:
             try:
                 bound = inspect.signature(target.factory).bind_partial(*target.args, **target.kwargs)
                 bound.arguments[param.name] = param.value
