@@ -172,5 +172,5 @@ def test_a_model_built_inside_a_factory_is_built_again_with_the_factorys_argumen
     targets = Planner(Project.scan(str(tmp_path))).plan(str(tmp_path / "densenet.py")).targets
     (variant,) = [t for t in targets if t.variant]
     assert variant.call == "DenseNet(depth=40, num_classes=10, growth_rate=12, bottleneck=False)"
-    assert variant.origin == "densenet.py:32, with bottleneck=False"  # the factory's return line
+    assert variant.origin == "densenet.py:32; bottleneck=False set"  # the factory's return line
     assert variant.builds == ("Single",)

@@ -232,8 +232,8 @@ def not_analysed_notes(job: ModelJob, result: Optional[Dict[str, Any]]) -> List[
             continue
         if name in in_variant:
             m = in_variant[name]
-            text = (f"model {name} was analysed in a second build, {m.get('call')} "
-                    f"({m.get('origin')}): the model that holds it does so only with {m['variant']}")
+            text = (f"model {name} was analysed in a second build, {m.get('call')} (the arguments of "
+                    f"{m.get('origin')}): {m.get('name')} holds it only then")
             out.append(failure(job.path, text, line, severity=Severity.INFO, model=name, variant=m["variant"]))
             continue
         if name in expected:

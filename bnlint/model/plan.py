@@ -619,7 +619,7 @@ class Planner:
                 shown = ", ".join(f"{k}={show(v)}" for k, v in kwargs.items())
                 setting = ", ".join(f"{k}={v!r}" for k, v in wanted.items())
                 return False, replace(t, args=(), kwargs=tuple(kwargs.items()), call=f"{t.name}({shown})",
-                                      origin=f"{t.origin or 'its defaults'}, with {setting}", foreign=True,
+                                      origin=f"{t.origin or 'its defaults'}; {setting} set", foreign=True,
                                       fallback=None, assumed=True, variant=setting, placeholder_defaults=False)
             return False, None
         return False, None
