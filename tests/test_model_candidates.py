@@ -61,12 +61,13 @@ def test_subclasses_of_project_classes_that_are_not_modules_are_not_models(tmp_p
     assert plan.needs_arguments == (("WideBlock", ("width",)),)
 
 
-def test_fx_tracers_and_interpreters_are_not_models_but_graph_modules_are(tmp_path):
+def test_fx_tracers_interpreters_and_timm_schedulers_are_not_models_but_graph_modules_are(tmp_path):
     (tmp_path / ".git").mkdir()
     (tmp_path / "passes.py").write_text(textwrap.dedent('''
         import torch
         import torch.fx
         from torch.fx import GraphModule, Interpreter, Tracer
+        from timm.scheduler.scheduler import Scheduler
 
 
         class LeafTracer(Tracer):
@@ -81,6 +82,11 @@ def test_fx_tracers_and_interpreters_are_not_models_but_graph_modules_are(tmp_pa
 
         class Traced(GraphModule):
             pass
+
+
+        class WarmupScheduler(Scheduler):
+            def _get_lr(self, t):
+                return [0.1 for _ in self.base_values]
 
 
         class Net(torch.nn.Module):

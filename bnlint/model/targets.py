@@ -102,6 +102,8 @@ _NOT_MODULE_SOURCES = (
     # torch.fx's tracers and interpreters (fx's GraphModule is a module; these are not)
     "torch.fx.Tracer", "torch.fx.Interpreter", "torch.fx.Transformer", "torch.fx.Graph", "torch.fx.Proxy",
     "torch.fx.proxy", "torch.fx.interpreter", "torch.fx.graph",
+    # learning-rate schedulers and optimizers of the model libraries
+    "timm.scheduler", "timm.optim",
     "enum", "typing", "typing_extensions", "abc", "collections", "dataclasses", "json", "argparse",
     "logging", "threading", "multiprocessing", "pathlib", "io", "os", "sys", "numbers", "unittest",
     "contextlib", "string", "datetime", "queue", "pydantic", "numpy", "pandas",
