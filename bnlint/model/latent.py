@@ -97,7 +97,7 @@ def latent_parameters(factory: Any, args: Sequence[Any], kwargs: Dict[str, Any],
             if value is None:
                 continue
             given = bound.get(p.name, p.default)
-            if given not in (None, False, 0, 0.0) or isinstance(given, bool) and given:
+            if _switched_on(given):
                 continue  # the call site switches it on: the ordinary rules report it
             out.append(LatentParameter(factory, getattr(factory, "__qualname__", str(factory)), p.name, value, True))
             seen.add((id(factory), p.name))
@@ -125,13 +125,18 @@ def latent_parameters(factory: Any, args: Sequence[Any], kwargs: Dict[str, Any],
             seen.add((id(init), p.name))
             if p.name in passed_on:
                 given = passed_on[p.name]
-                if given not in (None, False, 0, 0.0) or isinstance(given, bool) and given:
+                if _switched_on(given):
                     continue  # switched on by the call: the ordinary rules report it
                 root_names.add(p.name)
                 out.append(LatentParameter(factory, cls.__qualname__, p.name, value, True))
                 continue
             out.append(LatentParameter(init, cls.__qualname__, p.name, value, False))
     return out
+
+
+def _switched_on(given: Any) -> bool:
+    """A value a call passes that turns the dropout on (the ordinary rules report it)."""
+    return given not in (None, False, 0, 0.0) or isinstance(given, bool) and given
 
 
 @contextlib.contextmanager
